@@ -1,0 +1,113 @@
+package rtkit
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// publishScript appends a batch of messages of one topic to the topic's
+// stream and publishes them together in one pub/sub payload, so that a
+// batch costs one round trip, one script call and one PUBLISH.
+//
+//	KEYS[1]  the topic's stream key, also its channel name
+//	ARGV[1]  history size (MAXLEN; 0 keeps no entry but still orders IDs)
+//	ARGV[2]  history TTL in ms (0: no age bound)
+//	ARGV[3]  PUBLISH or SPUBLISH
+//	ARGV[4:] pairs of flag ("p" persistent, "e" ephemeral) and data
+//
+// It returns the IDs, "" for ephemeral messages. The payload is
+// "r1\n" followed by one record per message: "<id> <len>\n<data>" for a
+// persistent message, "e<ms> <len>\n<data>" for an ephemeral one.
+var publishScript = redis.NewScript(`
+local key, size, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local out, ids, last, now = {'r1\n'}, {}, nil, nil
+for i = 4, #ARGV, 2 do
+  local data, head = ARGV[i+1], nil
+  if ARGV[i] == 'p' then
+    last = redis.call('XADD', key, 'MAXLEN', size, '*', 'd', data)
+    ids[#ids+1] = last
+    head = last
+  else
+    if not now then
+      local t = redis.call('TIME')
+      now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+    end
+    ids[#ids+1] = ''
+    head = 'e' .. now
+  end
+  out[#out+1] = head .. ' ' .. #data .. '\n'
+  out[#out+1] = data
+end
+if last and ttl > 0 then
+  local ms = tonumber(string.match(last, '^(%d+)'))
+  redis.call('XTRIM', key, 'MINID', string.format('%.0f', ms - ttl))
+  redis.call('PEXPIRE', key, ttl)
+end
+redis.call(ARGV[3], key, table.concat(out))
+return ids
+`)
+
+// errBadPayload is wrapped by decodePayload's errors.
+var errBadPayload = errors.New("rtkit: malformed backplane payload")
+
+const payloadMagic = "r1\n"
+
+// decodePayload decodes a pub/sub payload written by publishScript into
+// messages of topic.
+func decodePayload(topic, p string) ([]*Message, error) {
+	rest, ok := strings.CutPrefix(p, payloadMagic)
+	if !ok {
+		return nil, fmt.Errorf("%w: bad header", errBadPayload)
+	}
+	var msgs []*Message
+	for rest != "" {
+		head, after, ok := strings.Cut(rest, " ")
+		if !ok || head == "" {
+			return nil, fmt.Errorf("%w: record %d: no header", errBadPayload, len(msgs))
+		}
+		lenText, after, ok := strings.Cut(after, "\n")
+		if !ok {
+			return nil, fmt.Errorf("%w: record %d: no length", errBadPayload, len(msgs))
+		}
+		n, err := strconv.Atoi(lenText)
+		if err != nil || n < 0 || n > len(after) || lenText[0] == '+' {
+			return nil, fmt.Errorf("%w: record %d: bad length %q", errBadPayload, len(msgs), truncate(lenText, 20))
+		}
+		m := &Message{Topic: topic, Data: []byte(after[:n])}
+		rest = after[n:]
+		if ms, ok := strings.CutPrefix(head, "e"); ok {
+			v, err := strconv.ParseInt(ms, 10, 64)
+			if err != nil || v < 0 {
+				return nil, fmt.Errorf("%w: record %d: bad time %q", errBadPayload, len(msgs), truncate(ms, 20))
+			}
+			m.Time = time.UnixMilli(v)
+		} else {
+			id, err := ParseID(head)
+			if err != nil || id.IsZero() {
+				return nil, fmt.Errorf("%w: record %d: bad id %q", errBadPayload, len(msgs), truncate(head, 40))
+			}
+			m.ID, m.Time = id, time.UnixMilli(int64(id.MS))
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// streamMessages converts stream entries to messages of topic.
+func streamMessages(topic string, entries []redis.XMessage) ([]*Message, error) {
+	msgs := make([]*Message, 0, len(entries))
+	for _, e := range entries {
+		id, err := ParseID(e.ID)
+		if err != nil {
+			return nil, err
+		}
+		d, _ := e.Values["d"].(string)
+		msgs = append(msgs, &Message{Topic: topic, ID: id, Data: []byte(d), Time: time.UnixMilli(int64(id.MS))})
+	}
+	return msgs, nil
+}

@@ -1,0 +1,174 @@
+package rtkit
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// maxRecoveryBuffer bounds the live messages a subscriber holds back while
+// it reads history. Past it, the subscriber is told of a gap instead of
+// growing without bound.
+const maxRecoveryBuffer = 10000
+
+// subscriber is one local subscription: it orders and deduplicates what
+// reaches its Handler. Both backplanes use it.
+type subscriber struct {
+	h      Handler
+	closed atomic.Bool
+
+	mu         sync.Mutex
+	last       ID         // last persistent message delivered
+	recovering bool       // holding live messages back while history is read
+	buf        []*Message // held-back messages; nil entries mark gaps
+	overflow   bool
+}
+
+func newSubscriber(h Handler, recovering bool) *subscriber {
+	return &subscriber{h: h, recovering: recovering}
+}
+
+// offer delivers a live message, or holds it back during recovery.
+// Persistent messages at or before the last delivered one are dropped:
+// they were already delivered from history.
+func (s *subscriber) offer(m *Message) {
+	if s.closed.Load() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recovering {
+		s.hold(m)
+		return
+	}
+	s.deliverLocked(m)
+}
+
+// gap reports lost messages, in order with the messages around it.
+func (s *subscriber) gap() {
+	if s.closed.Load() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recovering {
+		s.hold(nil)
+		return
+	}
+	s.h.HandleGap(s.last)
+}
+
+func (s *subscriber) hold(m *Message) {
+	if len(s.buf) >= maxRecoveryBuffer {
+		s.overflow = true
+		return
+	}
+	s.buf = append(s.buf, m)
+}
+
+func (s *subscriber) deliverLocked(m *Message) {
+	if s.closed.Load() {
+		return
+	}
+	if !m.Ephemeral() {
+		if m.ID.Compare(s.last) <= 0 {
+			return
+		}
+		s.last = m.ID
+	}
+	s.h.HandleMessage(m)
+}
+
+// finish ends recovery: it delivers history (messages after since), then
+// the held-back live messages, and returns the subscription's position.
+// topicLast is the newest ID the node knows for the topic; the caller
+// holds the topic's delivery lock so that no live message slips between.
+func (s *subscriber) finish(since ID, history []*Message, topicLast ID) ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A since beyond every known message (a client's made-up or stale ID)
+	// must not hide the messages that follow.
+	bound := topicLast
+	if n := len(history); n > 0 && history[n-1].ID.Compare(bound) > 0 {
+		bound = history[n-1].ID
+	}
+	if since.Compare(bound) > 0 {
+		since = bound
+	}
+	s.last = since
+	for _, m := range history {
+		s.deliverLocked(m)
+	}
+	for _, m := range s.buf {
+		if m == nil {
+			if !s.closed.Load() {
+				s.h.HandleGap(s.last)
+			}
+			continue
+		}
+		s.deliverLocked(m)
+	}
+	if s.overflow && !s.closed.Load() {
+		s.h.HandleGap(s.last)
+	}
+	s.buf, s.overflow, s.recovering = nil, false, false
+	if topicLast.Compare(s.last) > 0 {
+		// Nothing newer than topicLast was delivered: the messages up to
+		// it were published before this subscription began.
+		s.last = topicLast
+	}
+	return s.last
+}
+
+// subSet is a topic's set of local subscribers. Delivery reads a snapshot
+// without locking; changes copy the slice.
+type subSet struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]*subscriber]
+}
+
+func (ss *subSet) load() []*subscriber {
+	if p := ss.list.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// add adds s and returns the new number of subscribers.
+func (ss *subSet) add(s *subscriber) int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	next := append(slices.Clip(ss.load()), s)
+	ss.list.Store(&next)
+	return len(next)
+}
+
+// remove removes s and returns the number of subscribers left.
+func (ss *subSet) remove(s *subscriber) int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	cur := ss.load()
+	i := slices.Index(cur, s)
+	if i < 0 {
+		return len(cur)
+	}
+	next := slices.Delete(slices.Clone(cur), i, i+1)
+	ss.list.Store(&next)
+	return len(next)
+}
+
+func (ss *subSet) len() int { return len(ss.load()) }
+
+// dispatch hands m to every subscriber of the set.
+func (ss *subSet) dispatch(m *Message) {
+	for _, s := range ss.load() {
+		s.offer(m)
+	}
+}
+
+// dispatchGap tells every subscriber of the set about a gap.
+func (ss *subSet) dispatchGap() {
+	for _, s := range ss.load() {
+		s.gap()
+	}
+}
