@@ -209,7 +209,9 @@ func (b *RedisBackplane) writeLoop() {
 		}
 		b.pmu.Lock()
 		batch := b.pending
-		b.pending = spare[:0]
+		if len(batch) > 0 {
+			b.pending = spare[:0] // spare and batch never share an array
+		}
 		b.pmu.Unlock()
 		if len(batch) == 0 {
 			if b.ctx.Err() != nil {

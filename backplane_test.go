@@ -9,14 +9,22 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	// go-redis logs dial failures through a package-level logger; the
+	// fault tests provoke many.
+	redis.SetLogger(quietRedisLogger{})
 	goleak.VerifyTestMain(m)
 }
+
+type quietRedisLogger struct{}
+
+func (quietRedisLogger) Printf(context.Context, string, ...any) {}
 
 // recorder is a Handler that keeps what it receives.
 type recorder struct {
