@@ -16,6 +16,9 @@ import (
 //
 //	KEYS[1]  the topic's stream key, also its channel name
 //	ARGV[1]  history size (MAXLEN; 0 keeps no entry but still orders IDs)
+//
+// Trimming runs once per batch, after the appends: exact trimming inside
+// each XADD costs several times more than the XADD itself.
 //	ARGV[2]  history TTL in ms (0: no age bound)
 //	ARGV[3]  PUBLISH or SPUBLISH
 //	ARGV[4:] pairs of flag ("p" persistent, "e" ephemeral) and data
@@ -29,7 +32,7 @@ local out, ids, last, now = {'r1\n'}, {}, nil, nil
 for i = 4, #ARGV, 2 do
   local data, head = ARGV[i+1], nil
   if ARGV[i] == 'p' then
-    last = redis.call('XADD', key, 'MAXLEN', size, '*', 'd', data)
+    last = redis.call('XADD', key, '*', 'd', data)
     ids[#ids+1] = last
     head = last
   else
@@ -43,6 +46,7 @@ for i = 4, #ARGV, 2 do
   out[#out+1] = head .. ' ' .. #data .. '\n'
   out[#out+1] = data
 end
+if last then redis.call('XTRIM', key, 'MAXLEN', size) end
 if last and ttl > 0 then
   local ms = tonumber(string.match(last, '^(%d+)'))
   redis.call('XTRIM', key, 'MINID', string.format('%.0f', ms - ttl))
