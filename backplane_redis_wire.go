@@ -19,6 +19,7 @@ import (
 //
 // Trimming runs once per batch, after the appends: exact trimming inside
 // each XADD costs several times more than the XADD itself.
+//
 //	ARGV[2]  history TTL in ms (0: no age bound)
 //	ARGV[3]  PUBLISH or SPUBLISH
 //	ARGV[4:] pairs of flag ("p" persistent, "e" ephemeral) and data
