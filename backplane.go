@@ -107,6 +107,11 @@ type SubscribeOptions struct {
 	// Since, if not zero, is the ID of the last message the subscriber has
 	// seen: delivery starts with the retained messages after it.
 	Since ID
+	// FromStart, with a zero Since, delivers every retained message first.
+	// It resumes a subscription whose Position was zero (the topic had no
+	// message yet): Recovered then reports whether no message was ever
+	// dropped from the topic's history.
+	FromStart bool
 }
 
 // HistoryOptions select the messages History returns. The zero value
@@ -164,7 +169,8 @@ type Subscription struct {
 func (s *Subscription) Topic() string { return s.topic }
 
 // Recovered reports whether every message after [SubscribeOptions.Since]
-// was delivered from history. It is true when Since was zero.
+// (or, with FromStart, every message of the topic) was delivered from
+// history. It is true for a live-only subscription.
 func (s *Subscription) Recovered() bool { return s.recovered }
 
 // Position returns the ID after which live delivery started: the ID of the
@@ -181,8 +187,10 @@ func (s *Subscription) Close() error {
 	return nil
 }
 
-// checkTopic validates a topic name.
-func checkTopic(topic string) error {
+// CheckTopic reports whether topic is a valid topic name, with an error
+// wrapping [ErrInvalidTopic] if not. Packages built on the backplane use it
+// to check names (rooms, SSE topics) at their edge.
+func CheckTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidTopic)
 	}
@@ -231,7 +239,7 @@ func (c *limitsConfig) limits(topic string) historyLimits {
 }
 
 func (c *limitsConfig) checkPublish(topic string, data []byte) error {
-	if err := checkTopic(topic); err != nil {
+	if err := CheckTopic(topic); err != nil {
 		return err
 	}
 	if len(data) > c.maxMsg {

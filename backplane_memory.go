@@ -67,6 +67,7 @@ type memTopic struct {
 	lastTime time.Time
 	hist     []*Message // oldest first; hist[head:] is live
 	head     int
+	trimmed  bool // a message was ever dropped from history
 }
 
 // NewMemoryBackplane returns a MemoryBackplane configured by opts.
@@ -164,18 +165,21 @@ func (b *MemoryBackplane) Publish(ctx context.Context, topic string, data []byte
 // append adds m to history and trims it by count and age.
 func (t *memTopic) append(m *Message, now time.Time) {
 	if t.limits.size == 0 {
+		t.trimmed = true
 		return
 	}
 	t.hist = append(t.hist, m)
 	if n := len(t.hist) - t.head; n > t.limits.size {
 		t.hist[t.head] = nil
 		t.head++
+		t.trimmed = true
 	}
 	if t.limits.ttl > 0 {
 		minMS := uint64(now.Add(-t.limits.ttl).UnixMilli())
 		for len(t.hist)-t.head > 1 && t.hist[t.head].ID.MS < minMS {
 			t.hist[t.head] = nil
 			t.head++
+			t.trimmed = true
 		}
 	}
 	if t.head > 64 && t.head > len(t.hist)/2 {
@@ -203,7 +207,7 @@ func (t *memTopic) history(since ID, limit int) (msgs []*Message, complete bool)
 // Subscribe implements [Backplane.Subscribe]. History is delivered to h
 // before Subscribe returns.
 func (b *MemoryBackplane) Subscribe(ctx context.Context, topic string, opts SubscribeOptions, h Handler) (*Subscription, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := CheckTopic(topic); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -220,8 +224,12 @@ func (b *MemoryBackplane) Subscribe(ctx context.Context, topic string, opts Subs
 	s := newSubscriber(h, true)
 	var hist []*Message
 	complete := true
-	if !opts.Since.IsZero() {
+	switch {
+	case !opts.Since.IsZero():
 		hist, complete = t.history(opts.Since, 0)
+	case opts.FromStart:
+		hist, _ = t.history(ID{}, 0)
+		complete = !t.trimmed
 	}
 	pos := s.finish(opts.Since, hist, t.last)
 	t.subs.add(s)
@@ -234,7 +242,7 @@ func (b *MemoryBackplane) Subscribe(ctx context.Context, topic string, opts Subs
 
 // History implements [Backplane.History].
 func (b *MemoryBackplane) History(ctx context.Context, topic string, opts HistoryOptions) (History, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := CheckTopic(topic); err != nil {
 		return History{}, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -297,8 +305,8 @@ func (b *MemoryBackplane) sweep() {
 		for name, t := range sh.topics {
 			t.mu.Lock()
 			idle := now.Sub(t.lastTime)
-			if t.limits.ttl > 0 && idle >= t.limits.ttl {
-				t.hist, t.head = nil, 0
+			if t.limits.ttl > 0 && idle >= t.limits.ttl && len(t.hist) > t.head {
+				t.hist, t.head, t.trimmed = nil, 0, true
 			}
 			if t.subs.len() == 0 && len(t.hist) == t.head && idle >= time.Minute {
 				t.dead = true

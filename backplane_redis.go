@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -310,7 +311,7 @@ func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall, only
 
 // History implements [Backplane.History].
 func (b *RedisBackplane) History(ctx context.Context, topic string, opts HistoryOptions) (History, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := CheckTopic(topic); err != nil {
 		return History{}, err
 	}
 	if b.closed.Load() {
@@ -360,6 +361,40 @@ func (b *RedisBackplane) readHistory(ctx context.Context, topic string, since ID
 		msgs = msgs[len(msgs)-limit:]
 	}
 	h.Messages = msgs
+	return h, nil
+}
+
+// readFromStart reads the whole stream, and whether nothing was ever
+// dropped from it (XINFO STREAM: entries-added equals length, Redis 7;
+// before 7, whether it holds fewer entries than the history size).
+func (b *RedisBackplane) readFromStart(ctx context.Context, topic string) (History, error) {
+	key := b.key(topic)
+	pipe := b.client.Pipeline()
+	rng := pipe.XRange(ctx, key, "-", "+")
+	info := pipe.XInfoStream(ctx, key)
+	_, _ = pipe.Exec(ctx)
+	if err := rng.Err(); err != nil {
+		return History{}, fmt.Errorf("rtkit: history of %q: %w", topic, err)
+	}
+	msgs, err := streamMessages(topic, rng.Val())
+	if err != nil {
+		return History{}, fmt.Errorf("rtkit: history of %q: %w", topic, err)
+	}
+	h := History{Messages: msgs, Complete: true}
+	if n := len(msgs); n > 0 {
+		h.Position = msgs[n-1].ID
+	}
+	switch err := info.Err(); {
+	case err != nil && strings.Contains(err.Error(), "no such key"):
+		// Never published to (or expired, or lost in a restart: see the
+		// package docs).
+	case err != nil:
+		return History{}, fmt.Errorf("rtkit: history of %q: %w", topic, err)
+	case info.Val().EntriesAdded > 0:
+		h.Complete = info.Val().EntriesAdded == info.Val().Length
+	default:
+		h.Complete = len(msgs) < b.cfg.limits(topic).size
+	}
 	return h, nil
 }
 

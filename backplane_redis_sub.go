@@ -57,7 +57,7 @@ type shardCmd struct {
 // live delivery starts without a gap, and delivers history to h before it
 // returns.
 func (b *RedisBackplane) Subscribe(ctx context.Context, topic string, opts SubscribeOptions, h Handler) (*Subscription, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := CheckTopic(topic); err != nil {
 		return nil, err
 	}
 	s := newSubscriber(h, true)
@@ -77,11 +77,15 @@ func (b *RedisBackplane) Subscribe(ctx context.Context, topic string, opts Subsc
 	}
 	var hist History
 	hist.Complete = true
-	if !opts.Since.IsZero() {
-		if hist, err = b.readHistory(ctx, topic, opts.Since, 0); err != nil {
-			release()
-			return nil, err
-		}
+	switch {
+	case !opts.Since.IsZero():
+		hist, err = b.readHistory(ctx, topic, opts.Since, 0)
+	case opts.FromStart:
+		hist, err = b.readFromStart(ctx, topic)
+	}
+	if err != nil {
+		release()
+		return nil, err
 	}
 	t.mu.Lock()
 	pos := s.finish(opts.Since, hist.Messages, t.last)

@@ -296,6 +296,44 @@ func runConformance(t *testing.T, h harness) {
 		assert.Equal(t, []ID{id11}, ids(rec2.waitN(t, 1)))
 	})
 
+	run("FromStartResumesAnEmptyTopic", func(t *testing.T) {
+		b := h.open(t, MemoryOptions{HistorySize: 3})
+		tp := topic(t)
+		sub, err := b.Subscribe(ctx, tp, SubscribeOptions{}, newRecorder())
+		require.NoError(t, err)
+		assert.True(t, sub.Position().IsZero(), "the topic has no message yet")
+		require.NoError(t, sub.Close())
+		var missed []ID
+		for range 2 {
+			id, err := b.Publish(ctx, tp, []byte("while away"), PublishOptions{})
+			require.NoError(t, err)
+			missed = append(missed, id)
+		}
+		rec := newRecorder()
+		sub, err = b.Subscribe(ctx, tp, SubscribeOptions{FromStart: true}, rec)
+		require.NoError(t, err)
+		assert.True(t, sub.Recovered())
+		assert.Equal(t, missed, ids(rec.waitN(t, 2)))
+		require.NoError(t, sub.Close())
+
+		// Once history has dropped messages, starting over is not complete.
+		for range 3 {
+			_, err := b.Publish(ctx, tp, []byte("more"), PublishOptions{})
+			require.NoError(t, err)
+		}
+		rec = newRecorder()
+		sub, err = b.Subscribe(ctx, tp, SubscribeOptions{FromStart: true}, rec)
+		require.NoError(t, err)
+		defer sub.Close()
+		assert.False(t, sub.Recovered())
+		assert.Len(t, rec.waitN(t, 3), 3)
+
+		empty, err := b.Subscribe(ctx, topic(t), SubscribeOptions{FromStart: true}, newRecorder())
+		require.NoError(t, err)
+		defer empty.Close()
+		assert.True(t, empty.Recovered(), "nothing was ever published")
+	})
+
 	run("PositionResumesWithoutGap", func(t *testing.T) {
 		b := h.open(t, MemoryOptions{})
 		tp := topic(t)

@@ -1,0 +1,611 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/rtkit/rtkit"
+)
+
+// ErrDisconnected is returned by client requests that were in flight when
+// the connection dropped: the server may or may not have applied them.
+var ErrDisconnected = errors.New("realtime: disconnected")
+
+// ErrClientClosed is returned by client methods after Close.
+var ErrClientClosed = errors.New("realtime: client closed")
+
+// DialOptions configure [Dial]. The zero value reconnects forever with
+// backoff from 250ms to 10s.
+type DialOptions struct {
+	// HTTPHeader is sent with every connection attempt (Authorization,
+	// Cookie, Origin...).
+	HTTPHeader http.Header
+	// HTTPClient dials the connection. Default http.DefaultClient.
+	HTTPClient *http.Client
+	// MinBackoff and MaxBackoff bound the delay between reconnection
+	// attempts; the delay doubles with each failure, with jitter.
+	// Defaults 250ms and 10s.
+	MinBackoff, MaxBackoff time.Duration
+	// NoReconnect makes the client stop at the first disconnection.
+	NoReconnect bool
+	// EventBuffer is the capacity of the Events channel. Default 256.
+	// When it is full the client stops reading, the server sees a slow
+	// consumer and disconnects it, and the client recovers on reconnect:
+	// nothing is lost, but the client should keep up.
+	EventBuffer int
+	// Logger receives reconnection errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Event is what a client receives. Op tells which fields are set:
+//
+//   - "msg": Room, ID (zero for ephemeral messages), From, Data, Time.
+//   - "direct": ID, From, Data, Time.
+//   - "presence": Room, Presence ("join" or "leave"), Member.
+//   - "gap": Room ("" for the inbox): messages may have been lost and the
+//     room's state should be reloaded.
+//   - "connected": the client (re)connected and rejoined its rooms; Conn is
+//     the new connection ID.
+//   - "disconnected": the connection dropped; Err says why.
+type Event struct {
+	Op        string
+	Room      string
+	ID        rtkit.ID
+	From      Sender
+	Data      json.RawMessage
+	Time      time.Time
+	Ephemeral bool
+	Presence  string
+	Member    Member
+	Conn      string
+	Err       error
+}
+
+// JoinResult is the reply to a join.
+type JoinResult struct {
+	// Recovered reports whether every message after since was delivered.
+	Recovered bool
+	// Position is the ID live delivery started after.
+	Position rtkit.ID
+}
+
+// JoinOptions tune Client.Join.
+type JoinOptions struct {
+	// Since resumes after a message ID this client saw before.
+	Since rtkit.ID
+	// History asks for up to this many recent messages first (ignored
+	// with Since).
+	History int
+}
+
+// Client is a connection to a [Hub] that reconnects by itself, rejoins
+// its rooms with the ID of the last message it saw, and so misses nothing
+// across reconnects (or reports a "gap" event when the server's history
+// no longer reaches back). Its methods are safe for concurrent use.
+type Client struct {
+	url  string
+	opts DialOptions
+	log  *slog.Logger
+
+	events chan Event
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu        sync.Mutex
+	ws        *websocket.Conn // nil while disconnected
+	connected chan struct{}   // closed when ws is set
+	nextID    uint64
+	pending   map[uint64]chan reply
+	rooms     map[string]*clientRoom // joined rooms
+	inbox     rtkit.ID
+	connID    string
+}
+
+type clientRoom struct {
+	last    rtkit.ID
+	history int
+}
+
+type reply struct {
+	ok  map[string]json.RawMessage
+	err error
+}
+
+// Dial connects to the hub at url (ws:// or wss://, or http(s)://) and
+// keeps the connection up until Close. It returns once the first
+// connection is established, or the error of the first attempt.
+func Dial(ctx context.Context, rawURL string, opts DialOptions) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("realtime: dial: %w", err)
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 250 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 10 * time.Second
+	}
+	if opts.EventBuffer <= 0 {
+		opts.EventBuffer = 256
+	}
+	c := &Client{
+		url: u.String(), opts: opts, log: opts.Logger,
+		events:    make(chan Event, opts.EventBuffer),
+		done:      make(chan struct{}),
+		pending:   make(map[uint64]chan reply),
+		rooms:     make(map[string]*clientRoom),
+		connected: make(chan struct{}),
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	ws, welcome, err := c.connect(ctx)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	c.install(ws, welcome)
+	go c.run(ws)
+	return c, nil
+}
+
+// Events returns the channel of everything the client receives. It is
+// closed after Close.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// ConnID returns the ID of the current (or last) connection.
+func (c *Client) ConnID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connID
+}
+
+// Close closes the connection and stops reconnecting.
+func (c *Client) Close() error {
+	c.cancel()
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws != nil {
+		_ = ws.Close(websocket.StatusNormalClosure, "")
+	}
+	<-c.done
+	return nil
+}
+
+// connect dials and reads the welcome.
+func (c *Client) connect(ctx context.Context) (*websocket.Conn, map[string]json.RawMessage, error) {
+	u := c.url
+	c.mu.Lock()
+	if c.connID != "" {
+		// Reconnecting: resume the inbox ("0-0": it had no message yet).
+		since := c.inbox.String()
+		if since == "" {
+			since = "0-0"
+		}
+		u = addQuery(u, "inbox_since", since)
+	}
+	c.mu.Unlock()
+	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: c.opts.HTTPHeader, HTTPClient: c.opts.HTTPClient})
+	if err != nil {
+		return nil, nil, fmt.Errorf("realtime: dial: %w", err)
+	}
+	ws.SetReadLimit(-1)
+	_, frame, err := ws.Read(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("realtime: reading welcome: %w", err)
+	}
+	first, rest, _ := bytes.Cut(frame, []byte("\n"))
+	var welcome map[string]json.RawMessage
+	if err := json.Unmarshal(first, &welcome); err != nil || string(welcome["op"]) != `"welcome"` {
+		_ = ws.CloseNow()
+		return nil, nil, fmt.Errorf("realtime: expected welcome, got %.100q", first)
+	}
+	if len(rest) > 0 {
+		welcome["_rest"] = append(json.RawMessage(nil), rest...)
+	}
+	return ws, welcome, nil
+}
+
+func addQuery(raw, k, v string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	q.Set(k, v)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// install makes ws the current connection.
+func (c *Client) install(ws *websocket.Conn, welcome map[string]json.RawMessage) {
+	var conn, inbox string
+	_ = json.Unmarshal(welcome["conn"], &conn)
+	_ = json.Unmarshal(welcome["inbox"], &inbox)
+	c.mu.Lock()
+	c.ws, c.connID = ws, conn
+	if id, err := rtkit.ParseID(inbox); err == nil && id.Compare(c.inbox) > 0 {
+		c.inbox = id
+	}
+	close(c.connected)
+	c.mu.Unlock()
+	if string(welcome["recovered"]) == "false" {
+		c.emit(Event{Op: "gap"})
+	}
+	if rest := welcome["_rest"]; len(rest) > 0 {
+		c.dispatch(rest)
+	}
+}
+
+// run reads from ws, and reconnects when it fails, until Close.
+func (c *Client) run(ws *websocket.Conn) {
+	defer close(c.done)
+	defer close(c.events)
+	for {
+		err := c.readLoop(ws)
+		c.mu.Lock()
+		c.ws = nil
+		c.connected = make(chan struct{})
+		pending := c.pending
+		c.pending = make(map[uint64]chan reply)
+		c.mu.Unlock()
+		for _, ch := range pending {
+			ch <- reply{err: ErrDisconnected}
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.emit(Event{Op: "disconnected", Err: err})
+		if c.opts.NoReconnect {
+			c.cancel()
+			return
+		}
+		if ws = c.reconnect(); ws == nil {
+			return
+		}
+	}
+}
+
+// reconnect dials with backoff until it succeeds (and rejoins every room)
+// or Close.
+func (c *Client) reconnect() *websocket.Conn {
+	delay := c.opts.MinBackoff
+	for attempt := 1; ; attempt++ {
+		jittered := delay/2 + rand.N(delay/2+1)
+		select {
+		case <-time.After(jittered):
+		case <-c.ctx.Done():
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		ws, welcome, err := c.connect(ctx)
+		cancel()
+		if err == nil {
+			c.install(ws, welcome)
+			go c.rejoin()
+			return ws
+		}
+		c.log.Debug("realtime: reconnect failed", "attempt", attempt, "err", err)
+		delay = min(delay*2, c.opts.MaxBackoff)
+	}
+}
+
+// rejoin joins every room again after the last message seen there.
+func (c *Client) rejoin() {
+	c.mu.Lock()
+	rooms := make(map[string]rtkit.ID, len(c.rooms))
+	for name, r := range c.rooms {
+		rooms[name] = r.last
+	}
+	conn := c.connID
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	for name, last := range rooms {
+		res, err := c.join(ctx, name, JoinOptions{Since: last}, false)
+		if err != nil {
+			c.log.Warn("realtime: rejoin failed", "room", name, "err", err)
+			continue
+		}
+		if !res.Recovered {
+			c.emit(Event{Op: "gap", Room: name})
+		}
+	}
+	c.emit(Event{Op: "connected", Conn: conn})
+}
+
+func (c *Client) readLoop(ws *websocket.Conn) error {
+	for {
+		_, frame, err := ws.Read(c.ctx)
+		if err != nil {
+			return err
+		}
+		c.dispatch(frame)
+	}
+}
+
+// wireEvent is a server object as the client decodes it.
+type wireEvent struct {
+	Op        string          `json:"op"`
+	ID        json.RawMessage `json:"id"`
+	Room      string          `json:"room"`
+	From      Sender          `json:"from"`
+	Data      json.RawMessage `json:"data"`
+	Time      int64           `json:"time"`
+	Ephemeral bool            `json:"ephemeral"`
+	Event     string          `json:"event"`
+	Member    Member          `json:"member"`
+	Code      string          `json:"code"`
+	Message   string          `json:"message"`
+	Inbox     bool            `json:"inbox"`
+}
+
+func (c *Client) dispatch(frame []byte) {
+	for len(frame) > 0 {
+		line := frame
+		if i := bytes.IndexByte(frame, '\n'); i >= 0 {
+			line, frame = frame[:i], frame[i+1:]
+		} else {
+			frame = nil
+		}
+		var w wireEvent
+		if err := json.Unmarshal(line, &w); err != nil {
+			c.log.Warn("realtime: undecodable server object", "err", err)
+			continue
+		}
+		switch w.Op {
+		case "ok", "error":
+			var id uint64
+			if err := json.Unmarshal(w.ID, &id); err != nil || id == 0 {
+				if w.Op == "error" {
+					c.log.Warn("realtime: server error", "code", w.Code, "message", w.Message)
+				}
+				continue
+			}
+			var r reply
+			if w.Op == "error" {
+				r.err = &Error{Code: w.Code, Message: w.Message}
+			} else {
+				_ = json.Unmarshal(line, &r.ok)
+			}
+			c.mu.Lock()
+			ch := c.pending[id]
+			delete(c.pending, id)
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- r
+			}
+		case "msg", "direct":
+			var sid string
+			_ = json.Unmarshal(w.ID, &sid)
+			id, _ := rtkit.ParseID(sid)
+			if !c.advance(w.Op, w.Room, id) {
+				continue // already seen
+			}
+			c.emit(Event{Op: w.Op, Room: w.Room, ID: id, From: w.From, Data: w.Data,
+				Time: time.UnixMilli(w.Time), Ephemeral: w.Ephemeral})
+		case "presence":
+			c.emit(Event{Op: "presence", Room: w.Room, Presence: w.Event, Member: w.Member})
+		case "gap":
+			c.emit(Event{Op: "gap", Room: w.Room})
+		}
+	}
+}
+
+// advance records id as the last seen of its room (or the inbox) and
+// reports whether it is new.
+func (c *Client) advance(op, room string, id rtkit.ID) bool {
+	if id.IsZero() {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := &c.inbox
+	if op == "msg" {
+		r := c.rooms[room]
+		if r == nil {
+			return true
+		}
+		last = &r.last
+	}
+	if id.Compare(*last) <= 0 {
+		return false
+	}
+	*last = id
+	return true
+}
+
+func (c *Client) emit(e Event) {
+	select {
+	case c.events <- e:
+	case <-c.ctx.Done():
+	}
+}
+
+// request sends one object and waits for its reply.
+func (c *Client) request(ctx context.Context, obj map[string]any) (map[string]json.RawMessage, error) {
+	for {
+		c.mu.Lock()
+		ws, connected := c.ws, c.connected
+		c.mu.Unlock()
+		if c.ctx.Err() != nil {
+			return nil, ErrClientClosed
+		}
+		if ws == nil {
+			select {
+			case <-connected:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-c.ctx.Done():
+				return nil, ErrClientClosed
+			}
+		}
+		ch := make(chan reply, 1)
+		c.mu.Lock()
+		c.nextID++
+		id := c.nextID
+		c.pending[id] = ch
+		c.mu.Unlock()
+		obj["id"] = id
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return nil, fmt.Errorf("realtime: encoding request: %w", err)
+		}
+		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+			c.mu.Lock()
+			delete(c.pending, id)
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w: %v", ErrDisconnected, err)
+		}
+		select {
+		case r := <-ch:
+			return r.ok, r.err
+		case <-ctx.Done():
+			c.mu.Lock()
+			delete(c.pending, id)
+			c.mu.Unlock()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Join joins room. The client rejoins it after every reconnect, starting
+// after the last message it received there.
+func (c *Client) Join(ctx context.Context, room string, opts JoinOptions) (JoinResult, error) {
+	return c.join(ctx, room, opts, true)
+}
+
+func (c *Client) join(ctx context.Context, room string, opts JoinOptions, fresh bool) (JoinResult, error) {
+	c.mu.Lock()
+	r := c.rooms[room]
+	if r == nil {
+		r = &clientRoom{last: opts.Since}
+		c.rooms[room] = r
+	} else if fresh {
+		c.mu.Unlock()
+		return JoinResult{}, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("already joined %q", room)}
+	}
+	c.mu.Unlock()
+	obj := map[string]any{"op": "join", "room": room}
+	switch {
+	case !opts.Since.IsZero():
+		obj["since"] = opts.Since.String()
+	case !fresh:
+		// Rejoining a room that had no message yet: everything since.
+		obj["since"] = "0-0"
+	case opts.History > 0:
+		obj["history"] = opts.History
+	}
+	ok, err := c.request(ctx, obj)
+	if err != nil {
+		if fresh {
+			c.mu.Lock()
+			if c.rooms[room] == r {
+				delete(c.rooms, room)
+			}
+			c.mu.Unlock()
+		}
+		return JoinResult{}, err
+	}
+	var res JoinResult
+	var pos string
+	_ = json.Unmarshal(ok["recovered"], &res.Recovered)
+	_ = json.Unmarshal(ok["position"], &pos)
+	res.Position, _ = rtkit.ParseID(pos)
+	c.mu.Lock()
+	if res.Position.Compare(r.last) > 0 && opts.History == 0 {
+		// Nothing newer was delivered: resume from the position.
+		r.last = res.Position
+	}
+	c.mu.Unlock()
+	return res, nil
+}
+
+// Leave leaves room.
+func (c *Client) Leave(ctx context.Context, room string) error {
+	c.mu.Lock()
+	delete(c.rooms, room)
+	c.mu.Unlock()
+	_, err := c.request(ctx, map[string]any{"op": "leave", "room": room})
+	return err
+}
+
+// Publish sends data (marshalled to JSON) to room and returns the
+// message's ID.
+func (c *Client) Publish(ctx context.Context, room string, data any) (rtkit.ID, error) {
+	return c.publish(ctx, map[string]any{"op": "pub", "room": room, "data": data})
+}
+
+// PublishEphemeral sends data to room's current members without keeping
+// it in history (typing indicators and the like).
+func (c *Client) PublishEphemeral(ctx context.Context, room string, data any) error {
+	_, err := c.request(ctx, map[string]any{"op": "pub", "room": room, "data": data, "ephemeral": true})
+	return err
+}
+
+// Direct sends data to every connection of user, on any node.
+func (c *Client) Direct(ctx context.Context, user string, data any) (rtkit.ID, error) {
+	return c.publish(ctx, map[string]any{"op": "direct", "to": user, "data": data})
+}
+
+func (c *Client) publish(ctx context.Context, obj map[string]any) (rtkit.ID, error) {
+	ok, err := c.request(ctx, obj)
+	if err != nil {
+		return rtkit.ID{}, err
+	}
+	var s string
+	_ = json.Unmarshal(ok["msg"], &s)
+	return rtkit.ParseID(s)
+}
+
+// Call calls a server method with req (marshalled to JSON) and decodes
+// the result into resp (if not nil).
+func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
+	obj := map[string]any{"op": "call", "method": method}
+	if req != nil {
+		obj["data"] = req
+	}
+	ok, err := c.request(ctx, obj)
+	if err != nil {
+		return err
+	}
+	if resp != nil {
+		if err := json.Unmarshal(ok["data"], resp); err != nil {
+			return fmt.Errorf("realtime: decoding %s result: %w", method, err)
+		}
+	}
+	return nil
+}
+
+// Presence lists the members of a room the client has joined.
+func (c *Client) Presence(ctx context.Context, room string) ([]Member, error) {
+	ok, err := c.request(ctx, map[string]any{"op": "presence", "room": room})
+	if err != nil {
+		return nil, err
+	}
+	var ms []Member
+	if err := json.Unmarshal(ok["members"], &ms); err != nil {
+		return nil, fmt.Errorf("realtime: decoding presence: %w", err)
+	}
+	return ms, nil
+}

@@ -1,0 +1,391 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/rtkit/rtkit"
+	"golang.org/x/time/rate"
+)
+
+// conn is one client connection.
+type conn struct {
+	h    *Hub
+	ws   *websocket.Conn
+	info ConnInfo
+
+	ctx    context.Context // ends with the connection
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	queue   [][]byte // objects waiting for the writer
+	queued  int      // their bytes
+	writing bool     // a writer goroutine runs
+	closed  bool     // nothing more is queued; no goroutine is added
+	closing chan struct{} // closed when a graceful close (with a code) ends
+	rooms   map[string]*membership
+	inbox   *membership
+	wg      sync.WaitGroup // writer, calls, pings and the closer
+
+	// Read side: only the connection's own goroutine uses these.
+	limiter *rate.Limiter
+	rejects int
+
+	lastSeen atomic.Int64 // unix nanos of the last frame or pong from the peer
+	pinging  atomic.Bool
+	calls    atomic.Int32
+}
+
+func newConn(h *Hub, ws *websocket.Conn, info ConnInfo) *conn {
+	c := &conn{h: h, ws: ws, info: info}
+	c.ctx, c.cancel = context.WithCancel(h.ctx)
+	c.lastSeen.Store(time.Now().UnixNano())
+	return c
+}
+
+// membership is the connection's subscription to a room (or to its
+// inbox, when room is nil). It is the rtkit.Handler of that subscription.
+type membership struct {
+	c     *conn
+	room  *room
+	sub   *rtkit.Subscription
+	ready bool     // guarded by c.mu: the join reply is queued
+	held  [][]byte // guarded by c.mu: frames delivered before ready
+}
+
+// HandleMessage queues the message's frame to the connection.
+func (m *membership) HandleMessage(msg *rtkit.Message) {
+	if m.room == nil {
+		m.c.inboxMessage(msg)
+		return
+	}
+	m.deliver(m.room.frame(msg))
+}
+
+// HandleGap tells the client that messages may be lost.
+func (m *membership) HandleGap(rtkit.ID) {
+	b := []byte(`{"op":"gap"`)
+	if m.room != nil {
+		b = appendField(b, "room", m.room.name)
+	} else {
+		b = append(b, `,"inbox":true`...)
+	}
+	m.deliver(append(b, '}'))
+}
+
+func (m *membership) deliver(frame []byte) {
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !m.ready {
+		m.held = append(m.held, frame)
+		return
+	}
+	c.enqueueLocked(frame)
+}
+
+// markReady queues first (the join reply), then what was held, and
+// switches the membership to direct delivery.
+func (m *membership) markReady(first ...[]byte) {
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range first {
+		c.enqueueLocked(f)
+	}
+	for _, f := range m.held {
+		c.enqueueLocked(f)
+	}
+	m.held, m.ready = nil, true
+}
+
+// send queues one object.
+func (c *conn) send(frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.enqueueLocked(frame)
+}
+
+// enqueueLocked queues frame and makes sure a writer runs. A connection
+// whose queue overflows is closed as a slow consumer.
+func (c *conn) enqueueLocked(frame []byte) {
+	if c.closed {
+		return
+	}
+	if c.queued+len(frame) > c.h.opts.SendQueueBytes {
+		c.h.slow.Add(1)
+		c.closeLocked(CloseSlowConsumer, "slow consumer: send queue full")
+		return
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	if !c.writing {
+		c.writing = true
+		c.wg.Add(1)
+		go c.writeLoop()
+	}
+}
+
+// maxWriteFrame is how many bytes the writer joins into one frame.
+const maxWriteFrame = 64 << 10
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteFrame); return &b }}
+
+// writeLoop writes until the queue is empty, then ends: an idle connection
+// has no writer goroutine.
+func (c *conn) writeLoop() {
+	defer c.wg.Done()
+	bp := writeBufs.Get().(*[]byte)
+	defer writeBufs.Put(bp)
+	for {
+		c.mu.Lock()
+		frames := c.queue
+		if len(frames) == 0 || c.closed {
+			c.writing = false
+			c.queue, c.queued = nil, 0
+			c.mu.Unlock()
+			return
+		}
+		c.queue, c.queued = nil, 0
+		c.mu.Unlock()
+		if err := c.writeFrames(bp, frames); err != nil {
+			c.mu.Lock()
+			c.writing = false
+			c.closed = true
+			c.mu.Unlock()
+			_ = c.ws.CloseNow()
+			return
+		}
+	}
+}
+
+// writeFrames joins objects with '\n' into frames of up to maxWriteFrame
+// bytes (an object larger than that goes alone) and writes them.
+func (c *conn) writeFrames(bp *[]byte, frames [][]byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.h.opts.WriteTimeout)
+	defer cancel()
+	c.h.objectsOut.Add(int64(len(frames)))
+	for len(frames) > 0 {
+		var out []byte
+		if len(frames) == 1 || len(frames[0])+1+len(frames[1]) > maxWriteFrame {
+			out, frames = frames[0], frames[1:]
+		} else {
+			buf := (*bp)[:0]
+			for len(frames) > 0 && (len(buf) == 0 || len(buf)+1+len(frames[0]) <= maxWriteFrame) {
+				if len(buf) > 0 {
+					buf = append(buf, '\n')
+				}
+				buf = append(buf, frames[0]...)
+				frames = frames[1:]
+			}
+			*bp = buf
+			out = buf
+		}
+		if err := c.ws.Write(ctx, websocket.MessageText, out); err != nil {
+			return err
+		}
+		c.h.framesOut.Add(1)
+	}
+	return nil
+}
+
+// closeWith closes the connection with code, after what is already
+// queued... as far as the close handshake allows. It does not block.
+func (c *conn) closeWith(code websocket.StatusCode, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(code, reason)
+}
+
+func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.closing = make(chan struct{})
+	c.wg.Add(1)
+	go func(done chan struct{}) {
+		defer c.wg.Done()
+		defer close(done)
+		_ = c.ws.Close(code, reason)
+	}(c.closing)
+}
+
+// goLocked runs fn in a goroutine the connection waits for, unless the
+// connection is closing. It reports whether fn was started.
+func (c *conn) goTracked(fn func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// serve runs the connection: welcome, then read until it ends, then clean
+// up. The hub's connWG counts it.
+func (c *conn) serve(inboxSince string) {
+	defer c.h.connWG.Done()
+	err := c.start(inboxSince)
+	if err == nil {
+		if c.h.opts.OnConnect != nil {
+			c.h.opts.OnConnect(c.info)
+		}
+		err = c.readLoop()
+	}
+	c.finish()
+	if c.h.opts.OnDisconnect != nil {
+		c.h.opts.OnDisconnect(c.info, err)
+	}
+}
+
+// start subscribes the connection to its inbox and queues the welcome.
+func (c *conn) start(inboxSince string) error {
+	since, perr := rtkit.ParseID(inboxSince)
+	m := &membership{c: c}
+	c.mu.Lock()
+	c.inbox = m
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.WriteTimeout)
+	defer cancel()
+	sub, err := c.h.bp.Subscribe(ctx, inboxTopic(c.info.Identity.User),
+		rtkit.SubscribeOptions{Since: since, FromStart: inboxSince != "" && since.IsZero()}, m)
+	if err != nil {
+		c.h.log.Error("realtime: subscribing to inbox", "conn", c.info.ID, "err", err)
+		c.closeWith(websocket.StatusInternalError, "internal error")
+		return err
+	}
+	c.mu.Lock()
+	m.sub = sub
+	c.mu.Unlock()
+	b := []byte(`{"op":"welcome"`)
+	b = appendField(b, "conn", c.info.ID)
+	b = appendField(b, "user", c.info.Identity.User)
+	b = appendField(b, "inbox", sub.Position().String())
+	b = appendBool(b, "recovered", inboxSince == "" || (perr == nil && sub.Recovered()))
+	b = appendRaw(b, "ping", []byte(itoa(c.h.opts.PingInterval.Milliseconds())))
+	m.markReady(append(b, '}'))
+	return nil
+}
+
+// inboxMessage handles a message on the user's inbox: a direct message is
+// delivered; a kick closes the connection.
+func (c *conn) inboxMessage(msg *rtkit.Message) {
+	switch {
+	case bytes.HasPrefix(msg.Data, opDirect):
+		c.inbox.deliver(clientFrame("", msg))
+	case bytes.HasPrefix(msg.Data, opKick):
+		reason := "disconnected by the server"
+		var k struct{ Reason string }
+		if jsonUnmarshal(msg.Data, &k) == nil && k.Reason != "" {
+			reason = truncate(k.Reason, 100)
+		}
+		c.closeWith(CloseKicked, reason)
+	}
+}
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// readLoop reads frames until the connection ends. A buffer is taken from
+// a pool only while a frame is being handled, so an idle connection holds
+// none.
+func (c *conn) readLoop() error {
+	for {
+		typ, r, err := c.ws.Reader(c.ctx)
+		if err != nil {
+			return err
+		}
+		c.lastSeen.Store(time.Now().UnixNano())
+		if typ != websocket.MessageText {
+			c.closeWith(websocket.StatusUnsupportedData, "binary frames are not supported")
+			return errors.New("realtime: binary frame")
+		}
+		bp := readBufs.Get().(*[]byte)
+		buf, err := readAll(r, (*bp)[:0])
+		if err == nil {
+			decodeFrame(buf, c.handle)
+		}
+		*bp = buf[:0]
+		if cap(buf) <= 64<<10 {
+			readBufs.Put(bp)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// finish tears the connection down: leaves every room (with presence
+// leave events), ends the inbox subscription, closes the socket and waits
+// for the connection's goroutines.
+func (c *conn) finish() {
+	c.mu.Lock()
+	c.closed = true
+	rooms := c.rooms
+	c.rooms = nil
+	inbox := c.inbox
+	closing := c.closing
+	c.mu.Unlock()
+	if closing != nil {
+		// Let the close handshake carry its code to the peer (it gives up
+		// after 5 seconds) before the socket is dropped.
+		<-closing
+	}
+	if inbox != nil && inbox.sub != nil {
+		inbox.sub.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.h.opts.WriteTimeout)
+	defer cancel()
+	for _, m := range rooms {
+		c.leaveRoom(ctx, m)
+	}
+	c.cancel()
+	_ = c.ws.CloseNow()
+	c.wg.Wait()
+	c.h.unregister(c)
+}
+
+func (c *conn) member() Member {
+	return Member{User: c.info.Identity.User, Conn: c.info.ID, Meta: c.info.Identity.Meta}
+}
+
+// leaveRoom ends a membership: subscription, presence entry, leave event.
+func (c *conn) leaveRoom(ctx context.Context, m *membership) {
+	if m.sub != nil {
+		m.sub.Close()
+	}
+	c.h.rooms.release(m.room)
+	if err := c.h.presence.Remove(ctx, m.room.name, c.info.ID); err != nil {
+		c.h.log.Warn("realtime: removing presence", "room", m.room.name, "err", err)
+	}
+	_, _ = c.h.bp.Publish(ctx, m.room.name, presenceEnvelope("leave", c.member()), rtkit.PublishOptions{Ephemeral: true})
+}
+
+func itoa(v int64) string { return string(appendInt(nil, v)) }

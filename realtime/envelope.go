@@ -1,0 +1,149 @@
+package realtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	"github.com/rtkit/rtkit"
+)
+
+// What the hub publishes on the backplane is a JSON object that starts
+// with its op, so that every node turns it into a client frame by splicing
+// in the room, the message ID and the time, without decoding it:
+//
+//	{"op":"msg","from":{"user":"ada","conn":"c1"},"data":...}
+//	{"op":"presence","event":"join","member":{"user":"ada","conn":"c1"}}
+//	{"op":"direct","from":{...},"data":...}      (on a user's inbox topic)
+//	{"op":"kick","reason":"..."}                 (on a user's inbox topic)
+//
+// Anything else published to a room's topic by other code (a server
+// process using the backplane directly, say) reaches members as a "msg"
+// whose data is the payload, or the payload as a JSON string when it is
+// not JSON.
+
+var (
+	opMsg      = []byte(`{"op":"msg"`)
+	opPresence = []byte(`{"op":"presence"`)
+	opDirect   = []byte(`{"op":"direct"`)
+	opKick     = []byte(`{"op":"kick"`)
+)
+
+// Sender identifies who published a message; empty for the server.
+type Sender struct {
+	User string `json:"user,omitempty"`
+	Conn string `json:"conn,omitempty"`
+}
+
+// Member is one connection present in a room.
+type Member struct {
+	User string            `json:"user"`
+	Conn string            `json:"conn"`
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+func appendSender(b []byte, s Sender) []byte {
+	b = append(b, `,"from":{`...)
+	if s.User != "" || s.Conn != "" {
+		b = append(b, `"user":`...)
+		b = appendString(b, s.User)
+		b = appendField(b, "conn", s.Conn)
+	}
+	return append(b, '}')
+}
+
+// msgEnvelope encodes a room message or a direct message for the backplane.
+func msgEnvelope(op []byte, from Sender, data []byte) []byte {
+	b := make([]byte, 0, len(op)+len(data)+64)
+	b = append(b, op...)
+	b = appendSender(b, from)
+	b = appendRaw(b, "data", data)
+	return append(b, '}')
+}
+
+func presenceEnvelope(event string, m Member) []byte {
+	mj, _ := json.Marshal(m)
+	b := append([]byte(nil), opPresence...)
+	b = appendField(b, "event", event)
+	b = appendRaw(b, "member", mj)
+	return append(b, '}')
+}
+
+func kickEnvelope(reason string) []byte {
+	b := append([]byte(nil), opKick...)
+	b = appendField(b, "reason", reason)
+	return append(b, '}')
+}
+
+// envelopeOp returns the op an envelope starts with, or nil for foreign
+// data.
+func envelopeOp(data []byte) []byte {
+	for _, op := range [][]byte{opMsg, opPresence, opDirect, opKick} {
+		if bytes.HasPrefix(data, op) && len(data) > len(op) && (data[len(op)] == ',' || data[len(op)] == '}') {
+			return op
+		}
+	}
+	return nil
+}
+
+// clientFrame turns a backplane message into the frame members receive:
+// the envelope with the room (if any), the message ID and the time
+// spliced in after its op.
+func clientFrame(room string, m *rtkit.Message) []byte {
+	op := envelopeOp(m.Data)
+	rest := m.Data
+	if op == nil {
+		op = opMsg
+		rest = nil
+	} else {
+		rest = m.Data[len(op):] // ",..." or "}"
+	}
+	b := make([]byte, 0, len(m.Data)+len(room)+64)
+	b = append(b, op...)
+	if room != "" {
+		b = appendField(b, "room", room)
+	}
+	if m.Ephemeral() {
+		b = append(b, `,"ephemeral":true`...)
+	} else {
+		b = append(b, `,"id":"`...)
+		b, _ = m.ID.AppendText(b)
+		b = append(b, '"')
+	}
+	b = append(b, `,"time":`...)
+	b = strconv.AppendInt(b, m.Time.UnixMilli(), 10)
+	if rest != nil {
+		return append(b, rest...)
+	}
+	// Foreign payload.
+	if json.Valid(m.Data) {
+		b = appendRaw(b, "data", m.Data)
+	} else {
+		b = append(b, `,"data":`...)
+		b = appendString(b, string(m.Data))
+	}
+	return append(b, '}')
+}
+
+// Message is a room message as History returns it.
+type Message struct {
+	Room string          `json:"room"`
+	ID   rtkit.ID        `json:"id"`
+	From Sender          `json:"from"`
+	Data json.RawMessage `json:"data"`
+	// Time is when the message was published, to the millisecond.
+	Time int64 `json:"time"`
+}
+
+// decodeMessage decodes a room message from its client frame form.
+func decodeMessage(room string, m *rtkit.Message) (Message, bool) {
+	var f struct {
+		Op   string          `json:"op"`
+		From Sender          `json:"from"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(clientFrame(room, m), &f); err != nil || f.Op != "msg" {
+		return Message{}, false
+	}
+	return Message{Room: room, ID: m.ID, From: f.From, Data: f.Data, Time: m.Time.UnixMilli()}, true
+}

@@ -1,0 +1,88 @@
+package realtime
+
+import (
+	"context"
+	"time"
+
+	"github.com/rtkit/rtkit"
+)
+
+// presenceRefresh is how often the hub refreshes its presence entries and
+// collects those other nodes left to expire.
+const presenceRefresh = 10 * time.Second
+
+// pingLoop pings connections that have been silent for PingInterval. A
+// ping that gets no pong within WriteTimeout drops the connection: the
+// peer is dead or unreachable. The loop ends on Shutdown.
+func (h *Hub) pingLoop() {
+	defer h.loopWG.Done()
+	every := max(h.opts.PingInterval/4, 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-h.ctx.Done():
+			return
+		}
+		cutoff := time.Now().Add(-h.opts.PingInterval).UnixNano()
+		h.connsMu.Lock()
+		for c := range h.conns {
+			if c.lastSeen.Load() < cutoff && c.pinging.CompareAndSwap(false, true) {
+				c.goTracked(c.ping)
+			}
+		}
+		h.connsMu.Unlock()
+	}
+}
+
+func (c *conn) ping() {
+	defer c.pinging.Store(false)
+	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.WriteTimeout)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil {
+		// The WebSocket is closed by the failed ping; the read loop ends.
+		return
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+}
+
+// presenceLoop keeps this node's presence entries alive and announces the
+// departure of members whose node died. It ends on Shutdown.
+func (h *Hub) presenceLoop() {
+	defer h.loopWG.Done()
+	t := time.NewTicker(presenceRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-h.ctx.Done():
+			return
+		}
+		h.refreshPresence()
+	}
+}
+
+func (h *Hub) refreshPresence() {
+	local := make(map[string][]string)
+	h.connsMu.Lock()
+	for c := range h.conns {
+		c.mu.Lock()
+		for name := range c.rooms {
+			local[name] = append(local[name], c.info.ID)
+		}
+		c.mu.Unlock()
+	}
+	h.connsMu.Unlock()
+	ctx, cancel := context.WithTimeout(h.ctx, presenceRefresh)
+	defer cancel()
+	expired, err := h.presence.Refresh(ctx, local)
+	if err != nil {
+		h.log.Warn("realtime: refreshing presence", "err", err)
+	}
+	for room, members := range expired {
+		for _, m := range members {
+			_, _ = h.bp.Publish(ctx, room, presenceEnvelope("leave", m), rtkit.PublishOptions{Ephemeral: true})
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package realtime
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rtkit/rtkit"
+)
+
+// room is a room with members on this node. It caches the frame of the
+// last message delivered, so that every local member queues the same
+// bytes: the backplane hands all local subscribers of a topic the same
+// *rtkit.Message, one after another.
+type room struct {
+	name  string
+	refs  int // guarded by the table shard
+	cache atomic.Pointer[cachedFrame]
+}
+
+type cachedFrame struct {
+	msg   *rtkit.Message
+	frame []byte
+}
+
+// frame returns the client frame for m, encoding it once per node.
+func (r *room) frame(m *rtkit.Message) []byte {
+	if c := r.cache.Load(); c != nil && c.msg == m {
+		return c.frame
+	}
+	f := clientFrame(r.name, m)
+	r.cache.Store(&cachedFrame{msg: m, frame: f})
+	return f
+}
+
+// roomTable holds the rooms with local members, sharded so that joins to
+// different rooms rarely contend.
+type roomTable struct {
+	seed   maphash.Seed
+	shards [32]struct {
+		mu    sync.Mutex
+		rooms map[string]*room
+	}
+}
+
+func (t *roomTable) init() {
+	t.seed = maphash.MakeSeed()
+	for i := range t.shards {
+		t.shards[i].rooms = make(map[string]*room)
+	}
+}
+
+func (t *roomTable) shard(name string) int {
+	return int(maphash.String(t.seed, name) % uint64(len(t.shards)))
+}
+
+// acquire returns the room, counting one more local member.
+func (t *roomTable) acquire(name string) *room {
+	sh := &t.shards[t.shard(name)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[name]
+	if r == nil {
+		r = &room{name: name}
+		sh.rooms[name] = r
+	}
+	r.refs++
+	return r
+}
+
+// release counts one local member less, dropping the room at zero.
+func (t *roomTable) release(r *room) {
+	sh := &t.shards[t.shard(r.name)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if r.refs--; r.refs <= 0 {
+		delete(sh.rooms, r.name)
+	}
+}
+
+// counts returns the number of rooms and memberships on this node.
+func (t *roomTable) counts() (rooms, members int) {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		rooms += len(sh.rooms)
+		for _, r := range sh.rooms {
+			members += r.refs
+		}
+		sh.mu.Unlock()
+	}
+	return rooms, members
+}
