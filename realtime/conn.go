@@ -24,10 +24,10 @@ type conn struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	queue   [][]byte // objects waiting for the writer
-	queued  int      // their bytes
-	writing bool     // a writer goroutine runs
-	closed  bool     // nothing more is queued; no goroutine is added
+	queue   [][]byte      // objects waiting for the writer
+	queued  int           // their bytes
+	writing bool          // a writer goroutine runs
+	closed  bool          // nothing more is queued; no goroutine is added
 	closing chan struct{} // closed when a graceful close (with a code) ends
 	rooms   map[string]*membership
 	inbox   *membership
