@@ -128,9 +128,10 @@ type HistoryOptions struct {
 type History struct {
 	// Messages are the selected messages, oldest first.
 	Messages []*Message
-	// Position is the ID of the newest message in the topic, or zero if no
-	// retained message is known. Subscribing with Since: Position picks up
-	// exactly where this History ends.
+	// Position is the ID of the newest message of the topic the backplane
+	// knows (the memory backplane remembers it after trimming; Redis
+	// reports the newest retained one), or zero. Subscribing with Since:
+	// Position picks up exactly where this History ends.
 	Position ID
 	// Complete reports whether Since (when set) was still in history, so
 	// that Messages (before Limit) hold every message published after it.
@@ -173,15 +174,17 @@ func (s *Subscription) Topic() string { return s.topic }
 // history. It is true for a live-only subscription.
 func (s *Subscription) Recovered() bool { return s.recovered }
 
-// Position returns the ID after which live delivery started: the ID of the
-// last message delivered from history, or else the newest message of the
-// topic known when the subscription started (zero if none). A subscriber
-// that has received nothing uses it as Since when it subscribes again.
+// Position returns the ID of the newest message delivered by the time
+// Subscribe returned (from history, or live), or else of the newest
+// message of the topic known when the subscription started (zero if none:
+// resume such a subscription with FromStart). A subscriber that has
+// received nothing since uses it as Since when it subscribes again.
 func (s *Subscription) Position() ID { return s.position }
 
-// Close ends the subscription. No handler call starts after Close returns;
-// one that started before may still be running unless Close was called
-// from the handler itself. Close is idempotent and always returns nil.
+// Close ends the subscription: the handler is not called for messages
+// published after Close returns. A call already under way when Close is
+// called (from another goroutine) may still run to completion. Close may
+// be called from the handler itself; it is idempotent and returns nil.
 func (s *Subscription) Close() error {
 	s.once.Do(s.close)
 	return nil

@@ -18,11 +18,13 @@ type MemoryOptions struct {
 	// HistoryTTL is how long a message stays in history. Default one hour
 	// ([DefaultHistoryTTL]); negative means no age bound. Old messages are
 	// trimmed when the topic is next published to; the history of a topic
-	// that has been idle for HistoryTTL is dropped as a whole.
+	// that has been idle for its TTL is dropped as a whole (by a sweep that
+	// runs every HistoryTTL/2, at most every minute).
 	HistoryTTL time.Duration
 	// TopicHistory, if set, returns the history size and TTL of a topic,
 	// overriding HistorySize and HistoryTTL (same meaning of zero and
-	// negative values). It is called once per topic per node.
+	// negative values). It may be called often, from any goroutine: keep
+	// it cheap and give the same answer for the same topic.
 	TopicHistory func(topic string) (size int, ttl time.Duration)
 	// MaxMessageSize is the largest data Publish accepts, in bytes.
 	// Default 1 MiB ([DefaultMaxMessageSize]).
@@ -44,9 +46,10 @@ type MemoryBackplane struct {
 	seed   maphash.Seed
 	shards [64]memShard
 
-	closed  atomic.Bool
-	mu      sync.Mutex // guards janitor and topic creation against Close
-	janitor *time.Timer
+	closed   atomic.Bool
+	mu       sync.Mutex // guards janitor and topic creation against Close
+	janitor  *time.Timer
+	sweeping sync.WaitGroup // a sweep in progress; Close waits for it
 }
 
 var _ Backplane = (*MemoryBackplane)(nil)
@@ -263,6 +266,7 @@ func (b *MemoryBackplane) History(ctx context.Context, topic string, opts Histor
 
 // Close implements [Backplane.Close]. Subscriptions end at once.
 func (b *MemoryBackplane) Close() error {
+	defer b.sweeping.Wait()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Swap(true) {
@@ -297,6 +301,14 @@ func (b *MemoryBackplane) sweepEvery() time.Duration {
 // sweep drops the history of topics idle for their TTL, and topics with
 // neither subscribers nor history. It re-arms itself while topics remain.
 func (b *MemoryBackplane) sweep() {
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		return
+	}
+	b.sweeping.Add(1)
+	b.mu.Unlock()
+	defer b.sweeping.Done()
 	now := time.Now()
 	remaining := 0
 	for i := range b.shards {

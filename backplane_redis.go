@@ -249,13 +249,10 @@ func (b *RedisBackplane) flush(batch []*pubReq) {
 		c.reqs = append(c.reqs, r)
 		size[c] += len(r.data)
 	}
-	ctx := b.ctx
-	if ctx.Err() != nil {
-		// Closing: send what was accepted, within a bound.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-	}
+	// Not b.ctx: Close lets accepted publishes finish. The client's own
+	// timeouts bound a batch; this bounds it if they are off.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	// Every command of a pipeline carries its own error, connection
 	// errors included, so the per-call errors below are the whole story.
 	b.runCalls(ctx, calls, false)
@@ -398,9 +395,10 @@ func (b *RedisBackplane) readFromStart(ctx context.Context, topic string) (Histo
 	return h, nil
 }
 
-// Close implements [Backplane.Close]. It sends the publishes already
-// accepted (waiting up to 5 seconds for Redis), ends every subscription
-// and goroutine, and waits for them. It does not close the Redis client.
+// Close implements [Backplane.Close]. It lets the publishes already
+// accepted go out (each batch within the client's timeouts, at most 10
+// seconds), ends every subscription and goroutine, and waits for them. It
+// does not close the Redis client.
 func (b *RedisBackplane) Close() error {
 	b.pmu.Lock()
 	already := b.closed.Swap(true)

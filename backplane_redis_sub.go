@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,22 +15,25 @@ import (
 // redisTopic is a topic with local subscribers on this node.
 type redisTopic struct {
 	name, key string
-	size      int // history size, to judge recovery from an empty start
+	size      int           // history size, to judge recovery from an empty start
+	ttl       time.Duration // history TTL, likewise
 	shard     *redisShard
 	subs      subSet // changed under RedisBackplane.mu
 
 	// Guarded by shard.mu.
 	needSync bool // subscribed (again) and not yet read from the stream
 
-	mu      sync.Mutex // orders deliveries; guards below
-	live    bool       // synced: deliver live messages; else hold them in buf
-	gen     uint64     // connection generation; a sync of an older one is void
-	hasLast bool       // last is known from the stream
-	last    ID         // newest message delivered (or known at first sync)
-	buf     []*Message // live messages held while syncing
-	bufFull bool       // buf overflowed: read the stream again
-	ready   chan struct{}
-	isReady bool
+	mu        sync.Mutex // orders deliveries; guards below
+	live      bool       // synced: deliver live messages; else hold them in buf
+	gen       uint64     // connection generation; a sync of an older one is void
+	hasLast   bool       // last is known from the stream
+	last      ID         // newest message delivered (or known at first sync)
+	runID     string     // the Redis server's run_id at the last sync
+	downSince time.Time  // when live delivery was suspended
+	buf       []*Message // live messages held while syncing
+	bufFull   bool       // buf overflowed: read the stream again
+	ready     chan struct{}
+	isReady   bool
 }
 
 // redisShard is one subscription connection: all topics on a standalone
@@ -118,7 +122,8 @@ func (b *RedisBackplane) acquire(ctx context.Context, topic string, s *subscribe
 			sh = b.newShard(node)
 			b.shards[addr] = sh
 		}
-		t = &redisTopic{name: topic, key: key, size: b.cfg.limits(topic).size, shard: sh, ready: make(chan struct{})}
+		lim := b.cfg.limits(topic)
+		t = &redisTopic{name: topic, key: key, size: lim.size, ttl: lim.ttl, shard: sh, ready: make(chan struct{})}
 		b.topics[topic] = t
 		sh.subscribe(t)
 	}
@@ -232,8 +237,11 @@ func (sh *redisShard) readLoop() {
 		fails, pinged = 0, false
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
 				sh.confirmed(m.Channel)
+			case "sunsubscribe":
+				sh.unsubscribed(m.Channel)
 			}
 		case *redis.Message:
 			sh.deliver(m.Channel, m.Payload)
@@ -250,35 +258,94 @@ func (sh *redisShard) reconnect() {
 	clear(sh.pending)
 	sh.cmds = sh.cmds[:0]
 	sh.syncs = sh.syncs[:0]
+	topics := make([]*redisTopic, 0, len(sh.channels))
 	for ch, t := range sh.channels {
-		t.mu.Lock()
-		t.live = false
-		t.gen++
-		t.mu.Unlock()
 		t.needSync = true
 		sh.pending[ch] = 1
 		sh.cmds = append(sh.cmds, shardCmd{subscribe: true, channel: ch})
+		topics = append(topics, t)
 	}
 	sh.mu.Unlock()
+	// Never take t.mu under sh.mu: a handler runs under t.mu and may
+	// close its subscription, which takes sh.mu. The confirmations that
+	// start the reads come through this goroutine, after this.
+	for _, t := range topics {
+		t.suspend()
+	}
 	_ = old.Close()
+	sh.signal()
+}
+
+// suspend holds live messages until the topic is read from the stream
+// again, and voids reads already under way.
+func (t *redisTopic) suspend() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.live = false
+	t.gen++
+	if t.downSince.IsZero() {
+		t.downSince = time.Now()
+	}
+}
+
+// resync suspends t and queues a stream read for it, as after a reconnect.
+func (sh *redisShard) resync(t *redisTopic) {
+	t.suspend()
+	sh.mu.Lock()
+	if sh.channels[t.key] == t {
+		t.needSync = false
+		sh.syncs = append(sh.syncs, t)
+	}
+	sh.mu.Unlock()
 	sh.signal()
 }
 
 // confirmed handles a subscription confirmation: once the last SUBSCRIBE
 // sent for the channel is confirmed, the topic is read from the stream.
+// A confirmation nobody asked for means the client library reconnected
+// and resubscribed by itself, so messages may have been missed: the topic
+// is read from the stream as after a reconnect.
 func (sh *redisShard) confirmed(channel string) {
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if n := sh.pending[channel]; n > 1 {
+	n, expected := sh.pending[channel]
+	if n > 1 {
 		sh.pending[channel] = n - 1
+		sh.mu.Unlock()
 		return
 	}
 	delete(sh.pending, channel)
-	if t := sh.channels[channel]; t != nil && t.needSync {
+	t := sh.channels[channel]
+	switch {
+	case t == nil:
+		sh.mu.Unlock()
+	case t.needSync:
 		t.needSync = false
 		sh.syncs = append(sh.syncs, t)
+		sh.mu.Unlock()
 		sh.signal()
+	case !expected:
+		sh.mu.Unlock()
+		sh.resync(t)
+	default:
+		sh.mu.Unlock()
 	}
+}
+
+// unsubscribed handles an unsubscription: one the node did not ask for
+// (a Cluster slot moved away) leaves the topic without live messages, so
+// its subscribers are told instead of left waiting in silence.
+func (sh *redisShard) unsubscribed(channel string) {
+	sh.mu.Lock()
+	t := sh.channels[channel]
+	wanted := t != nil && sh.pending[channel] == 0
+	sh.mu.Unlock()
+	if !wanted {
+		return
+	}
+	sh.b.log.Error("rtkit: Redis dropped a backplane subscription (slot migrated?); subscribers must resubscribe", "topic", t.name)
+	t.mu.Lock()
+	t.subs.dispatchGap()
+	t.mu.Unlock()
 }
 
 // deliver dispatches a pub/sub payload to the topic's subscribers.
@@ -291,16 +358,17 @@ func (sh *redisShard) deliver(channel, payload string) {
 	}
 	msgs, err := decodePayload(t.name, payload)
 	if err != nil {
-		sh.b.log.Error("rtkit: dropped a malformed backplane payload", "topic", t.name, "err", err)
-		t.mu.Lock()
-		t.subs.dispatchGap()
-		t.mu.Unlock()
+		// Its messages are in the stream: read them from there.
+		sh.b.log.Error("rtkit: malformed backplane payload; reading the topic's stream instead", "topic", t.name, "err", err)
+		sh.resync(t)
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.live {
-		if len(t.buf)+len(msgs) > maxRecoveryBuffer {
+		// Past the bound, hold nothing more: a hole in buf would hide
+		// messages. The stream read after this one recovers them.
+		if t.bufFull || len(t.buf)+len(msgs) > maxRecoveryBuffer {
 			t.bufFull = true
 			return
 		}
@@ -401,26 +469,52 @@ func (sh *redisShard) send(ctx context.Context, ps *redis.PubSub, cmds []shardCm
 	}
 }
 
-// sync reads each topic's stream in one pipeline: the newest entry for a
-// topic seen for the first time, else everything from the last delivered
-// message on, and then releases the messages held meanwhile.
+// How a topic is read from its stream.
+type syncMode int
+
+const (
+	syncFirst  syncMode = iota // first subscription: learn the newest ID
+	syncResume                 // after a reconnect: everything after the last delivered
+	syncReset                  // the server changed (restart, failover): all of it, after a gap
+)
+
+// sync reads each topic's stream in one pipeline and releases the
+// messages held meanwhile.
 func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
+	runID, err := sh.serverRunID(ctx)
+	if err != nil {
+		return err
+	}
 	pipe := sh.b.client.Pipeline()
 	type read struct {
 		t       *redisTopic
-		first   bool
+		mode    syncMode
 		from    ID
 		gen     uint64
+		downFor time.Duration
 		entries *redis.XMessageSliceCmd
 	}
 	reads := make([]read, len(topics))
 	for i, t := range topics {
 		t.mu.Lock()
-		r := read{t: t, first: !t.hasLast, from: t.last, gen: t.gen}
+		r := read{t: t, from: t.last, gen: t.gen}
+		switch {
+		case !t.hasLast:
+			r.mode = syncFirst
+		case t.runID != runID:
+			r.mode = syncReset
+		default:
+			r.mode = syncResume
+		}
+		if !t.downSince.IsZero() {
+			r.downFor = time.Since(t.downSince)
+		}
 		t.mu.Unlock()
 		switch {
-		case r.first:
+		case r.mode == syncFirst:
 			r.entries = pipe.XRevRangeN(ctx, t.key, "+", "-", 1)
+		case r.mode == syncReset:
+			r.entries = pipe.XRange(ctx, t.key, "-", "+")
 		case r.from.IsZero():
 			r.entries = pipe.XRangeN(ctx, t.key, "-", "+", int64(t.size)+1)
 		default:
@@ -437,7 +531,7 @@ func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
 		if err != nil {
 			return err
 		}
-		if r.t.applySync(r.gen, r.first, r.from, msgs) {
+		if r.t.applySync(r.gen, r.mode, r.from, r.downFor, runID, msgs) {
 			again = append(again, r.t)
 		}
 	}
@@ -450,10 +544,26 @@ func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
 	return nil
 }
 
+// serverRunID returns the run_id of the Redis server the shard talks to:
+// it changes when Redis restarts or fails over, which may have lost
+// messages that a stream read cannot reveal.
+func (sh *redisShard) serverRunID(ctx context.Context) (string, error) {
+	info, err := sh.node.Info(ctx, "server").Result()
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", nil
+}
+
 // applySync delivers what a stream read found and the messages held
 // meanwhile, then goes live. It reports whether held messages were
 // dropped, so the stream must be read again.
-func (t *redisTopic) applySync(gen uint64, first bool, from ID, msgs []*Message) (again bool) {
+func (t *redisTopic) applySync(gen uint64, mode syncMode, from ID, downFor time.Duration, runID string, msgs []*Message) (again bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if gen != t.gen {
@@ -461,18 +571,27 @@ func (t *redisTopic) applySync(gen uint64, first bool, from ID, msgs []*Message)
 		// a fresh one after it is subscribed again.
 		return false
 	}
-	switch {
-	case first:
+	switch mode {
+	case syncFirst:
 		if len(msgs) > 0 {
 			t.last = msgs[0].ID
 		}
 		t.hasLast = true
-	default:
+	case syncReset:
+		// Another server (or the same one, restarted): what it holds
+		// cannot prove continuity, and its IDs may even run lower.
+		t.subs.dispatchGap()
+		t.last = ID{}
+		for _, m := range msgs {
+			t.dispatchLocked(m)
+		}
+	case syncResume:
 		complete := len(msgs) > 0 && msgs[0].ID == from
 		if from.IsZero() {
-			// Nothing was ever delivered: complete unless trimming may
-			// have dropped messages published since.
-			complete = len(msgs) < t.size
+			// Nothing was ever delivered: complete unless trimming (by
+			// count, or by age over a long outage) may have dropped
+			// messages published since.
+			complete = len(msgs) < t.size && (t.ttl == 0 || downFor < t.ttl)
 		}
 		if !complete {
 			t.subs.dispatchGap()
@@ -487,6 +606,10 @@ func (t *redisTopic) applySync(gen uint64, first bool, from ID, msgs []*Message)
 	again = t.bufFull
 	t.buf, t.bufFull = nil, false
 	t.live = !again
+	t.runID = runID
+	if !again {
+		t.downSince = time.Time{}
+	}
 	if !t.isReady {
 		t.isReady = true
 		close(t.ready)

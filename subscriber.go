@@ -55,7 +55,15 @@ func (s *subscriber) gap() {
 		s.hold(nil)
 		return
 	}
+	s.gapLocked()
+}
+
+// gapLocked reports a gap and forgets the last ID: after a gap the
+// messages that follow are delivered even if a restarted server numbers
+// them lower.
+func (s *subscriber) gapLocked() {
 	s.h.HandleGap(s.last)
+	s.last = ID{}
 }
 
 func (s *subscriber) hold(m *Message) {
@@ -102,14 +110,14 @@ func (s *subscriber) finish(since ID, history []*Message, topicLast ID) ID {
 	for _, m := range s.buf {
 		if m == nil {
 			if !s.closed.Load() {
-				s.h.HandleGap(s.last)
+				s.gapLocked()
 			}
 			continue
 		}
 		s.deliverLocked(m)
 	}
 	if s.overflow && !s.closed.Load() {
-		s.h.HandleGap(s.last)
+		s.gapLocked()
 	}
 	s.buf, s.overflow, s.recovering = nil, false, false
 	if topicLast.Compare(s.last) > 0 {
