@@ -113,8 +113,7 @@ type Client struct {
 }
 
 type clientRoom struct {
-	last    rtkit.ID
-	history int
+	last rtkit.ID // newest message seen (or the join position)
 }
 
 type reply struct {
@@ -532,12 +531,15 @@ func (c *Client) join(ctx context.Context, room string, opts JoinOptions, fresh 
 	_ = json.Unmarshal(ok["recovered"], &res.Recovered)
 	_ = json.Unmarshal(ok["position"], &pos)
 	res.Position, _ = rtkit.ParseID(pos)
-	c.mu.Lock()
-	if res.Position.Compare(r.last) > 0 && opts.History == 0 {
-		// Nothing newer was delivered: resume from the position.
-		r.last = res.Position
+	if fresh && opts.Since.IsZero() && opts.History == 0 {
+		// A live-only join: resume from the room's position. (When history
+		// is replayed, the messages that follow the reply advance last.)
+		c.mu.Lock()
+		if res.Position.Compare(r.last) > 0 {
+			r.last = res.Position
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	return res, nil
 }
 

@@ -96,11 +96,14 @@ func (m *membership) markReady(first ...[]byte) {
 	c := m.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A join's reply and recovered messages are queued whatever their
+	// size (history bounds them): a client that reconnects after falling
+	// behind must be able to catch up. Live messages count from here.
 	for _, f := range first {
-		c.enqueueLocked(f)
+		c.queueLocked(f, true)
 	}
 	for _, f := range m.held {
-		c.enqueueLocked(f)
+		c.queueLocked(f, true)
 	}
 	m.held, m.ready = nil, true
 }
@@ -114,17 +117,23 @@ func (c *conn) send(frame []byte) {
 
 // enqueueLocked queues frame and makes sure a writer runs. A connection
 // whose queue overflows is closed as a slow consumer.
-func (c *conn) enqueueLocked(frame []byte) {
+func (c *conn) enqueueLocked(frame []byte) { c.queueLocked(frame, false) }
+
+// queueLocked queues frame; unless force is set, a full queue closes the
+// connection instead.
+func (c *conn) queueLocked(frame []byte, force bool) {
 	if c.closed {
 		return
 	}
-	if c.queued+len(frame) > c.h.opts.SendQueueBytes {
+	if !force && c.queued+len(frame) > c.h.opts.SendQueueBytes {
 		c.h.slow.Add(1)
 		c.closeLocked(CloseSlowConsumer, "slow consumer: send queue full")
 		return
 	}
 	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
+	if !force {
+		c.queued += len(frame)
+	}
 	if !c.writing {
 		c.writing = true
 		c.wg.Add(1)

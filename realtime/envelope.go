@@ -91,12 +91,11 @@ func envelopeOp(data []byte) []byte {
 // spliced in after its op.
 func clientFrame(room string, m *rtkit.Message) []byte {
 	op := envelopeOp(m.Data)
-	rest := m.Data
+	var rest []byte // the envelope after its op: ",..." or "}"
 	if op == nil {
 		op = opMsg
-		rest = nil
 	} else {
-		rest = m.Data[len(op):] // ",..." or "}"
+		rest = m.Data[len(op):]
 	}
 	b := make([]byte, 0, len(m.Data)+len(room)+64)
 	b = append(b, op...)
