@@ -18,7 +18,8 @@ import (
 // backplaneSuite compares publishing through rtkit's Redis backplane
 // (append to history + publish, batched) with an unbatched client sending
 // plain PUBLISH, and with redis-benchmark's SET at the same concurrency:
-// the ceiling for one command per round trip.
+// the ceiling for one command per round trip. rtkit-memory, the in-process
+// backplane with one publisher, is its own workload.
 func backplaneSuite(cfg config) ([]Result, error) {
 	ctx := context.Background()
 	client := redis.NewClient(&redis.Options{Addr: cfg.redisAddr, PoolSize: cfg.clients + 8})
@@ -27,26 +28,67 @@ func backplaneSuite(cfg config) ([]Result, error) {
 		return nil, fmt.Errorf("no Redis at %s: %w", cfg.redisAddr, err)
 	}
 	defer client.Del(ctx, "bench:{room}")
+	payload := []byte(`{"user":"ada","text":"hello, room"}`)
 	workload := fmt.Sprintf("publish-c%d", cfg.clients)
+	throughput := []metric{{"throughput", "msg/s"}}
+
+	type server struct {
+		workload, name string
+		metrics        []metric
+		run            func() ([]float64, error)
+	}
+	servers := []server{
+		{workload, "redis-benchmark-set", []metric{{"throughput", "req/s"}}, func() ([]float64, error) {
+			rps, err := redisBenchmarkSET(cfg)
+			return []float64{rps}, err
+		}},
+		{workload, "go-redis-publish", throughput, func() ([]float64, error) {
+			rate, err := load(cfg, func(ctx context.Context, i int) error {
+				return client.Publish(ctx, "bench:plain", "payload").Err()
+			})
+			return []float64{rate}, err
+		}},
+		{workload, "rtkit-redis", []metric{{"throughput", "msg/s"}, {"delivered", "msg/s"}}, func() ([]float64, error) {
+			return rtkitRedisRun(cfg, client, payload)
+		}},
+		{"publish-c1", "rtkit-memory", throughput, func() ([]float64, error) {
+			rate, err := rtkitMemoryRun(cfg, payload)
+			return []float64{rate}, err
+		}},
+	}
 	var out []Result
-	add := func(server, metric string, v float64, unit string) {
-		out = append(out, Result{Suite: "backplane", Server: server, Workload: workload, Metric: metric, Value: v, Unit: unit})
+	for _, s := range servers {
+		if !want(cfg.workloads, s.workload) || !want(cfg.servers, s.name) {
+			continue
+		}
+		res := make([]Result, len(s.metrics))
+		for i, m := range s.metrics {
+			res[i] = Result{Suite: "backplane", Workload: s.workload, Server: s.name, Metric: m.name, Unit: m.unit}
+		}
+		for range cfg.runs {
+			vals, err := s.run()
+			if err != nil {
+				note("backplane %s %s skipped: %v", s.workload, s.name, err)
+				break
+			}
+			for i := range res {
+				res[i].Runs = append(res[i].Runs, vals[i])
+			}
+		}
+		out = append(out, res...)
 	}
+	return out, nil
+}
 
-	if rps, err := redisBenchmarkSET(cfg); err == nil {
-		add("redis-benchmark-set", "throughput", rps, "req/s")
-	} else {
-		fmt.Println("# redis-benchmark SET skipped:", err)
-	}
+// metric names a measured figure and its unit.
+type metric struct{ name, unit string }
 
-	rate, err := load(cfg, func(ctx context.Context, i int) error {
-		return client.Publish(ctx, "bench:plain", "payload").Err()
-	})
-	if err != nil {
-		return nil, err
-	}
-	add("go-redis-publish", "throughput", rate, "msgs/s")
-
+// rtkitRedisRun publishes cfg.n messages through a RedisBackplane with a
+// subscriber on a second node; it returns the publish rate and the rate at
+// which the subscriber received them all.
+func rtkitRedisRun(cfg config, client *redis.Client, payload []byte) ([]float64, error) {
+	ctx := context.Background()
+	defer client.Del(ctx, "bench:{room}")
 	pub, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: client, Prefix: "bench:"})
 	if err != nil {
 		return nil, err
@@ -65,38 +107,39 @@ func backplaneSuite(cfg config) ([]Result, error) {
 		return nil, err
 	}
 	defer sub.Close()
-	payload := []byte(`{"user":"ada","text":"hello, room"}`)
 	start := time.Now()
-	rate, err = load(cfg, func(ctx context.Context, i int) error {
+	rate, err := load(cfg, func(ctx context.Context, i int) error {
 		_, err := pub.Publish(ctx, "room", payload, rtkit.PublishOptions{})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	add("rtkit-redis", "throughput", rate, "msgs/s")
 	for got.Load() < int64(cfg.n) && time.Since(start) < time.Minute {
 		time.Sleep(time.Millisecond)
 	}
-	add("rtkit-redis", "delivered", float64(got.Load())/time.Since(start).Seconds(), "msgs/s")
+	if n := got.Load(); n < int64(cfg.n) {
+		note("backplane rtkit-redis: the subscriber received %d of %d messages", n, cfg.n)
+	}
+	return []float64{rate, float64(got.Load()) / time.Since(start).Seconds()}, nil
+}
 
+// rtkitMemoryRun publishes 5×cfg.n messages from one goroutine to a
+// MemoryBackplane with one subscriber.
+func rtkitMemoryRun(cfg config, payload []byte) (float64, error) {
+	ctx := context.Background()
 	mem := rtkit.NewMemoryBackplane(rtkit.MemoryOptions{})
 	defer mem.Close()
-	var memGot atomic.Int64
-	msub, err := mem.Subscribe(ctx, "room", rtkit.SubscribeOptions{}, countHandler{&memGot})
+	var got atomic.Int64
+	sub, err := mem.Subscribe(ctx, "room", rtkit.SubscribeOptions{}, countHandler{&got})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	defer msub.Close()
-	rate, err = load(config{n: cfg.n * 5, clients: 1}, func(ctx context.Context, i int) error {
+	defer sub.Close()
+	return load(config{n: cfg.n * 5, clients: 1}, func(ctx context.Context, i int) error {
 		_, err := mem.Publish(ctx, "room", payload, rtkit.PublishOptions{})
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, Result{Suite: "backplane", Server: "rtkit-memory", Workload: "publish-c1", Metric: "throughput", Value: rate, Unit: "msgs/s"})
-	return out, nil
 }
 
 type countHandler struct{ n *atomic.Int64 }

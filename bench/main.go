@@ -2,36 +2,64 @@
 // rtkit and its peers with the same load generator, back to back in one
 // run, and prints one table (or JSON lines with -json).
 //
+//	cd bench && go run . -suite realtime
 //	cd bench && go run . -suite backplane
 //
-// Timings on a shared machine are noisy: compare the ratios within one run,
-// not absolute numbers across runs.
+// Every measurement is repeated (-runs) and reported as the median with the
+// minimum and maximum, and the ratio of the median to rtkit's. Timings on a
+// shared machine are noisy: compare the ratios within one run, not absolute
+// numbers across runs.
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
-	"text/tabwriter"
+	"strings"
+	"time"
 )
 
-// Result is one measured figure.
+// Result is one measured figure of one server, with every run's value.
 type Result struct {
-	Suite    string  `json:"suite"`
-	Server   string  `json:"server"`
-	Workload string  `json:"workload"`
-	Metric   string  `json:"metric"`
-	Value    float64 `json:"value"`
-	Unit     string  `json:"unit"`
+	Suite    string
+	Workload string
+	Server   string
+	Metric   string
+	Unit     string
+	Runs     []float64
 }
 
 // config holds the flags every suite may use.
 type config struct {
+	runs      int
+	duration  time.Duration
+	servers   []string // nil: all
+	workloads []string // nil: all
+
+	// backplane
 	redisAddr string
 	n         int
 	clients   int
+
+	// realtime
+	subscribers int
+	idleConns   int
+	window      int
+	rate        int
+	profiles    string
+}
+
+// want reports whether name passes the filter list (nil passes all).
+func want(list []string, name string) bool {
+	return list == nil || slices.Contains(list, name)
+}
+
+// note reports something odd seen during a run (disconnects, errors) on
+// stderr, so that it shows beside the table but never in -json output.
+func note(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "# "+format+"\n", args...)
 }
 
 type suite func(cfg config) ([]Result, error)
@@ -39,6 +67,7 @@ type suite func(cfg config) ([]Result, error)
 func main() {
 	suites := map[string]suite{
 		"backplane": backplaneSuite,
+		"realtime":  realtimeSuite,
 	}
 	var names []string
 	for name := range suites {
@@ -49,32 +78,68 @@ func main() {
 	name := flag.String("suite", "", fmt.Sprintf("suite to run: %v", names))
 	asJSON := flag.Bool("json", false, "print JSON lines instead of a table")
 	var cfg config
+	var servers, workloads string
+	flag.IntVar(&cfg.runs, "runs", 3, "runs of each workload per server")
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of the realtime fanout and latency workloads")
+	flag.StringVar(&servers, "servers", "", "comma-separated servers to run (default all)")
+	flag.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (default all)")
 	flag.StringVar(&cfg.redisAddr, "redis", "127.0.0.1:6379", "Redis address for suites that need one")
-	flag.IntVar(&cfg.n, "n", 200000, "messages per measurement")
-	flag.IntVar(&cfg.clients, "c", 64, "concurrent publishers")
+	flag.IntVar(&cfg.n, "n", 200000, "backplane: messages per measurement")
+	flag.IntVar(&cfg.clients, "c", 64, "backplane: concurrent publishers")
+	flag.IntVar(&cfg.subscribers, "subs", 1000, "realtime: subscribers in fanout and latency")
+	flag.IntVar(&cfg.idleConns, "idle", 10000, "realtime: connections in idle")
+	flag.IntVar(&cfg.window, "window", 64, "realtime: fanout messages in flight (below melody's 256-message session buffer)")
+	flag.IntVar(&cfg.rate, "rate", 200, "realtime: latency messages per second")
+	flag.StringVar(&cfg.profiles, "profiles", "profiles", "realtime: directory for the servers' pprof profiles (empty: none)")
+	serve := flag.String("serve", "", "internal: serve this realtime server in this process")
+	addr := flag.String("addr", "127.0.0.1:0", "internal: listen address for -serve")
 	flag.Parse()
+	cfg.servers, cfg.workloads = splitList(servers), splitList(workloads)
+
+	if err := raiseFileLimit(); err != nil {
+		note("cannot raise RLIMIT_NOFILE: %v", err)
+	}
+	if *serve != "" {
+		if err := serveChild(*serve, *addr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	run, ok := suites[*name]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "bench: unknown suite %q; choose one of %v\n", *name, names)
 		os.Exit(2)
 	}
+	start := time.Now()
 	results, err := run(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+	rows := summarize(results)
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		for _, r := range results {
-			_ = enc.Encode(r)
+		err = printJSON(os.Stdout, rows)
+	} else {
+		err = printTable(os.Stdout, rows)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	note("suite %s took %s", *name, time.Since(start).Round(time.Second))
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
 		}
-		return
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "suite\tserver\tworkload\tmetric\tvalue\tunit\t")
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t\n", r.Suite, r.Server, r.Workload, r.Metric, r.Value, r.Unit)
-	}
-	_ = tw.Flush()
+	return out
 }

@@ -1,0 +1,100 @@
+// Tests of the browser client against a real hub, on Node's test runner and
+// its WebSocket (node --experimental-websocket on Node 20). The Go test
+// TestBrowserClient starts the hub and runs this file with RTKIT_URL set.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect, compareIDs, RealtimeError } from "./rtkit.js";
+
+const base = process.env.RTKIT_URL; // http://127.0.0.1:port
+const ws = base.replace(/^http/, "ws") + "/ws";
+
+function collector(rt, event) {
+  const got = [];
+  let waiters = [];
+  rt.on(event, (e) => {
+    got.push(e);
+    waiters = waiters.filter((w) => !w());
+  });
+  got.until = (n, ms = 10000) =>
+    new Promise((resolve, reject) => {
+      const check = () => (got.length >= n ? (resolve(got), true) : false);
+      if (check()) return;
+      waiters.push(check);
+      setTimeout(() => reject(new Error(`only ${got.length} of ${n} ${event} events`)), ms);
+    });
+  return got;
+}
+
+const once = (rt, event) => new Promise((resolve) => { const off = rt.on(event, (e) => { off(); resolve(e); }); });
+
+test("ids compare as numbers", () => {
+  assert.ok(compareIDs("10-0", "9-5") > 0);
+  assert.ok(compareIDs("5-10", "5-9") > 0);
+  assert.equal(compareIDs("", ""), 0);
+  assert.ok(compareIDs("1-0", "") > 0);
+});
+
+test("join, publish, presence, call, direct", async () => {
+  const ada = connect(ws, { token: "ada" });
+  const bob = connect(ws, { token: "bob" });
+  try {
+    const msgs = collector(ada, "msg");
+    const directs = collector(bob, "direct");
+    await ada.join("lobby");
+    await bob.join("lobby");
+    const id = await bob.publish("lobby", { text: "hi <b>" });
+    const [m] = await msgs.until(1);
+    assert.equal(m.id, id);
+    assert.equal(m.from.user, "bob");
+    assert.deepEqual(m.data, { text: "hi <b>" });
+    const members = await ada.presence("lobby");
+    assert.deepEqual(members.map((x) => x.user), ["ada", "bob"]);
+    assert.equal(await ada.call("echo", [1, 2]), "[1,2]");
+    await assert.rejects(ada.call("missing"), (err) => err instanceof RealtimeError && err.code === "not_found");
+    await assert.rejects(ada.join("lobby"), RealtimeError);
+    await ada.direct("bob", "psst");
+    const [d] = await directs.until(1);
+    assert.equal(d.data, "psst");
+    assert.equal(await ada.publish("lobby", "typing", { ephemeral: true }), undefined);
+  } finally {
+    ada.close();
+    bob.close();
+  }
+});
+
+test("recovers every message across a dropped connection", async () => {
+  const rt = connect(ws, { token: "sub", minBackoff: 20, maxBackoff: 100 });
+  try {
+    const msgs = collector(rt, "msg");
+    const gaps = collector(rt, "gap");
+    await rt.join("news");
+    await rt.join("quiet");
+    const want = [];
+    for (let round = 0; round < 3; round++) {
+      const reconnected = once(rt, "connected");
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`${base}/publish?room=news&n=${round * 20 + i}`, { method: "POST" });
+        want.push(await res.text());
+        if (i === 10) await fetch(`${base}/drop`, { method: "POST" });
+      }
+      const res = await fetch(`${base}/publish?room=quiet&n=${round}`, { method: "POST" });
+      want.push(await res.text());
+      await reconnected;
+    }
+    await msgs.until(want.length);
+    const news = msgs.filter((m) => m.room === "news").map((m) => m.id);
+    const quiet = msgs.filter((m) => m.room === "quiet").map((m) => m.id);
+    assert.deepEqual([...news, ...quiet].sort(compareIDs), [...want].sort(compareIDs));
+    assert.equal(news.length + quiet.length, want.length, "no duplicates");
+    assert.equal(gaps.length, 0);
+  } finally {
+    rt.close();
+  }
+});
+
+test("refused without a token", async () => {
+  const rt = connect(ws, { minBackoff: 10000 });
+  const e = await once(rt, "disconnected");
+  rt.close();
+  assert.notEqual(e.code, 1000);
+});
