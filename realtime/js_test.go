@@ -47,7 +47,7 @@ func TestBrowserClient(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--experimental-websocket", "--test", "--test-reporter=spec", "js/rtkit.test.mjs")
+	cmd := exec.CommandContext(ctx, node, "--experimental-websocket", "--test", "--test-force-exit", "--test-reporter=spec", "js/rtkit.test.mjs")
 	cmd.Env = append(os.Environ(), "RTKIT_URL="+srv.URL)
 	out, err := cmd.CombinedOutput()
 	if strings.Contains(string(out), "bad option: --experimental-websocket") {
