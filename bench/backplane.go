@@ -153,7 +153,7 @@ func load(cfg config, fn func(ctx context.Context, i int) error) (float64, error
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	var firstErr atomic.Value
+	var firstErr atomic.Pointer[error]
 	start := time.Now()
 	for range cfg.clients {
 		wg.Go(func() {
@@ -163,15 +163,15 @@ func load(cfg config, fn func(ctx context.Context, i int) error) (float64, error
 					return
 				}
 				if err := fn(ctx, int(i)); err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					firstErr.CompareAndSwap(nil, &err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, err
+	if err := firstErr.Load(); err != nil {
+		return 0, *err
 	}
 	return float64(cfg.n) / time.Since(start).Seconds(), nil
 }

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rtkit/rtkit"
+	"github.com/rtkit/rtkit/realtime"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// app wires the pieces: a backplane and presence (memory, or Redis with
+// REDIS_URL), the hub, and the HTTP routes.
+type app struct {
+	cfg   config
+	log   *slog.Logger
+	redis *redis.Client // nil in memory mode
+	bp    rtkit.Backplane
+	hub   *realtime.Hub
+}
+
+func newApp(cfg config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	var presence realtime.Presence
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		a.redis = redis.NewClient(opts)
+		bp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: a.redis, Prefix: cfg.Prefix, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		a.bp = bp
+		if presence, err = realtime.NewRedisPresence(realtime.RedisPresenceOptions{Client: a.redis, Prefix: cfg.Prefix}); err != nil {
+			return nil, err
+		}
+	} else {
+		a.bp = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{HistorySize: 500})
+	}
+	a.hub = realtime.NewHub(realtime.Options{
+		Backplane:      a.bp,
+		Presence:       presence,
+		Authenticate:   a.authenticate,
+		Authorize:      a.authorize,
+		OriginPatterns: cfg.Origins,
+		Logger:         log,
+	})
+	a.hub.HandleCall("rooms.list", a.listRooms)
+	return a, nil
+}
+
+func (a *app) handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(webFS, "web")
+	files := http.FileServerFS(static)
+	mux.Handle("GET /", securityHeaders(files))
+	mux.Handle("GET /rtkit.js", realtime.ClientHandler())
+	mux.Handle("GET /ws", a.hub)
+	mux.HandleFunc("POST /api/login", a.login)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", a.ready)
+	return mux
+}
+
+// securityHeaders keeps the page to its own scripts and connections.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (a *app) shutdown(ctx context.Context) error {
+	err := a.hub.Shutdown(ctx)
+	_ = a.bp.Close()
+	if a.redis != nil {
+		_ = a.redis.Close()
+	}
+	return err
+}
+
+// login hands out a signed session token for a chosen name.
+func (a *app) login(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&req); err != nil {
+		http.Error(w, "send JSON {\"name\": ...}", http.StatusBadRequest)
+		return
+	}
+	if !validName.MatchString(req.Name) {
+		http.Error(w, "a name is 1 to 32 letters, digits, _ or -", http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, map[string]string{"name": req.Name, "token": signToken(a.cfg.Secret, req.Name, time.Now())})
+}
+
+func (a *app) authenticate(r *http.Request) (realtime.Identity, error) {
+	name, err := verifyToken(a.cfg.Secret, r.URL.Query().Get("token"), time.Now())
+	if err != nil {
+		return realtime.Identity{}, err
+	}
+	return realtime.Identity{User: name}, nil
+}
+
+// authorize allows the configured rooms only.
+func (a *app) authorize(ctx context.Context, id realtime.Identity, act realtime.Action) error {
+	switch act.Kind {
+	case realtime.ActionJoin, realtime.ActionPublish, realtime.ActionPresence:
+		if !slices.Contains(a.cfg.Rooms, act.Room) {
+			return &realtime.Error{Code: realtime.CodeForbidden, Message: "no such room"}
+		}
+	}
+	return nil
+}
+
+type roomInfo struct {
+	Name   string `json:"name"`
+	Online int    `json:"online"`
+}
+
+func (a *app) listRooms(ctx context.Context, c *realtime.Call) (any, error) {
+	out := make([]roomInfo, 0, len(a.cfg.Rooms))
+	for _, name := range a.cfg.Rooms {
+		members, err := a.hub.Presence(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		users := map[string]bool{}
+		for _, m := range members {
+			users[m.User] = true
+		}
+		out = append(out, roomInfo{Name: name, Online: len(users)})
+	}
+	return out, nil
+}
+
+func (a *app) ready(w http.ResponseWriter, r *http.Request) {
+	if a.redis != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if err := a.redis.Ping(ctx).Err(); err != nil {
+			http.Error(w, "redis unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		return
+	}
+}
