@@ -3,6 +3,7 @@ module github.com/rtkit/rtkit/examples
 go 1.25
 
 require (
+	github.com/chromedp/chromedp v0.23.0
 	github.com/redis/go-redis/v9 v9.22.0
 	github.com/rtkit/rtkit v0.0.0
 	github.com/stretchr/testify v1.12.1
@@ -11,7 +12,9 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	go.uber.org/atomic v1.11.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
