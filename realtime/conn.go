@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,6 +154,10 @@ func (c *conn) writeLoop() {
 	bp := writeBufs.Get().(*[]byte)
 	defer writeBufs.Put(bp)
 	for {
+		// Let whoever is queueing (a fan-out to many members) run first:
+		// under load the next write carries more objects; when idle this
+		// returns at once.
+		runtime.Gosched()
 		c.mu.Lock()
 		frames := c.queue
 		if len(frames) == 0 || c.closed {
