@@ -256,6 +256,7 @@ func (c *conn) serve(inboxSince string) {
 		if c.h.opts.OnConnect != nil {
 			c.h.opts.OnConnect(c.info)
 		}
+		c.info.Request = nil
 		err = c.readLoop()
 	}
 	c.finish()

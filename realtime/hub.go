@@ -122,7 +122,9 @@ type Options struct {
 type ConnInfo struct {
 	ID       string
 	Identity Identity
-	// Request is the upgrade request (headers, remote address).
+	// Request is the upgrade request (headers, remote address). It is set
+	// for OnConnect only and nil afterwards, so that an idle connection
+	// does not keep it alive: copy what later hooks need.
 	Request *http.Request
 }
 
