@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,16 @@ func backplaneSuite(cfg config) ([]Result, error) {
 			return []float64{rate}, err
 		}},
 	}
+	var names, workloads []string
+	for _, s := range servers {
+		names = append(names, s.name)
+		if !slices.Contains(workloads, s.workload) {
+			workloads = append(workloads, s.workload)
+		}
+	}
+	if err := checkNames(cfg, names, workloads); err != nil {
+		return nil, err
+	}
 	var out []Result
 	for _, s := range servers {
 		if !want(cfg.workloads, s.workload) || !want(cfg.servers, s.name) {
@@ -66,6 +77,9 @@ func backplaneSuite(cfg config) ([]Result, error) {
 			res[i] = Result{Suite: "backplane", Workload: s.workload, Server: s.name, Metric: m.name, Unit: m.unit}
 		}
 		for range cfg.runs {
+			if waited, idle := waitIdleMachine(2 * time.Minute); !idle {
+				note("the machine is still busy after %s: other processes use the CPU", waited.Round(time.Second))
+			}
 			vals, err := s.run()
 			if err != nil {
 				note("backplane %s %s skipped: %v", s.workload, s.name, err)

@@ -23,6 +23,9 @@ type child struct {
 	stdin io.WriteCloser
 	addr  string
 	http  *http.Client
+	// othersCPU is the largest share of the machine's CPU that other
+	// processes took during a measurement (see measureCPU).
+	othersCPU float64
 }
 
 // startChild starts `bench -serve name` and waits for its address.
@@ -110,15 +113,16 @@ func (c *child) saveProfile(path, dir, file string) error {
 	return os.WriteFile(filepath.Join(dir, file), b, 0o644)
 }
 
-// troubles returns the server's non-zero trouble counters, "" if none.
-func (c *child) troubles() string {
+// troubles returns the server's non-zero trouble counters, "" if none;
+// verbose adds its informational counters (info_*).
+func (c *child) troubles(verbose bool) string {
 	var stats map[string]int64
 	if err := c.getJSON("/debug/stats", &stats); err != nil {
 		return "stats: " + err.Error()
 	}
 	var parts []string
 	for k, v := range stats {
-		if v != 0 {
+		if v != 0 && (verbose || !strings.HasPrefix(k, "info_")) {
 			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
 		}
 	}

@@ -418,12 +418,12 @@ func (r *room) latencies() *histogram {
 	return &h
 }
 
-// readError returns the first reader error and how many readers failed.
-func (r *room) readError() (error, int64) {
+// readErrors returns how many readers failed and the first error.
+func (r *room) readErrors() (int64, error) {
 	if p := r.firstErr.Load(); p != nil {
-		return *p, r.readErrs.Load()
+		return r.readErrs.Load(), *p
 	}
-	return nil, 0
+	return 0, nil
 }
 
 var (

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -49,11 +50,28 @@ type config struct {
 	window      int
 	rate        int
 	profiles    string
+	trace       bool
 }
 
 // want reports whether name passes the filter list (nil passes all).
 func want(list []string, name string) bool {
 	return list == nil || slices.Contains(list, name)
+}
+
+// checkNames returns an error if the -servers or -workloads filters name
+// something the suite does not have.
+func checkNames(cfg config, servers, workloads []string) error {
+	for _, f := range []struct {
+		flag         string
+		given, known []string
+	}{{"servers", cfg.servers, servers}, {"workloads", cfg.workloads, workloads}} {
+		for _, name := range f.given {
+			if !slices.Contains(f.known, name) {
+				return fmt.Errorf("-%s: no %q in this suite; choose from %v", f.flag, name, f.known)
+			}
+		}
+	}
+	return nil
 }
 
 // note reports something odd seen during a run (disconnects, errors) on
@@ -91,6 +109,8 @@ func main() {
 	flag.IntVar(&cfg.window, "window", 64, "realtime: fanout messages in flight (below melody's 256-message session buffer)")
 	flag.IntVar(&cfg.rate, "rate", 200, "realtime: latency messages per second")
 	flag.StringVar(&cfg.profiles, "profiles", "profiles", "realtime: directory for the servers' pprof profiles (empty: none)")
+	flag.BoolVar(&cfg.trace, "trace", false, "realtime: print the fanout rate every 500ms")
+	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	serve := flag.String("serve", "", "internal: serve this realtime server in this process")
 	addr := flag.String("addr", "127.0.0.1:0", "internal: listen address for -serve")
 	flag.Parse()
@@ -111,6 +131,17 @@ func main() {
 	if !ok {
 		fmt.Fprintf(os.Stderr, "bench: unknown suite %q; choose one of %v\n", *name, names)
 		os.Exit(2)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	results, err := run(cfg)

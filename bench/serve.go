@@ -111,7 +111,8 @@ func newRtkitServer() *server {
 	})
 	return &server{handler: hub, stats: func() map[string]int64 {
 		s := hub.Stats()
-		return map[string]int64{"slow_consumers": s.SlowConsumers, "rate_limited": s.RateLimited}
+		return map[string]int64{"slow_consumers": s.SlowConsumers, "rate_limited": s.RateLimited,
+			"info_frames_out": s.FramesOut, "info_objects_out": s.ObjectsOut}
 	}}
 }
 

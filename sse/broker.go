@@ -1,0 +1,394 @@
+package sse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rtkit/rtkit"
+)
+
+// ResetEvent is the type of the event a stream sends, before anything
+// else, when it cannot resume every topic from the client's Last-Event-ID
+// (the ID fell out of history): messages were lost, and the page should
+// reload its state. Its data is a JSON array of the topics concerned:
+//
+//	es.addEventListener("rtkit-reset", (e) => reloadEverything());
+const ResetEvent = "rtkit-reset"
+
+// LastEventIDParam is the query parameter a client that cannot set the
+// Last-Event-ID header (a first connection from a page that saved the ID
+// itself, say) uses instead.
+const LastEventIDParam = "last_event_id"
+
+// Options configure a [Broker]. The zero value streams the topics named by
+// the "topic" query parameters, with no authorization: set Authorize for
+// anything real.
+type Options struct {
+	// Backplane carries events between nodes and keeps their history.
+	// Default: a new [rtkit.MemoryBackplane], closed by Shutdown.
+	Backplane rtkit.Backplane
+	// Topics returns the topics a request streams. Default: the values of
+	// the "topic" query parameter. An error is answered with 400.
+	Topics func(r *http.Request) ([]string, error)
+	// Authorize decides whether the request may stream topic. An error
+	// refuses the whole request with 403 before the stream starts.
+	// Default: allow.
+	Authorize func(r *http.Request, topic string) error
+	// Expires, if set, returns when the request's credentials expire: the
+	// stream ends then, so that the client reconnects and is authorized
+	// again. A zero time means never.
+	Expires func(r *http.Request) time.Time
+	// MaxLifetime, if positive, ends every stream after about this long
+	// (±10%, so that reconnects spread out); clients reconnect and resume.
+	MaxLifetime time.Duration
+	// Heartbeat is how long a stream may stay silent before a comment is
+	// sent, so that proxies keep it open and dead clients are found.
+	// Default 15s.
+	Heartbeat time.Duration
+	// Retry is the reconnection delay the stream suggests to clients when
+	// it starts. Default 2s.
+	Retry time.Duration
+	// WriteTimeout bounds each write; a client that does not take the data
+	// in time is dropped. Default 10s.
+	WriteTimeout time.Duration
+	// QueueBytes bounds the events waiting to be written to one stream. A
+	// subscriber over it is dropped with a retry hint and resumes from
+	// history when it reconnects. Default 1 MiB.
+	QueueBytes int
+	// MaxTopics bounds the topics of one stream. Default 32.
+	MaxTopics int
+	// Logger receives stream errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker is a Server-Sent Events broker and an [http.Handler]: mount it on
+// any mux, e.g. mux.Handle("GET /events", broker). It is safe for
+// concurrent use.
+//
+// Each stream is served by its request's goroutine, which waits for events
+// and writes them; events of a topic are encoded once per node and the
+// same bytes written to every stream of the topic, and everything queued
+// goes out in one write and one flush. A stream that falls QueueBytes
+// behind is dropped with a retry hint; its client reconnects with
+// Last-Event-ID and misses nothing.
+type Broker struct {
+	opts    Options
+	bp      rtkit.Backplane
+	ownBP   bool
+	log     *slog.Logger
+	ctx     context.Context // cancelled by Shutdown
+	cancel  context.CancelFunc
+	closing atomic.Bool
+	streams sync.WaitGroup
+
+	mu     sync.Mutex
+	topics map[string]*topicCache
+	active int
+
+	published, written, dropped atomic.Int64
+}
+
+// NewBroker returns a Broker configured by opts. It starts no goroutine.
+func NewBroker(opts Options) *Broker {
+	b := &Broker{opts: opts, bp: opts.Backplane, log: opts.Logger, topics: make(map[string]*topicCache)}
+	if b.bp == nil {
+		b.bp, b.ownBP = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{}), true
+	}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	o := &b.opts
+	if o.Topics == nil {
+		o.Topics = func(r *http.Request) ([]string, error) { return r.URL.Query()["topic"], nil }
+	}
+	setDefault(&o.Heartbeat, 15*time.Second)
+	setDefault(&o.Retry, 2*time.Second)
+	setDefault(&o.WriteTimeout, 10*time.Second)
+	setDefault(&o.QueueBytes, 1<<20)
+	setDefault(&o.MaxTopics, 32)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b
+}
+
+func setDefault[T int | time.Duration](p *T, def T) {
+	if *p <= 0 {
+		*p = def
+	}
+}
+
+// Stats are counters of one node's broker.
+type Stats struct {
+	Streams   int   // open streams
+	Published int64 // events published through this broker
+	Written   int64 // events written to streams
+	Dropped   int64 // streams dropped as slow consumers
+}
+
+// Stats returns this node's counters.
+func (b *Broker) Stats() Stats {
+	b.mu.Lock()
+	n := b.active
+	b.mu.Unlock()
+	return Stats{Streams: n, Published: b.published.Load(), Written: b.written.Load(), Dropped: b.dropped.Load()}
+}
+
+// Publish sends e to every stream of topic on every node and keeps it in
+// the topic's history. e.ID is ignored (the backplane assigns IDs);
+// e.Retry is not carried.
+func (b *Broker) Publish(ctx context.Context, topic string, e Event) (rtkit.ID, error) {
+	if err := checkField("event type", e.Type); err != nil {
+		return rtkit.ID{}, err
+	}
+	if b.closing.Load() {
+		return rtkit.ID{}, errors.New("sse: broker shut down")
+	}
+	id, err := b.bp.Publish(ctx, topic, encodePayload(e.Type, e.Data), rtkit.PublishOptions{})
+	if err == nil {
+		b.published.Add(1)
+	}
+	return id, err
+}
+
+// What an event carries on the backplane: its data, prefixed by its type
+// when it has one. A payload the hub published (a JSON object starting
+// with {"op":"...") streams as an event of that op's type, so a page can
+// listen to a chat room's "msg" and "presence" events.
+const typedPrefix = "\x1esse\x1f"
+
+func encodePayload(typ string, data []byte) []byte {
+	if typ == "" {
+		return data
+	}
+	b := make([]byte, 0, len(typedPrefix)+len(typ)+1+len(data))
+	b = append(b, typedPrefix...)
+	b = append(b, typ...)
+	b = append(b, '\x1f')
+	return append(b, data...)
+}
+
+func decodePayload(p []byte) (typ string, data []byte) {
+	if rest, ok := bytes.CutPrefix(p, []byte(typedPrefix)); ok {
+		if t, d, ok := bytes.Cut(rest, []byte{'\x1f'}); ok {
+			return string(t), d
+		}
+	}
+	if rest, ok := bytes.CutPrefix(p, []byte(`{"op":"`)); ok {
+		if i := bytes.IndexByte(rest, '"'); i > 0 && i <= 32 {
+			return string(rest[:i]), p
+		}
+	}
+	return "", p
+}
+
+// topicCache encodes each event of a topic once per node.
+type topicCache struct {
+	refs int
+	last atomic.Pointer[cachedBody]
+}
+
+type cachedBody struct {
+	msg  *rtkit.Message
+	body []byte
+}
+
+// body returns the shared part of m's event: event and data fields.
+func (t *topicCache) body(m *rtkit.Message) []byte {
+	if c := t.last.Load(); c != nil && c.msg == m {
+		return c.body
+	}
+	typ, data := decodePayload(m.Data)
+	if checkField("event type", typ) != nil {
+		typ = ""
+	}
+	body := appendBody(make([]byte, 0, len(data)+len(typ)+16), typ, data)
+	t.last.Store(&cachedBody{msg: m, body: body})
+	return body
+}
+
+func (b *Broker) acquire(topic string) *topicCache {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.topics[topic]
+	if t == nil {
+		t = &topicCache{}
+		b.topics[topic] = t
+	}
+	t.refs++
+	return t
+}
+
+func (b *Broker) release(topic string, t *topicCache) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.refs--; t.refs <= 0 && b.topics[topic] == t {
+		delete(b.topics, topic)
+	}
+}
+
+// ServeHTTP streams the request's topics. Before the stream starts it
+// answers 400 (no or invalid topics), 403 (Authorize refused a topic) or
+// 405 (not GET); during Shutdown a request gets a retry hint and an empty
+// stream, not 503 (which makes browsers give up for good).
+func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "GET only", http.StatusMethodNotAllowed)
+		return
+	}
+	topics, err := b.opts.Topics(r)
+	if err == nil {
+		topics, err = canonicalTopics(topics, b.opts.MaxTopics)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if b.opts.Authorize != nil {
+		for _, t := range topics {
+			if err := b.opts.Authorize(r, t); err != nil {
+				http.Error(w, "not allowed to stream "+t, http.StatusForbidden)
+				return
+			}
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Connection", "keep-alive")
+	h.Del("Content-Encoding")
+	h.Del("Content-Length")
+
+	if !b.register() {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(appendRetry(nil, b.comeBackIn()))
+		_, _ = w.Write([]byte("\n"))
+		return
+	}
+	defer b.unregister()
+	s := newStream(b, w, r, topics)
+	s.run()
+}
+
+func (b *Broker) register() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing.Load() {
+		return false
+	}
+	b.active++
+	b.streams.Add(1)
+	return true
+}
+
+func (b *Broker) unregister() {
+	b.mu.Lock()
+	b.active--
+	b.mu.Unlock()
+	b.streams.Done()
+}
+
+// comeBackIn is the randomized delay Shutdown suggests, spreading the
+// reconnects over a few seconds.
+func (b *Broker) comeBackIn() time.Duration {
+	return b.opts.Retry + jitter(3*time.Second)
+}
+
+// canonicalTopics validates topics and sorts them, so that the same set
+// always yields the same composite Last-Event-ID.
+func canonicalTopics(topics []string, maxTopics int) ([]string, error) {
+	if len(topics) == 0 {
+		return nil, errors.New("sse: no topic requested")
+	}
+	if len(topics) > maxTopics {
+		return nil, fmt.Errorf("sse: %d topics requested, at most %d", len(topics), maxTopics)
+	}
+	out := make([]string, 0, len(topics))
+	for _, t := range topics {
+		if err := rtkit.CheckTopic(t); err != nil {
+			return nil, fmt.Errorf("sse: topic %q: %w", truncate(t, 64), err)
+		}
+		out = append(out, t)
+	}
+	slicesSortCompact(&out)
+	return out, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Shutdown ends every stream with a randomized retry hint (so that clients
+// come back, spread out, to whichever node serves them next), refuses new
+// streams the same way, and waits for the streams to end. It closes the
+// backplane only if the broker created it. It returns ctx's error if ctx
+// ends first. Shutdown is idempotent.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	first := !b.closing.Swap(true)
+	b.mu.Unlock()
+	if first {
+		b.cancel()
+	}
+	done := make(chan struct{})
+	go func() {
+		b.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if first && b.ownBP {
+		return b.bp.Close()
+	}
+	return nil
+}
+
+// positions encodes the stream's position in each topic as the event id:
+// the topics' last IDs joined by commas, in the stream's (sorted) topic
+// order, "" for a topic with no message yet.
+func formatPositions(pos []rtkit.ID) string {
+	if len(pos) == 1 {
+		return pos[0].String()
+	}
+	var sb strings.Builder
+	for i, p := range pos {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		b, _ := p.AppendText(nil)
+		sb.Write(b)
+	}
+	return sb.String()
+}
+
+// parsePositions decodes a Last-Event-ID for n topics; ok is false when it
+// does not fit (another topic set, or garbage).
+func parsePositions(s string, n int) (pos []rtkit.ID, ok bool) {
+	parts := strings.Split(s, ",")
+	if len(parts) != n {
+		return nil, false
+	}
+	pos = make([]rtkit.ID, n)
+	for i, p := range parts {
+		id, err := rtkit.ParseID(p)
+		if err != nil {
+			return nil, false
+		}
+		pos[i] = id
+	}
+	return pos, true
+}
