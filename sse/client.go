@@ -197,12 +197,12 @@ func (p *Parser) Retry() time.Duration { return p.retry }
 // by a blank line is discarded, as the spec says).
 func (p *Parser) Next() (Event, error) {
 	var (
-		e       Event
-		data    []byte
-		lines   int // data lines
-		size    int
-		typ     string
-		idSet   bool
+		e     Event
+		data  []byte
+		lines int // data lines
+		size  int
+		typ   string
+		idSet bool
 	)
 	for {
 		line, err := p.readLine(p.max - size)
