@@ -317,7 +317,10 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b
 // none.
 func (c *conn) readLoop() error {
 	for {
-		typ, r, err := c.ws.Reader(c.ctx)
+		// No context: with one, every read would register a callback on it
+		// (memory held by every idle connection). Closing the WebSocket
+		// ends the read instead.
+		typ, r, err := c.ws.Reader(context.Background())
 		if err != nil {
 			return err
 		}

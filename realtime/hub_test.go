@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -374,4 +375,34 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	require.NoError(t, h.Shutdown(ctx), "Shutdown is idempotent")
+}
+
+// A client may send its first frame in the same packet as the upgrade
+// request: those bytes, already read by net/http, must reach the hub.
+func TestFrameSentWithTheUpgradeRequest(t *testing.T) {
+	t.Parallel()
+	_, url := testHub(t, Options{Authenticate: bearer})
+	addr := strings.TrimPrefix(url, "ws://")
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	payload := []byte(`{"op":"join","id":1,"room":"early"}`)
+	mask := [4]byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | byte(len(payload))}
+	frame = append(frame, mask[:]...)
+	for i, c := range payload {
+		frame = append(frame, c^mask[i%4])
+	}
+	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ada\r\n\r\n"
+	_, err = conn.Write(append([]byte(req), frame...))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	var got []byte
+	buf := make([]byte, 4096)
+	for !strings.Contains(string(got), `"op":"ok","id":1`) {
+		n, err := conn.Read(buf)
+		require.NoError(t, err, "got %q", got)
+		got = append(got, buf[:n]...)
+	}
 }
