@@ -1,0 +1,51 @@
+// Package sse is a Server-Sent Events broker for net/http services, with a
+// Go client.
+//
+// A [Broker] is an [net/http.Handler] that streams one or more topics to
+// each client; [Broker.Publish] sends an event to a topic from anywhere:
+//
+//	broker := sse.NewBroker(sse.Options{
+//		Authorize: func(r *http.Request, topic string) error { ... },
+//	})
+//	mux.Handle("GET /events", broker) // /events?topic=orders&topic=alerts
+//	broker.Publish(ctx, "orders", sse.Event{Type: "created", Data: orderJSON})
+//
+// In the page, a plain EventSource:
+//
+//	const es = new EventSource("/events?topic=orders");
+//	es.addEventListener("created", (e) => show(JSON.parse(e.data)));
+//	es.addEventListener("rtkit-reset", () => reloadOrders());
+//
+// # Resuming without a gap
+//
+// Topics live on an [rtkit.Backplane], which keeps a bounded history. Every
+// event's id is the stream's position in each of its topics, so a client
+// that reconnects (EventSource does so by itself, sending Last-Event-ID)
+// gets exactly what it missed, then live events. A client that cannot set
+// the header passes the id as the last_event_id query parameter. When
+// history no longer reaches back that far, the stream says so first with a
+// [ResetEvent], so the page reloads instead of silently missing events.
+//
+// Events that other rtkit packages publish to the same topics stream too: a
+// chat room of the realtime hub streams its messages as "msg" events and
+// its presence changes as "presence" events.
+//
+// # The format
+//
+// Events follow the WHATWG event-stream format exactly ([AppendEvent]):
+// data split on CR, LF and CRLF, id and event fields refused when they
+// would break a line, retry in milliseconds, comments; events of any size.
+// [Parser] reads the same format, for [Subscribe] and any other consumer.
+//
+// # Behaviour under load and faults
+//
+// A stream starts with a retry hint and its position; it sends a heartbeat
+// comment when silent (15 s by default), bounds every write with a
+// deadline (through [net/http.ResponseController]), and is dropped when its
+// queue of unwritten events exceeds QueueBytes. Events of a topic are
+// encoded once per node; everything queued for a stream goes out in one
+// write and one flush. Streams can be given a maximum lifetime (with
+// jitter, so that reconnects spread out) or end when the request's
+// credentials expire. Shutdown ends every stream with a randomized retry
+// hint instead of a status that would make browsers stop reconnecting.
+package sse
