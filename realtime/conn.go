@@ -403,7 +403,7 @@ func (c *conn) leaveRoom(ctx context.Context, m *membership) {
 	if err := c.h.presence.Remove(ctx, m.room.name, c.info.ID); err != nil {
 		c.h.log.Warn("realtime: removing presence", "room", m.room.name, "err", err)
 	}
-	_, _ = c.h.bp.Publish(ctx, m.room.name, presenceEnvelope("leave", c.member()), rtkit.PublishOptions{Ephemeral: true})
+	_, _ = c.h.bp.Publish(ctx, m.room.name, presenceEnvelope("leave", m.room.name, c.member()), rtkit.PublishOptions{Ephemeral: true})
 }
 
 func itoa(v int64) string { return string(appendInt(nil, v)) }

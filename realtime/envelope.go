@@ -10,10 +10,12 @@ import (
 
 // What the hub publishes on the backplane is a JSON object that starts
 // with its op, so that every node turns it into a client frame by splicing
-// in the room, the message ID and the time, without decoding it:
+// in the message ID and the time, without decoding it. It names its room,
+// so that it stands on its own wherever it goes (an SSE stream of several
+// rooms, say):
 //
-//	{"op":"msg","from":{"user":"ada","conn":"c1"},"data":...}
-//	{"op":"presence","event":"join","member":{"user":"ada","conn":"c1"}}
+//	{"op":"msg","room":"lobby","from":{"user":"ada","conn":"c1"},"data":...}
+//	{"op":"presence","room":"lobby","event":"join","member":{"user":"ada","conn":"c1"}}
 //	{"op":"direct","from":{...},"data":...}      (on a user's inbox topic)
 //	{"op":"kick","reason":"..."}                 (on a user's inbox topic)
 //
@@ -52,18 +54,23 @@ func appendSender(b []byte, s Sender) []byte {
 	return append(b, '}')
 }
 
-// msgEnvelope encodes a room message or a direct message for the backplane.
-func msgEnvelope(op []byte, from Sender, data []byte) []byte {
-	b := make([]byte, 0, len(op)+len(data)+64)
+// msgEnvelope encodes a room message (or, with no room, a direct message)
+// for the backplane.
+func msgEnvelope(op []byte, room string, from Sender, data []byte) []byte {
+	b := make([]byte, 0, len(op)+len(room)+len(data)+64)
 	b = append(b, op...)
+	if room != "" {
+		b = appendField(b, "room", room)
+	}
 	b = appendSender(b, from)
 	b = appendRaw(b, "data", data)
 	return append(b, '}')
 }
 
-func presenceEnvelope(event string, m Member) []byte {
+func presenceEnvelope(event, room string, m Member) []byte {
 	mj, _ := json.Marshal(m)
 	b := append([]byte(nil), opPresence...)
+	b = appendField(b, "room", room)
 	b = appendField(b, "event", event)
 	b = appendRaw(b, "member", mj)
 	return append(b, '}')
@@ -87,8 +94,8 @@ func envelopeOp(data []byte) []byte {
 }
 
 // clientFrame turns a backplane message into the frame members receive:
-// the envelope with the room (if any), the message ID and the time
-// spliced in after its op.
+// the envelope with the message ID and the time spliced in after its op.
+// Foreign data becomes a "msg" of room whose data is the payload.
 func clientFrame(room string, m *rtkit.Message) []byte {
 	op := envelopeOp(m.Data)
 	var rest []byte // the envelope after its op: ",..." or "}"
@@ -99,7 +106,7 @@ func clientFrame(room string, m *rtkit.Message) []byte {
 	}
 	b := make([]byte, 0, len(m.Data)+len(room)+64)
 	b = append(b, op...)
-	if room != "" {
+	if rest == nil && room != "" {
 		b = appendField(b, "room", room)
 	}
 	if m.Ephemeral() {

@@ -165,7 +165,7 @@ func (c *conn) join(in *inbound) *Error {
 	if err := c.h.presence.Add(ctx, in.Room, member); err != nil {
 		return fail("presence", err)
 	}
-	_, _ = c.h.bp.Publish(ctx, in.Room, presenceEnvelope("join", member), rtkit.PublishOptions{Ephemeral: true})
+	_, _ = c.h.bp.Publish(ctx, in.Room, presenceEnvelope("join", in.Room, member), rtkit.PublishOptions{Ephemeral: true})
 
 	ok := okFrame(in.ID, func(b []byte) []byte {
 		b = appendField(b, "room", in.Room)
@@ -205,10 +205,13 @@ func (c *conn) publish(in *inbound) *Error {
 	if e := c.authorize(ctx, Action{Kind: ActionPublish, Room: in.Room, Ephemeral: in.Ephemeral}); e != nil {
 		return e
 	}
-	env := msgEnvelope(opMsg, Sender{User: c.info.Identity.User, Conn: c.info.ID}, in.Data)
+	env := msgEnvelope(opMsg, in.Room, Sender{User: c.info.Identity.User, Conn: c.info.ID}, in.Data)
 	id, err := c.h.bp.Publish(ctx, in.Room, env, rtkit.PublishOptions{Ephemeral: in.Ephemeral})
 	if err != nil {
 		return c.internal("publish", err)
+	}
+	if !in.Ephemeral {
+		c.h.published.Add(1)
 	}
 	c.send(okFrame(in.ID, func(b []byte) []byte {
 		if !id.IsZero() {
@@ -225,7 +228,7 @@ func (c *conn) direct(in *inbound) *Error {
 	if e := c.authorize(ctx, Action{Kind: ActionDirect, To: in.To}); e != nil {
 		return e
 	}
-	env := msgEnvelope(opDirect, Sender{User: c.info.Identity.User, Conn: c.info.ID}, in.Data)
+	env := msgEnvelope(opDirect, "", Sender{User: c.info.Identity.User, Conn: c.info.ID}, in.Data)
 	id, err := c.h.bp.Publish(ctx, inboxTopic(in.To), env, rtkit.PublishOptions{})
 	if err != nil {
 		return c.internal("direct", err)

@@ -146,6 +146,7 @@ type Stats struct {
 	Rooms         int   // rooms with members on this node
 	Memberships   int   // room memberships on this node
 	MessagesIn    int64 // client objects received
+	Published     int64 // messages published to rooms (by clients and Publish), ephemeral ones excluded
 	FramesOut     int64 // frames written (each may carry several objects)
 	ObjectsOut    int64 // objects written
 	SlowConsumers int64 // connections closed as slow consumers
@@ -181,7 +182,7 @@ type Hub struct {
 	perUser   map[string]int
 	startOnce sync.Once
 
-	messagesIn, framesOut, objectsOut, slow, limited atomic.Int64
+	messagesIn, published, framesOut, objectsOut, slow, limited atomic.Int64
 }
 
 // NewHub returns a Hub configured by opts. It starts no goroutine until
@@ -341,7 +342,11 @@ func (h *Hub) Publish(ctx context.Context, room string, data any) (rtkit.ID, err
 	if err := rtkit.CheckTopic(room); err != nil {
 		return rtkit.ID{}, err
 	}
-	return h.bp.Publish(ctx, room, msgEnvelope(opMsg, Sender{}, raw), rtkit.PublishOptions{})
+	id, err := h.bp.Publish(ctx, room, msgEnvelope(opMsg, room, Sender{}, raw), rtkit.PublishOptions{})
+	if err == nil {
+		h.published.Add(1)
+	}
+	return id, err
 }
 
 // History returns up to limit of the room's most recent messages, oldest
@@ -383,7 +388,7 @@ func (h *Hub) Stats() Stats {
 	rooms, members := h.rooms.counts()
 	return Stats{
 		Connections: n, Rooms: rooms, Memberships: members,
-		MessagesIn: h.messagesIn.Load(), FramesOut: h.framesOut.Load(), ObjectsOut: h.objectsOut.Load(),
+		MessagesIn: h.messagesIn.Load(), Published: h.published.Load(), FramesOut: h.framesOut.Load(), ObjectsOut: h.objectsOut.Load(),
 		SlowConsumers: h.slow.Load(), RateLimited: h.limited.Load(),
 	}
 }

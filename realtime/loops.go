@@ -82,7 +82,7 @@ func (h *Hub) refreshPresence() {
 	}
 	for room, members := range expired {
 		for _, m := range members {
-			_, _ = h.bp.Publish(ctx, room, presenceEnvelope("leave", m), rtkit.PublishOptions{Ephemeral: true})
+			_, _ = h.bp.Publish(ctx, room, presenceEnvelope("leave", room, m), rtkit.PublishOptions{Ephemeral: true})
 		}
 	}
 }

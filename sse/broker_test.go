@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -237,15 +238,11 @@ func TestMultiTopicResumeAtTheSeam(t *testing.T) {
 	}
 	for topic, seq := range per {
 		require.NotEmpty(t, seq)
-		first := published[topic][0:len(seq)]
 		// The first connection starts live, so the client's sequence
 		// starts somewhere in the published one.
-		start := 0
-		for published[topic][start] != seq[0] {
-			start++
-		}
-		first = published[topic][start : start+len(seq)]
-		assert.Equal(t, first, seq, "topic %s", topic)
+		start := slices.Index(published[topic], seq[0])
+		require.GreaterOrEqual(t, start, 0)
+		assert.Equal(t, published[topic][start:start+len(seq)], seq, "topic %s", topic)
 	}
 	assert.Len(t, per, 3)
 }

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rtkit/rtkit"
 	"github.com/rtkit/rtkit/realtime"
+	"github.com/rtkit/rtkit/sse"
 )
 
 //go:embed web
@@ -23,15 +25,23 @@ var webFS embed.FS
 // app wires the pieces: a backplane and presence (memory, or Redis with
 // REDIS_URL), the hub, and the HTTP routes.
 type app struct {
-	cfg   config
-	log   *slog.Logger
-	redis *redis.Client // nil in memory mode
-	bp    rtkit.Backplane
-	hub   *realtime.Hub
+	cfg    config
+	log    *slog.Logger
+	node   string
+	redis  *redis.Client // nil in memory mode
+	bp     rtkit.Backplane
+	hub    *realtime.Hub
+	events *sse.Broker
+
+	stop context.CancelFunc // ends the app's own goroutines
+	wg   sync.WaitGroup
 }
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log}
+	if cfg.StatsEvery <= 0 {
+		cfg.StatsEvery = 2 * time.Second
+	}
+	a := &app{cfg: cfg, log: log, node: nodeName(cfg.Addr)}
 	var presence realtime.Presence
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
@@ -39,7 +49,7 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
 		a.redis = redis.NewClient(opts)
-		bp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: a.redis, Prefix: cfg.Prefix, Logger: log})
+		bp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: a.redis, Prefix: cfg.Prefix, Logger: log, TopicHistory: topicHistory})
 		if err != nil {
 			return nil, err
 		}
@@ -48,7 +58,7 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 			return nil, err
 		}
 	} else {
-		a.bp = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{HistorySize: 500})
+		a.bp = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{TopicHistory: topicHistory})
 	}
 	a.hub = realtime.NewHub(realtime.Options{
 		Backplane:      a.bp,
@@ -59,7 +69,30 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		Logger:         log,
 	})
 	a.hub.HandleCall("rooms.list", a.listRooms)
+	a.events = sse.NewBroker(sse.Options{
+		Backplane: a.bp,
+		Topics:    a.dashboardTopics,
+		Authorize: a.authorizeDashboard,
+		Expires:   a.tokenExpiry,
+		Logger:    log,
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	a.stop = stop
+	a.wg.Go(func() { a.publishStats(ctx) })
 	return a, nil
+}
+
+// topicHistory keeps 500 messages per room and the last 10 minutes of
+// dashboard stats.
+func topicHistory(topic string) (int, time.Duration) {
+	if topic == statsTopic {
+		return 600, 10 * time.Minute
+	}
+	return 500, 24 * time.Hour
+}
+
+func (a *app) tokenExpiry(r *http.Request) time.Time {
+	return tokenExpiry(r.URL.Query().Get("token"))
 }
 
 func (a *app) handler() http.Handler {
@@ -69,6 +102,7 @@ func (a *app) handler() http.Handler {
 	mux.Handle("GET /", securityHeaders(files))
 	mux.Handle("GET /rtkit.js", realtime.ClientHandler())
 	mux.Handle("GET /ws", a.hub)
+	mux.Handle("GET /events", a.events)
 	mux.HandleFunc("POST /api/login", a.login)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", a.ready)
@@ -86,7 +120,9 @@ func securityHeaders(h http.Handler) http.Handler {
 }
 
 func (a *app) shutdown(ctx context.Context) error {
-	err := a.hub.Shutdown(ctx)
+	a.stop()
+	a.wg.Wait()
+	err := errors.Join(a.hub.Shutdown(ctx), a.events.Shutdown(ctx))
 	_ = a.bp.Close()
 	if a.redis != nil {
 		_ = a.redis.Close()

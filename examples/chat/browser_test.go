@@ -73,6 +73,7 @@ func TestChatPageInBrowser(t *testing.T) {
 	// Ada signs in through the page.
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS("body[data-ready]")), // the page's module has run
 		chromedp.WaitVisible(chromedp.CSS("#name")),
 		chromedp.SendKeys(chromedp.CSS("#name"), "ada"),
 		chromedp.Click(chromedp.CSS("#login button")), // a click fires the submit event; form.submit() would not

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"time"
 )
 
 // config is the app's configuration, from the environment.
@@ -15,6 +16,9 @@ type config struct {
 	Secret   []byte   // CHAT_SECRET signs session tokens; required with REDIS_URL
 	Rooms    []string // CHAT_ROOMS, comma-separated; default general,random,help
 	Origins  []string // CHAT_ORIGINS: extra origins allowed to open WebSockets
+	// StatsEvery is how often each replica publishes its dashboard
+	// counters (CHAT_STATS_EVERY, default 2s).
+	StatsEvery time.Duration
 }
 
 func configFromEnv() (config, error) {
@@ -26,6 +30,11 @@ func configFromEnv() (config, error) {
 		Rooms:    splitList(envOr("CHAT_ROOMS", "general,random,help")),
 		Origins:  splitList(os.Getenv("CHAT_ORIGINS")),
 	}
+	every, err := time.ParseDuration(envOr("CHAT_STATS_EVERY", "2s"))
+	if err != nil || every <= 0 {
+		return c, errors.New("CHAT_STATS_EVERY must be a positive duration, e.g. 2s")
+	}
+	c.StatsEvery = every
 	if len(c.Secret) == 0 {
 		if c.RedisURL != "" {
 			return c, errors.New("CHAT_SECRET must be set with REDIS_URL, the same on every replica")

@@ -23,6 +23,7 @@ $("login").addEventListener("submit", async (ev) => {
   }
   const { name, token } = await res.json();
   me = name;
+  sessionStorage.setItem("rtkit-chat-token", token); // for the dashboard
   start(token);
 });
 
@@ -184,3 +185,6 @@ $("send").addEventListener("submit", async (ev) => {
     notice(current, "Not sent: " + err.message);
   }
 });
+
+// Tests (and people) can tell the page is ready to use.
+document.body.dataset.ready = "1";

@@ -1,0 +1,108 @@
+// The dashboard: one plain EventSource over the replicas' stats and the
+// chat rooms. EventSource reconnects by itself and resumes with
+// Last-Event-ID; an "rtkit-reset" event means history was lost, so the
+// page starts its counters over.
+const $ = (id) => document.getElementById(id);
+const nodes = new Map(); // node -> latest stats
+let samples = []; // {t, total}: total messages over time
+const rates = []; // messages per minute, one point per stats event
+
+function token() {
+  return sessionStorage.getItem("rtkit-chat-token");
+}
+
+$("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const res = await fetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name: $("name").value.trim() }),
+  });
+  if (!res.ok) {
+    $("login-error").textContent = await res.text();
+    return;
+  }
+  sessionStorage.setItem("rtkit-chat-token", (await res.json()).token);
+  start();
+});
+
+if (token()) start();
+else $("login").hidden = false;
+
+function start() {
+  $("login").hidden = true;
+  $("dash").hidden = false;
+  const es = new EventSource("/events?token=" + encodeURIComponent(token()));
+  es.onopen = () => setStatus("live", true);
+  es.onerror = () => setStatus("reconnecting…", false);
+  es.addEventListener("stats", (e) => onStats(JSON.parse(e.data)));
+  es.addEventListener("msg", (e) => onRoomEvent(JSON.parse(e.data)));
+  es.addEventListener("presence", (e) => onRoomEvent(JSON.parse(e.data)));
+  es.addEventListener("rtkit-reset", () => {
+    nodes.clear();
+    samples = [];
+    rates.length = 0;
+    feed("History was lost (a restart?): counters start over.");
+  });
+}
+
+function setStatus(text, live) {
+  $("status").textContent = text;
+  $("status").classList.toggle("live", live);
+}
+
+function onStats(s) {
+  nodes.set(s.node, s);
+  const now = s.time;
+  for (const [name, n] of nodes) if (now - n.time > 15000) nodes.delete(name); // gone
+  let connections = 0, rooms = 0, messages = 0, streams = 0;
+  for (const n of nodes.values()) {
+    connections += n.connections;
+    rooms = Math.max(rooms, n.rooms);
+    messages += n.published;
+    streams += n.streams;
+  }
+  $("connections").textContent = connections;
+  $("rooms").textContent = rooms;
+  $("messages").textContent = messages;
+  $("streams").textContent = streams;
+  $("nodes").textContent = nodes.size;
+
+  // Messages in the last minute (or since the page started, if sooner).
+  samples.push({ t: now, total: messages });
+  samples = samples.filter((x) => now - x.t <= 60000);
+  const rate = Math.max(0, messages - samples[0].total);
+  $("rate").textContent = rate;
+  rates.push(rate);
+  if (rates.length > 120) rates.shift();
+  drawChart();
+}
+
+function drawChart() {
+  const max = Math.max(1, ...rates);
+  const step = 600 / Math.max(1, rates.length - 1);
+  $("line").setAttribute("points", rates.map((r, i) => `${(i * step).toFixed(1)},${(115 - (r / max) * 110).toFixed(1)}`).join(" "));
+}
+
+function onRoomEvent(e) {
+  const room = e.room || "";
+  if (e.op === "presence") {
+    feed(`${e.member.user} ${e.event === "join" ? "joined" : "left"} #${room}`, e.time);
+  } else if (e.op === "msg" && !e.ephemeral) {
+    const text = e.data && typeof e.data === "object" ? e.data.text ?? "" : String(e.data);
+    feed(`${e.from.user || "server"} in #${room}: ${text.slice(0, 80)}`, e.time);
+  }
+}
+
+function feed(text, time) {
+  time = time ?? Date.now();
+  const li = document.createElement("li");
+  const t = document.createElement("time");
+  t.textContent = new Date(time).toLocaleTimeString();
+  li.append(t, document.createTextNode(text));
+  $("feed").prepend(li);
+  while ($("feed").children.length > 50) $("feed").lastChild.remove();
+}
+
+// Tests (and people) can tell the page is ready to use.
+document.body.dataset.ready = "1";
