@@ -251,14 +251,15 @@ func (c *conn) goTracked(fn func()) bool {
 // up. The hub's connWG counts it.
 func (c *conn) serve(inboxSince string) {
 	defer c.h.connWG.Done()
-	err := c.start(inboxSince)
-	if err == nil {
-		if c.h.opts.OnConnect != nil {
-			c.h.opts.OnConnect(c.info)
-		}
-		c.info.Request = nil
-		err = c.readLoop()
+	if err := c.start(inboxSince); err != nil {
+		c.finish()
+		return
 	}
+	if c.h.opts.OnConnect != nil {
+		c.h.opts.OnConnect(c.info)
+	}
+	c.info.Request = nil
+	err := c.readLoop()
 	c.finish()
 	if c.h.opts.OnDisconnect != nil {
 		c.h.opts.OnDisconnect(c.info, err)

@@ -76,8 +76,9 @@ type Options struct {
 	// presence need the connection to have joined the room.
 	Authorize func(ctx context.Context, id Identity, a Action) error
 	// OnConnect and OnDisconnect are called when a connection is
-	// established and when it ends, from the connection's goroutine; they
-	// must not block for long.
+	// established (after its welcome is queued) and when it ends, from the
+	// connection's goroutine; they must not block for long. OnDisconnect
+	// follows every OnConnect, and only those.
 	OnConnect    func(c ConnInfo)
 	OnDisconnect func(c ConnInfo, err error)
 	// OriginPatterns lists the host patterns (path.Match syntax, e.g.

@@ -15,6 +15,9 @@ import (
 	"github.com/rtkit/rtkit"
 )
 
+// ErrBrokerClosed is returned by Publish after Shutdown.
+var ErrBrokerClosed = errors.New("sse: broker shut down")
+
 // ResetEvent is the type of the event a stream sends, before anything
 // else, when it cannot resume every topic from the client's Last-Event-ID
 // (the ID fell out of history): messages were lost, and the page should
@@ -142,13 +145,13 @@ func (b *Broker) Stats() Stats {
 
 // Publish sends e to every stream of topic on every node and keeps it in
 // the topic's history. e.ID is ignored (the backplane assigns IDs);
-// e.Retry is not carried.
+// e.Retry is not carried. After Shutdown it returns [ErrBrokerClosed].
 func (b *Broker) Publish(ctx context.Context, topic string, e Event) (rtkit.ID, error) {
 	if err := checkField("event type", e.Type); err != nil {
 		return rtkit.ID{}, err
 	}
 	if b.closing.Load() {
-		return rtkit.ID{}, errors.New("sse: broker shut down")
+		return rtkit.ID{}, ErrBrokerClosed
 	}
 	id, err := b.bp.Publish(ctx, topic, encodePayload(e.Type, e.Data), rtkit.PublishOptions{})
 	if err == nil {
