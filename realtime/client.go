@@ -113,7 +113,8 @@ type Client struct {
 }
 
 type clientRoom struct {
-	last rtkit.ID // newest message seen (or the join position)
+	last   rtkit.ID // newest message seen (or the join position)
+	joined bool     // the join was confirmed: rejoin it after a reconnect
 }
 
 type reply struct {
@@ -241,10 +242,13 @@ func (c *Client) install(ws *websocket.Conn, welcome map[string]json.RawMessage)
 	_ = json.Unmarshal(welcome["conn"], &conn)
 	_ = json.Unmarshal(welcome["inbox"], &inbox)
 	c.mu.Lock()
-	c.ws, c.connID = ws, conn
-	if id, err := rtkit.ParseID(inbox); err == nil && id.Compare(c.inbox) > 0 {
-		c.inbox = id
+	if c.connID == "" {
+		// The first connection: live delivery starts at this position. On
+		// a reconnect the client's own position stands; the directs it
+		// missed follow the welcome.
+		c.inbox, _ = rtkit.ParseID(inbox)
 	}
+	c.ws, c.connID = ws, conn
 	close(c.connected)
 	c.mu.Unlock()
 	if string(welcome["recovered"]) == "false" {
@@ -313,7 +317,9 @@ func (c *Client) rejoin() {
 	c.mu.Lock()
 	rooms := make(map[string]rtkit.ID, len(c.rooms))
 	for name, r := range c.rooms {
-		rooms[name] = r.last
+		if r.joined {
+			rooms[name] = r.last
+		}
 	}
 	conn := c.connID
 	c.mu.Unlock()
@@ -322,7 +328,10 @@ func (c *Client) rejoin() {
 	for name, last := range rooms {
 		res, err := c.join(ctx, name, JoinOptions{Since: last}, false)
 		if err != nil {
+			// Messages of the room are missed until the application joins
+			// again: say so.
 			c.log.Warn("realtime: rejoin failed", "room", name, "err", err)
+			c.emit(Event{Op: "gap", Room: name})
 			continue
 		}
 		if !res.Recovered {
@@ -502,7 +511,7 @@ func (c *Client) join(ctx context.Context, room string, opts JoinOptions, fresh 
 		c.rooms[room] = r
 	} else if fresh {
 		c.mu.Unlock()
-		return JoinResult{}, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("already joined %q", room)}
+		return JoinResult{}, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("already joined (or joining) %q", room)}
 	}
 	c.mu.Unlock()
 	obj := map[string]any{"op": "join", "room": room}
@@ -526,6 +535,9 @@ func (c *Client) join(ctx context.Context, room string, opts JoinOptions, fresh 
 		}
 		return JoinResult{}, err
 	}
+	c.mu.Lock()
+	r.joined = true
+	c.mu.Unlock()
 	var res JoinResult
 	var pos string
 	_ = json.Unmarshal(ok["recovered"], &res.Recovered)

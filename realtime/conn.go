@@ -275,8 +275,9 @@ func (c *conn) start(inboxSince string) error {
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.WriteTimeout)
 	defer cancel()
+	resume := inboxSince != "" && perr == nil // a garbage inbox_since starts live
 	sub, err := c.h.bp.Subscribe(ctx, inboxTopic(c.info.Identity.User),
-		rtkit.SubscribeOptions{Since: since, FromStart: inboxSince != "" && since.IsZero()}, m)
+		rtkit.SubscribeOptions{Since: since, FromStart: resume && since.IsZero()}, m)
 	if err != nil {
 		c.h.log.Error("realtime: subscribing to inbox", "conn", c.info.ID, "err", err)
 		c.closeWith(websocket.StatusInternalError, "internal error")
@@ -288,7 +289,13 @@ func (c *conn) start(inboxSince string) error {
 	b := []byte(`{"op":"welcome"`)
 	b = appendField(b, "conn", c.info.ID)
 	b = appendField(b, "user", c.info.Identity.User)
-	b = appendField(b, "inbox", sub.Position().String())
+	// The inbox position before the recovered directs (queued after the
+	// welcome): what the client resumed from, or where live delivery starts.
+	pos := sub.Position()
+	if resume {
+		pos = since
+	}
+	b = appendField(b, "inbox", pos.String())
 	b = appendBool(b, "recovered", inboxSince == "" || (perr == nil && sub.Recovered()))
 	b = appendRaw(b, "ping", []byte(itoa(c.h.opts.PingInterval.Milliseconds())))
 	m.markReady(append(b, '}'))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/rtkit/rtkit"
 	"golang.org/x/time/rate"
@@ -18,7 +19,7 @@ const maxCallsInFlight = 16
 // handle runs one client object, from the connection's read goroutine.
 func (c *conn) handle(in *inbound, perr *Error) {
 	c.h.messagesIn.Add(1)
-	if !c.allow() {
+	if !c.allow(in.ID) {
 		return
 	}
 	if perr != nil {
@@ -47,7 +48,7 @@ func (c *conn) handle(in *inbound, perr *Error) {
 
 // allow applies the inbound rate limit. A client that keeps sending while
 // refused is closed.
-func (c *conn) allow() bool {
+func (c *conn) allow(id uint64) bool {
 	if c.limiter == nil {
 		c.limiter = rate.NewLimiter(c.h.opts.InboundRate, c.h.opts.InboundBurst)
 	}
@@ -60,7 +61,7 @@ func (c *conn) allow() bool {
 		c.closeWith(CloseRateLimited, "rate limited")
 		return false
 	}
-	c.send(errorFrame(0, errorf(CodeRateLimited, "too many messages; slow down")))
+	c.send(errorFrame(id, errorf(CodeRateLimited, "too many messages; slow down")))
 	return false
 }
 
@@ -92,6 +93,9 @@ func (c *conn) opContext() (context.Context, context.CancelFunc) {
 func checkRoom(name string) *Error {
 	if err := rtkit.CheckTopic(name); err != nil {
 		return errorf(CodeBadRequest, "invalid room name: %v", errors.Unwrap(err))
+	}
+	if strings.HasPrefix(name, inboxPrefix) {
+		return errorf(CodeBadRequest, "room names starting with %q are reserved", inboxPrefix)
 	}
 	return nil
 }
@@ -156,7 +160,10 @@ func (c *conn) join(in *inbound) *Error {
 		}
 		history, since = hist.Messages, hist.Position
 	}
-	sub, err := c.h.bp.Subscribe(ctx, in.Room, rtkit.SubscribeOptions{Since: since, FromStart: in.Since != "" && since.IsZero()}, m)
+	// FromStart: a rejoin at "0-0", or a history join of an empty room (a
+	// message published since the History call must not slip by).
+	fromStart := since.IsZero() && (in.Since != "" || in.History > 0)
+	sub, err := c.h.bp.Subscribe(ctx, in.Room, rtkit.SubscribeOptions{Since: since, FromStart: fromStart}, m)
 	if err != nil {
 		return fail("subscribe", err)
 	}

@@ -2,6 +2,8 @@ package realtime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -402,7 +404,10 @@ func (h *Hub) Stats() Stats {
 // handshake and ctx's error is returned. Shutdown is idempotent.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	if !h.closing.CompareAndSwap(false, true) {
-		return waitGroup(ctx, &h.connWG)
+		if err := waitGroup(ctx, &h.connWG); err != nil {
+			return err
+		}
+		return waitGroup(ctx, &h.loopWG)
 	}
 	h.connsMu.Lock()
 	conns := make([]*conn, 0, len(h.conns))
@@ -443,11 +448,16 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 }
 
+// inboxPrefix starts the topics of users' inboxes; rooms may not use it.
+const inboxPrefix = "inbox:"
+
 // inboxTopic is the topic of a user's direct messages and control
-// messages. Characters a topic may not hold are percent-encoded.
+// messages. Characters a topic may not hold are percent-encoded; a name
+// too long for a topic is replaced by its SHA-256, so that two users never
+// share an inbox.
 func inboxTopic(user string) string {
 	var b strings.Builder
-	b.WriteString("inbox:")
+	b.WriteString(inboxPrefix)
 	for i := 0; i < len(user); i++ {
 		c := user[i]
 		if c <= ' ' || c == '{' || c == '}' || c == '%' || c >= 0x7f {
@@ -458,7 +468,8 @@ func inboxTopic(user string) string {
 	}
 	s := b.String()
 	if len(s) > rtkit.MaxTopicLen {
-		s = s[:rtkit.MaxTopicLen]
+		sum := sha256.Sum256([]byte(user))
+		s = inboxPrefix + "sha256:" + hex.EncodeToString(sum[:])
 	}
 	return s
 }

@@ -85,16 +85,13 @@ func decodeFrame(frame []byte, fn func(in *inbound, err *Error)) {
 			continue
 		}
 		if n++; n > maxObjectsPerFrame {
-			fn(&inbound{}, errorf(CodeBadRequest, "more than %d objects in one frame", maxObjectsPerFrame))
-			return
+			// Not run, but answered: every request gets its reply.
+			fn(&inbound{ID: probeID(line)}, errorf(CodeBadRequest, "more than %d objects in one frame", maxObjectsPerFrame))
+			continue
 		}
 		var in inbound
 		if err := json.Unmarshal(line, &in); err != nil {
-			var probe struct {
-				ID uint64 `json:"id"`
-			}
-			_ = json.Unmarshal(line, &probe)
-			fn(&inbound{ID: probe.ID}, errorf(CodeBadRequest, "invalid JSON object: %s", jsonErrorText(err)))
+			fn(&inbound{ID: probeID(line)}, errorf(CodeBadRequest, "invalid JSON object: %s", jsonErrorText(err)))
 			continue
 		}
 		if err := in.validate(); err != nil {
@@ -103,6 +100,19 @@ func decodeFrame(frame []byte, fn func(in *inbound, err *Error)) {
 		}
 		fn(&in, nil)
 	}
+}
+
+// probeID reads the id of an object that is not handled, for its error
+// reply (0 if there is none to read).
+func probeID(line []byte) uint64 {
+	var probe struct {
+		ID uint64 `json:"id"`
+	}
+	_ = json.Unmarshal(line, &probe)
+	if probe.ID > maxID {
+		return 0
+	}
+	return probe.ID
 }
 
 func jsonErrorText(err error) string {

@@ -43,7 +43,10 @@ type Options struct {
 	Topics func(r *http.Request) ([]string, error)
 	// Authorize decides whether the request may stream topic. An error
 	// refuses the whole request with 403 before the stream starts.
-	// Default: allow.
+	// Default: allow — every topic of the backplane, including the realtime
+	// hub's per-user inbox topics ("inbox:<user>") when the hub shares the
+	// backplane: set Authorize (or Topics) whenever clients may not read
+	// everything.
 	Authorize func(r *http.Request, topic string) error
 	// Expires, if set, returns when the request's credentials expire: the
 	// stream ends then, so that the client reconnects and is authorized
@@ -91,6 +94,7 @@ type Broker struct {
 	cancel  context.CancelFunc
 	closing atomic.Bool
 	streams sync.WaitGroup
+	closeBP sync.Once
 
 	mu     sync.Mutex
 	topics map[string]*topicCache
@@ -354,23 +358,27 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if first && b.ownBP {
-		return b.bp.Close()
+	var err error
+	if b.ownBP {
+		// Whichever call sees the streams end closes it, once.
+		b.closeBP.Do(func() { err = b.bp.Close() })
 	}
-	return nil
+	return err
 }
 
-// positions encodes the stream's position in each topic as the event id:
-// the topics' last IDs joined by commas, in the stream's (sorted) topic
-// order, "" for a topic with no message yet.
+// formatPositions encodes the stream's position in each topic as the
+// event id: the topics' last IDs joined by commas, in the stream's (sorted)
+// topic order, "0-0" for a topic with no message yet (never an empty id,
+// which would make the client send no Last-Event-ID at all).
 func formatPositions(pos []rtkit.ID) string {
-	if len(pos) == 1 {
-		return pos[0].String()
-	}
 	var sb strings.Builder
 	for i, p := range pos {
 		if i > 0 {
 			sb.WriteByte(',')
+		}
+		if p.IsZero() {
+			sb.WriteString("0-0")
+			continue
 		}
 		b, _ := p.AppendText(nil)
 		sb.Write(b)

@@ -404,3 +404,48 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A stream of an empty topic announces the position "0-0", not an empty id
+// (after which clients send no Last-Event-ID), so what is published while
+// the client is away reaches it on reconnect.
+func TestEmptySingleTopicResumes(t *testing.T) {
+	b, url := testBroker(t, Options{})
+	resp, err := http.Get(url + "?topic=fresh")
+	require.NoError(t, err)
+	p := NewParser(resp.Body, 0)
+	first, err := p.Next()
+	require.NoError(t, err)
+	last := p.LastEventID()
+	require.Equal(t, "0-0", first.ID)
+	resp.Body.Close()
+
+	_, err = b.Publish(context.Background(), "fresh", Event{Data: []byte("missed")})
+	require.NoError(t, err)
+
+	// Reconnect as EventSource / sse.Client do: Last-Event-ID only if non-empty.
+	req, _ := http.NewRequest("GET", url+"?topic=fresh", nil)
+	if last != "" {
+		req.Header.Set("Last-Event-ID", last)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req = req.WithContext(ctx)
+	resp2, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp2.Body.Close()
+	p2 := NewParser(resp2.Body, 0)
+	_, err = p2.Next() // retry + position
+	require.NoError(t, err)
+	done := make(chan Event, 1)
+	go func() {
+		e, err := p2.Next()
+		if err == nil {
+			done <- e
+		}
+		close(done)
+	}()
+	_, err = b.Publish(context.Background(), "fresh", Event{Data: []byte("live")})
+	require.NoError(t, err)
+	e := <-done
+	require.Equal(t, "missed", string(e.Data), "first event after reconnect (type %q)", e.Type)
+}

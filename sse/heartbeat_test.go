@@ -55,7 +55,7 @@ func TestHeartbeatAndLifetime(t *testing.T) {
 		}()
 		synctest.Wait()
 		start := rec.String()
-		assert.True(t, strings.HasPrefix(start, "retry: 2000\nid: \n\n"), "%q", start)
+		assert.True(t, strings.HasPrefix(start, "retry: 2000\nid: 0-0\n\n"), "%q", start)
 
 		// Silent for just under the heartbeat: nothing; at it: a comment.
 		time.Sleep(15*time.Second - time.Millisecond)

@@ -61,6 +61,15 @@ func newStream(b *Broker, w http.ResponseWriter, r *http.Request, topics []strin
 }
 
 func (s *stream) enqueue(q queued) {
+	cut := false
+	defer func() {
+		if cut && s.deadlines.Load() {
+			// Dropped: a write stuck on a full socket is cut short (outside
+			// the lock), so the stream ends now rather than at the write
+			// timeout.
+			_ = s.rc.SetWriteDeadline(time.Now())
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -71,14 +80,10 @@ func (s *stream) enqueue(q queued) {
 		// must be able to catch up.
 		s.queue = append(s.queue, q)
 	case s.queued+len(q.body) > s.b.opts.QueueBytes:
-		// Dropped: a write stuck on a full socket is cut short, so the
-		// stream ends now rather than at the write timeout.
 		s.overflow = true
 		s.queue, s.queued = nil, 0
 		s.b.dropped.Add(1)
-		if s.deadlines.Load() {
-			_ = s.rc.SetWriteDeadline(time.Now())
-		}
+		cut = true
 	default:
 		s.queue = append(s.queue, q)
 		s.queued += len(q.body)

@@ -59,7 +59,7 @@ export class RealtimeClient {
     this.maxBackoff = options.maxBackoff ?? 10000;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.listeners = new Map();
-    this.rooms = new Map(); // room -> last ID seen ("" if none)
+    this.rooms = new Map(); // room -> {last: ID seen ("" if none), joined: confirmed}
     this.pending = new Map(); // request id -> {resolve, reject}
     this.nextID = 1;
     this.inbox = null; // last direct message ID; null before the first welcome
@@ -127,7 +127,9 @@ export class RealtimeClient {
         const rejoin = this.inbox !== null;
         this.conn = obj.conn;
         this.user = obj.user;
-        if (this.inbox === null || compareIDs(obj.inbox, this.inbox) > 0) this.inbox = obj.inbox || "";
+        // Only the first welcome sets the inbox position; on a reconnect
+        // the directs missed meanwhile follow the welcome.
+        if (this.inbox === null) this.inbox = obj.inbox || "";
         this.connected = true;
         this.attempt = 0;
         if (rejoin && obj.recovered === false) this.emit("gap", { inbox: true });
@@ -145,9 +147,10 @@ export class RealtimeClient {
       }
       case "msg": {
         if (obj.id) {
-          if (!this.rooms.has(obj.room)) break;
-          if (compareIDs(obj.id, this.rooms.get(obj.room)) <= 0) break; // seen
-          this.rooms.set(obj.room, obj.id);
+          const r = this.rooms.get(obj.room);
+          if (!r) break;
+          if (compareIDs(obj.id, r.last) <= 0) break; // seen
+          r.last = obj.id;
         }
         this.emit("msg", obj);
         break;
@@ -171,12 +174,14 @@ export class RealtimeClient {
 
   async afterWelcome(rejoin) {
     if (rejoin) {
-      for (const [room, last] of this.rooms) {
+      for (const [room, r] of this.rooms) {
+        if (!r.joined) continue; // a join still waiting goes out below
         try {
-          const ok = await this.send({ op: "join", room, since: last || "0-0" }, true);
+          const ok = await this.send({ op: "join", room, since: r.last || "0-0" }, true);
           if (ok.recovered === false) this.emit("gap", { room });
         } catch (err) {
           console.warn("rtkit: rejoin failed", room, err);
+          this.emit("gap", { room }); // its messages are missed until joined again
         }
       }
     }
@@ -218,19 +223,21 @@ export class RealtimeClient {
 
   /** Joins a room. options: history (recent messages first), since (an ID). */
   async join(room, options = {}) {
-    if (this.rooms.has(room)) throw new RealtimeError("bad_request", `already joined ${room}`);
-    this.rooms.set(room, options.since ?? "");
+    if (this.rooms.has(room)) throw new RealtimeError("bad_request", `already joined (or joining) ${room}`);
+    const r = { last: options.since ?? "", joined: false };
+    this.rooms.set(room, r);
     const obj = { op: "join", room };
     if (options.since) obj.since = options.since;
     else if (options.history) obj.history = options.history;
     try {
       const ok = await this.send(obj);
-      if (!options.since && !options.history && compareIDs(ok.position, this.rooms.get(room)) > 0) {
-        this.rooms.set(room, ok.position);
-      }
+      r.joined = true;
+      // A live-only join resumes from the room's position (replayed
+      // messages advance last by themselves).
+      if (!options.since && !options.history && compareIDs(ok.position, r.last) > 0) r.last = ok.position;
       return { recovered: ok.recovered, position: ok.position };
     } catch (err) {
-      this.rooms.delete(room);
+      if (this.rooms.get(room) === r) this.rooms.delete(room);
       throw err;
     }
   }

@@ -25,6 +25,7 @@ function collector(rt, event) {
   return got;
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const once = (rt, event) => new Promise((resolve) => { const off = rt.on(event, (e) => { off(); resolve(e); }); });
 
 test("ids compare as numbers", () => {
@@ -97,4 +98,48 @@ test("refused without a token", async () => {
   const e = await once(rt, "disconnected");
   rt.close();
   assert.notEqual(e.code, 1000);
+});
+
+test("direct messages sent while disconnected are recovered", async () => {
+  const ada = connect(ws, { token: "jsada", minBackoff: 1000, maxBackoff: 1000 });
+  const bob = connect(ws, { token: "jsbob", minBackoff: 20, maxBackoff: 50 });
+  try {
+    const got = [];
+    ada.on("direct", (d) => got.push(d.data));
+    await ada.presence("none").catch(() => {}); // a round trip: ada is connected
+    await bob.direct("jsada", "before");
+    await sleep(100);
+    const bobBack = once(bob, "connected");
+    const adaBack = once(ada, "connected");
+    await fetch(`${base}/drop`, { method: "POST" });
+    await bobBack;
+    await bob.direct("jsada", "while away");
+    await adaBack;
+    await sleep(200);
+    assert.deepEqual(got, ["before", "while away"]);
+  } finally {
+    ada.close();
+    bob.close();
+  }
+});
+
+test("a room joined while reconnecting keeps delivering", async () => {
+  const rt = connect(ws, { token: "jslate", minBackoff: 500, maxBackoff: 500 });
+  try {
+    await rt.join("jsfirst");
+    const back = once(rt, "connected");
+    const down = once(rt, "disconnected");
+    await fetch(`${base}/drop`, { method: "POST" });
+    await down;
+    const joined = rt.join("jslate").then(() => "ok", (e) => "error: " + e.message);
+    await back;
+    assert.equal(await joined, "ok");
+    const got = [];
+    rt.on("msg", (m) => m.room === "jslate" && got.push(m.data));
+    await fetch(`${base}/publish?room=jslate&n=1`, { method: "POST" });
+    await sleep(300);
+    assert.deepEqual(got, ["1"]);
+  } finally {
+    rt.close();
+  }
 });

@@ -89,7 +89,7 @@ function onRoomEvent(e) {
   if (e.op === "presence") {
     feed(`${e.member.user} ${e.event === "join" ? "joined" : "left"} #${room}`, e.time);
   } else if (e.op === "msg" && !e.ephemeral) {
-    const text = e.data && typeof e.data === "object" ? e.data.text ?? "" : String(e.data);
+    const text = String(e.data && typeof e.data === "object" ? e.data.text ?? "" : e.data);
     feed(`${e.from.user || "server"} in #${room}: ${text.slice(0, 80)}`, e.time);
   }
 }
