@@ -1,0 +1,132 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// flight is one load of a key, shared by every caller that wants it.
+type flight struct {
+	done       chan struct{}
+	val        any
+	err        error
+	waiters    int
+	background bool // a refresh nobody waits for
+	cancel     context.CancelFunc
+}
+
+// startLoad starts (or joins) the load of key. It returns the flight and
+// whether this caller joined an existing one.
+func startLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, vers []int64, background bool) (*flight, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.flights[key]; f != nil {
+		if !background {
+			f.waiters++
+			f.background = false
+		}
+		return f, true, nil
+	}
+	if c.closed {
+		return nil, false, ErrClosed
+	}
+	f := &flight{done: make(chan struct{}), background: background}
+	if !background {
+		f.waiters = 1
+	}
+	// Detached from the callers (their values kept), bounded by
+	// LoadTimeout; cancelled when every waiter has gone.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
+	f.cancel = cancel
+	c.flights[key] = f
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		f.val, f.err = runLoad(c, lctx, key, load, o, vers)
+		c.mu.Lock()
+		if c.flights[key] == f {
+			delete(c.flights, key)
+		}
+		c.mu.Unlock()
+		close(f.done)
+	}()
+	return f, false, nil
+}
+
+// runLoad calls the loader and stores what it returns.
+func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, vers []int64) (val any, err error) {
+	c.loads.Add(1)
+	start := time.Now()
+	v, err := callLoader(ctx, load)
+	took := time.Since(start)
+	c.loadNanos.Add(int64(took))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		_ = c.put(ctx, key, nil, true, took, o, vers)
+		return nil, err
+	case err != nil:
+		c.loadErrors.Add(1)
+		return nil, err
+	}
+	data, merr := c.codec.Marshal(v)
+	if merr != nil {
+		return nil, fmt.Errorf("cache: encoding %q: %w", key, merr)
+	}
+	_ = c.put(ctx, key, data, false, took, o, vers)
+	return v, nil
+}
+
+// callLoader runs the loader, turning a panic into an error (the load runs
+// in its own goroutine, where a panic would end the process).
+func callLoader[T any](ctx context.Context, load func(context.Context) (T, error)) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("cache: loader panicked: %v", p)
+		}
+	}()
+	return load(ctx)
+}
+
+// awaitValue loads key (sharing the load) and waits for it or ctx.
+func awaitValue[T any](ctx context.Context, c *Cache, key string, load func(context.Context) (T, error), o callOptions, vers []int64) (T, error) {
+	var zero T
+	f, joined, err := startLoad(c, ctx, key, load, o, vers, false)
+	if err != nil {
+		return zero, err
+	}
+	if joined {
+		c.waits.Add(1)
+	}
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return zero, f.err
+		}
+		v, ok := f.val.(T)
+		if !ok {
+			return zero, fmt.Errorf("cache: key %q was loaded as %T, not %T", key, f.val, zero)
+		}
+		return v, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		if f.waiters--; f.waiters == 0 && !f.background {
+			// Nobody wants it any more: stop the load, and let the next
+			// caller start afresh.
+			f.cancel()
+			if c.flights[key] == f {
+				delete(c.flights, key)
+			}
+		}
+		c.mu.Unlock()
+		return zero, ctx.Err()
+	}
+}
+
+// refresh loads key in the background unless a load is under way; the
+// callers go on with the value they have.
+func refresh[T any](c *Cache, key string, load func(context.Context) (T, error), o callOptions, vers []int64) {
+	_, _, _ = startLoad(c, context.Background(), key, load, o, vers, true)
+}
