@@ -7,7 +7,6 @@ import (
 	"io"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -220,39 +219,39 @@ func (c *wsClient) readUntil(ctx context.Context, match func(line []byte) (bool,
 	}
 }
 
-const (
-	ringSize = 1 << 16 // sequence numbers tracked at once; far above the window
-	ringMask = ringSize - 1
-)
-
 // room is the fanout and latency setup: subscribers and one publisher in
-// the bench room, each with a goroutine reading. The generator counts, for
-// each message, how many subscribers got it.
+// the bench room, each with a goroutine reading.
 type room struct {
-	p     *protocol
-	subs  []*subscriber
-	pub   *wsClient
-	wg    sync.WaitGroup // the readers
-	nsubs int32
+	*tally
+	p    *protocol
+	subs []*wsClient
+	pub  *wsClient
+	wg   sync.WaitGroup // the readers
 
-	counts [ringSize]atomic.Int32 // deliveries of seq, at seq&ringMask
-	done   chan struct{}          // one value per message every subscriber got
-	// measureFrom is the first seq whose latency is recorded.
-	measureFrom atomic.Uint64
-
-	seq             uint64 // next seq; publisher only
-	pubBuf, dataBuf []byte // publisher only
-
-	closing  atomic.Bool
-	readErrs atomic.Int64
-	firstErr atomic.Pointer[error]
+	pubBuf []byte // publisher only
 }
 
-type subscriber struct {
-	c      *wsClient
-	msgs   atomic.Int64 // payloads received
-	frames atomic.Int64
-	hist   histogram // the reader's only, until it ends
+// wsTarget is a realtime server's WebSocket endpoint.
+type wsTarget struct {
+	url string
+	p   *protocol
+}
+
+func (t wsTarget) room(ctx context.Context, n int) (audience, error) {
+	r, err := newRoom(ctx, t.url, t.p, n)
+	if err != nil {
+		return nil, err
+	}
+	r.waitQuiet(10 * time.Second)
+	return r, nil
+}
+
+func (t wsTarget) idle(ctx context.Context, n int) (func(), error) {
+	clients, err := dialAll(ctx, t.url, t.p, n, false)
+	if err != nil {
+		return nil, err
+	}
+	return func() { closeAll(clients) }, nil
 }
 
 // newRoom connects n subscribers, then the publisher, all joined to the
@@ -262,13 +261,10 @@ func newRoom(ctx context.Context, url string, p *protocol, n int) (*room, error)
 	if err != nil {
 		return nil, err
 	}
-	r := &room{p: p, nsubs: int32(n), done: make(chan struct{}, ringSize)}
-	r.measureFrom.Store(^uint64(0))
-	for _, c := range clients {
-		s := &subscriber{c: c}
-		r.subs = append(r.subs, s)
+	r := &room{tally: newTally(n), p: p, subs: clients}
+	for i, c := range clients {
 		r.wg.Add(1)
-		go r.read(s)
+		go r.read(c, r.sinks[i])
 	}
 	r.pub, err = dial(ctx, url, p, true)
 	if err != nil {
@@ -281,17 +277,16 @@ func newRoom(ctx context.Context, url string, p *protocol, n int) (*room, error)
 }
 
 // read is a subscriber's reader: the per-message work measured.
-func (r *room) read(s *subscriber) {
+func (r *room) read(c *wsClient, s *sink) {
 	defer r.wg.Done()
 	ctx := context.Background()
 	for {
-		frame, err := s.c.readFrame(ctx)
+		frame, err := c.readFrame(ctx)
 		if err != nil {
 			r.readFailed(err)
 			return
 		}
 		now := time.Now().UnixNano()
-		from := r.measureFrom.Load()
 		var n int64
 		for len(frame) > 0 {
 			line := frame
@@ -302,19 +297,11 @@ func (r *room) read(s *subscriber) {
 			}
 			seq, ts, ok := parsePayload(line)
 			if !ok {
-				r.answerPing(s.c, line)
+				r.answerPing(c, line)
 				continue
 			}
 			n++
-			if seq >= from {
-				s.hist.record((now - ts) / 1000)
-			}
-			if r.counts[seq&ringMask].Add(1) == r.nsubs {
-				select {
-				case r.done <- struct{}{}:
-				default:
-				}
-			}
+			r.got(s, seq, ts, now)
 		}
 		s.frames.Add(1)
 		if n > 0 {
@@ -346,100 +333,25 @@ func (r *room) answerPing(c *wsClient, line []byte) {
 	}
 }
 
-func (r *room) readFailed(err error) {
-	if r.closing.Load() {
-		return
-	}
-	r.readErrs.Add(1)
-	r.firstErr.CompareAndSwap(nil, &err)
-}
-
 // publish sends the next message, stamped with the current time.
 func (r *room) publish(ctx context.Context) error {
-	seq := r.seq
-	r.seq++
-	r.counts[seq&ringMask].Store(0)
-	r.dataBuf = appendPayload(r.dataBuf[:0], seq, time.Now().UnixNano())
-	r.pubBuf = r.p.appendPub(r.pubBuf[:0], seq+10, r.dataBuf)
+	seq, data := r.next()
+	r.pubBuf = r.p.appendPub(r.pubBuf[:0], seq+10, data)
 	return r.pub.write(ctx, r.pubBuf)
-}
-
-// delivered returns the payloads all subscribers received so far.
-func (r *room) delivered() int64 {
-	var n int64
-	for _, s := range r.subs {
-		n += s.msgs.Load()
-	}
-	return n
-}
-
-func (r *room) frames() int64 {
-	var n int64
-	for _, s := range r.subs {
-		n += s.frames.Load()
-	}
-	return n
-}
-
-// waitQuiet waits until no subscriber received a frame for 200ms (the
-// joins' presence events have been delivered), at most limit.
-func (r *room) waitQuiet(limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	last := r.frames()
-	for time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		n := r.frames()
-		if n == last {
-			return
-		}
-		last = n
-	}
 }
 
 // close closes every connection and waits for the readers; after it the
 // subscribers' histograms may be read.
 func (r *room) close() {
 	r.closing.Store(true)
-	for _, s := range r.subs {
-		_ = s.c.ws.CloseNow()
-	}
+	closeAll(r.subs)
 	if r.pub != nil {
 		_ = r.pub.ws.CloseNow()
 	}
 	r.wg.Wait()
 }
 
-// latencies merges the subscribers' histograms; call after close.
-func (r *room) latencies() *histogram {
-	var h histogram
-	for _, s := range r.subs {
-		h.merge(&s.hist)
-	}
-	return &h
-}
-
-// readErrors returns how many readers failed and the first error.
-func (r *room) readErrors() (int64, error) {
-	if p := r.firstErr.Load(); p != nil {
-		return r.readErrs.Load(), *p
-	}
-	return 0, nil
-}
-
-var (
-	seqKey = []byte(`{"seq":`)
-	tsKey  = []byte(`,"ts":`)
-)
-
-func appendPayload(b []byte, seq uint64, ts int64) []byte {
-	b = append(b, seqKey...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, tsKey...)
-	b = strconv.AppendInt(b, ts, 10)
-	return append(b, '}')
-}
-
-// parsePayload finds the payload in one object.
+// parsePayload finds the payload in one object (or SSE data line).
 func parsePayload(line []byte) (seq uint64, ts int64, ok bool) {
 	i := bytes.Index(line, seqKey)
 	if i < 0 {

@@ -3,6 +3,7 @@
 // run, and prints one table (or JSON lines with -json).
 //
 //	cd bench && go run . -suite realtime
+//	cd bench && go run . -suite sse
 //	cd bench && go run . -suite backplane
 //
 // Every measurement is repeated (-runs) and reported as the median with the
@@ -44,7 +45,7 @@ type config struct {
 	n         int
 	clients   int
 
-	// realtime
+	// realtime and sse
 	subscribers int
 	idleConns   int
 	window      int
@@ -85,7 +86,8 @@ type suite func(cfg config) ([]Result, error)
 func main() {
 	suites := map[string]suite{
 		"backplane": backplaneSuite,
-		"realtime":  realtimeSuite,
+		"realtime":  realtimeSuite.run,
+		"sse":       sseSuite.run,
 	}
 	var names []string
 	for name := range suites {
@@ -98,20 +100,20 @@ func main() {
 	var cfg config
 	var servers, workloads string
 	flag.IntVar(&cfg.runs, "runs", 3, "runs of each workload per server")
-	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of the realtime fanout and latency workloads")
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of the fanout and latency workloads (realtime, sse)")
 	flag.StringVar(&servers, "servers", "", "comma-separated servers to run (default all)")
 	flag.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (default all)")
 	flag.StringVar(&cfg.redisAddr, "redis", "127.0.0.1:6379", "Redis address for suites that need one")
 	flag.IntVar(&cfg.n, "n", 200000, "backplane: messages per measurement")
 	flag.IntVar(&cfg.clients, "c", 64, "backplane: concurrent publishers")
-	flag.IntVar(&cfg.subscribers, "subs", 1000, "realtime: subscribers in fanout and latency")
-	flag.IntVar(&cfg.idleConns, "idle", 10000, "realtime: connections in idle")
-	flag.IntVar(&cfg.window, "window", 64, "realtime: fanout messages in flight (below melody's 256-message session buffer)")
-	flag.IntVar(&cfg.rate, "rate", 200, "realtime: latency messages per second")
-	flag.StringVar(&cfg.profiles, "profiles", "profiles", "realtime: directory for the servers' pprof profiles (empty: none)")
-	flag.BoolVar(&cfg.trace, "trace", false, "realtime: print the fanout rate every 500ms")
+	flag.IntVar(&cfg.subscribers, "subs", 1000, "realtime, sse: subscribers in fanout and latency")
+	flag.IntVar(&cfg.idleConns, "idle", 10000, "realtime, sse: connections in idle")
+	flag.IntVar(&cfg.window, "window", 64, "realtime, sse: fanout messages in flight (below melody's 256-message session buffer); sse: also the most concurrent POST /publish")
+	flag.IntVar(&cfg.rate, "rate", 200, "realtime, sse: latency messages per second")
+	flag.StringVar(&cfg.profiles, "profiles", "profiles", "realtime, sse: directory for the servers' pprof profiles (empty: none)")
+	flag.BoolVar(&cfg.trace, "trace", false, "realtime, sse: print the fanout rate every 500ms")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
-	serve := flag.String("serve", "", "internal: serve this realtime server in this process")
+	serve := flag.String("serve", "", "internal: serve this server (realtime, sse/NAME) in this process")
 	addr := flag.String("addr", "127.0.0.1:0", "internal: listen address for -serve")
 	flag.Parse()
 	cfg.servers, cfg.workloads = splitList(servers), splitList(workloads)

@@ -20,11 +20,14 @@ import (
 	"github.com/rtkit/rtkit/realtime"
 )
 
-// The realtime suite runs each server in a child process (bench -serve
-// NAME), so that the server's memory and CPU profiles hold nothing of the
-// load generator. The child prints its listen address on stdout and serves:
+// The realtime and sse suites run each server in a child process (bench
+// -serve NAME), so that the server's memory and CPU profiles hold nothing
+// of the load generator. The child prints its listen address on stdout and
+// serves:
 //
-//	/ws            the server's WebSocket endpoint
+//	/ws            a realtime server's WebSocket endpoint
+//	/events        an SSE server's event streams (serve_sse.go)
+//	/publish       POST: an SSE server publishes the body (serve_sse.go)
 //	/debug/mem     memMeasure after runtime.GC, as JSON
 //	/debug/stats   the server's own counters (slow consumers, drops), as JSON
 //	/debug/pprof/  net/http/pprof
@@ -41,9 +44,10 @@ type memMeasure struct {
 	NumGoroutine int
 }
 
-// server is one realtime server under test.
+// server is one server under test.
 type server struct {
-	handler http.Handler
+	// routes are its endpoints, by ServeMux pattern.
+	routes map[string]http.Handler
 	// stats returns counters of trouble: slow consumers, drops, errors.
 	stats func() map[string]int64
 }
@@ -54,7 +58,9 @@ func serveChild(name, addr string) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/ws", srv.handler)
+	for pattern, h := range srv.routes {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("GET /debug/mem", func(w http.ResponseWriter, r *http.Request) {
 		runtime.GC()
 		var ms runtime.MemStats
@@ -87,6 +93,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// ws is the routes of a WebSocket server.
+func ws(h http.Handler) map[string]http.Handler { return map[string]http.Handler{"/ws": h} }
+
 func newServer(name string) (*server, error) {
 	switch name {
 	case "rtkit":
@@ -95,6 +104,12 @@ func newServer(name string) (*server, error) {
 		return newCentrifugeServer()
 	case "melody":
 		return newMelodyServer(), nil
+	case "sse/rtkit":
+		return newRtkitSSEServer(), nil
+	case "sse/go-sse":
+		return newGoSSEServer(), nil
+	case "sse/r3labs-sse":
+		return newR3labsSSEServer(), nil
 	}
 	return nil, fmt.Errorf("unknown server %q", name)
 }
@@ -109,7 +124,7 @@ func newRtkitServer() *server {
 		InboundBurst:   1e6,
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
-	return &server{handler: hub, stats: func() map[string]int64 {
+	return &server{routes: ws(hub), stats: func() map[string]int64 {
 		s := hub.Stats()
 		return map[string]int64{"slow_consumers": s.SlowConsumers, "rate_limited": s.RateLimited,
 			"info_frames_out": s.FramesOut, "info_objects_out": s.ObjectsOut}
@@ -153,7 +168,7 @@ func newCentrifugeServer() (*server, error) {
 	h := centrifuge.NewWebsocketHandler(node, centrifuge.WebsocketConfig{
 		CheckOrigin: func(*http.Request) bool { return true },
 	})
-	return &server{handler: h, stats: func() map[string]int64 {
+	return &server{routes: ws(h), stats: func() map[string]int64 {
 		mu.Lock()
 		defer mu.Unlock()
 		out := make(map[string]int64, len(disconnects))
@@ -182,7 +197,7 @@ func newMelodyServer() *server {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = m.HandleRequest(w, r)
 	})
-	return &server{handler: h, stats: func() map[string]int64 {
+	return &server{routes: ws(h), stats: func() map[string]int64 {
 		return map[string]int64{"buffer_full_drops": dropped.Load(), "session_errors": failed.Load()}
 	}}
 }

@@ -84,9 +84,9 @@ type Cache struct {
 	wg      sync.WaitGroup // loads and background refreshes
 
 	hits, misses, stale, loads, loadErrors, storeErrors, waits, corrupt, bypassed atomic.Int64
-	loadNanos                                                                    atomic.Int64
-	storeDownUntil                                                               atomic.Int64 // unix nanos
-	lastStoreErr                                                       atomic.Pointer[string]
+	loadNanos                                                                     atomic.Int64
+	storeDownUntil                                                                atomic.Int64 // unix nanos
+	lastStoreErr                                                                  atomic.Pointer[string]
 }
 
 // New returns a Cache configured by opts. It starts no goroutine.
