@@ -133,8 +133,9 @@ func New(opts Options) *Cache {
 type Option func(*callOptions)
 
 type callOptions struct {
-	ttl  time.Duration
-	tags []string
+	ttl   time.Duration
+	stale time.Duration // -1: Options.StaleFor
+	tags  []string
 }
 
 // TTL sets how long the value stays fresh, instead of Options.TTL.
@@ -145,7 +146,7 @@ func TTL(d time.Duration) Option { return func(o *callOptions) { o.ttl = d } }
 func Tags(tags ...string) Option { return func(o *callOptions) { o.tags = append(o.tags, tags...) } }
 
 func (c *Cache) callOptions(opts []Option) callOptions {
-	o := callOptions{ttl: c.opts.TTL}
+	o := callOptions{ttl: c.opts.TTL, stale: -1}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -407,8 +408,12 @@ func (c *Cache) put(ctx context.Context, key string, data []byte, notFound bool,
 		ttl = c.opts.NegativeTTL
 	}
 	ttl = c.jittered(ttl)
+	stale := c.opts.StaleFor
+	if o.stale >= 0 {
+		stale = o.stale
+	}
 	now := time.Now()
-	e := entry{codec: c.codec.ID(), notFound: notFound, soft: now.Add(ttl), hard: now.Add(ttl + c.opts.StaleFor),
+	e := entry{codec: c.codec.ID(), notFound: notFound, soft: now.Add(ttl), hard: now.Add(ttl + stale),
 		loadDur: took, tagVers: vers, value: data}
 	if len(o.tags) > 0 && vers == nil {
 		e.tagVers = make([]int64, len(o.tags))
@@ -416,7 +421,7 @@ func (c *Cache) put(ctx context.Context, key string, data []byte, notFound bool,
 	if !c.storeUp() {
 		return ErrStoreUnavailable
 	}
-	if err := c.store.Set(ctx, key, e.encode(), ttl+c.opts.StaleFor); err != nil {
+	if err := c.store.Set(ctx, key, e.encode(), ttl+stale); err != nil {
 		c.storeFailed("set", err)
 		return err
 	}

@@ -71,12 +71,29 @@ func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context
 		c.loadErrors.Add(1)
 		return nil, err
 	}
+	if p, ok := any(v).(cachePolicy); ok {
+		// The value decides how it is cached (HTTP responses do).
+		ttl, stale, cacheable := p.cachePolicy()
+		if !cacheable {
+			return v, nil
+		}
+		if ttl > 0 {
+			o.ttl = ttl
+		}
+		o.stale = stale
+	}
 	data, merr := c.codec.Marshal(v)
 	if merr != nil {
 		return nil, fmt.Errorf("cache: encoding %q: %w", key, merr)
 	}
 	_ = c.put(ctx, key, data, false, took, o, vers)
 	return v, nil
+}
+
+// cachePolicy is implemented by values of this package that decide their
+// own TTL, stale window, and whether to be cached at all.
+type cachePolicy interface {
+	cachePolicy() (ttl, stale time.Duration, cacheable bool)
 }
 
 // callLoader runs the loader, turning a panic into an error (the load runs
