@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -149,7 +149,9 @@ func serveCached(c *Cache, opts MiddlewareOptions, next http.Handler, w http.Res
 // stale-if-error, replaced by the stale copy).
 type handlerError struct{ resp response }
 
-func (e *handlerError) Error() string { return "cache: handler answered " + strconv.Itoa(e.resp.Status) }
+func (e *handlerError) Error() string {
+	return "cache: handler answered " + strconv.Itoa(e.resp.Status)
+}
 
 // variant is the part of the key that the varied request headers select.
 func variant(r *http.Request, vary []string) string {
