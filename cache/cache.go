@@ -59,6 +59,10 @@ type Options struct {
 	// fails (fail open: the source takes the load, but not all of it at
 	// once). Default 64.
 	MaxConcurrentLoads int
+	// Local, if set, adds an in-process tier of decoded values in front of
+	// the store (no decoding and no round trip per local hit), invalidated
+	// on every node through a backplane. Default: none.
+	Local *LocalOptions
 	// StoreCooldown is how long the store is left alone after it failed,
 	// so that callers do not each wait out the client's timeouts and
 	// retries; then one call tries it again. Default 1 second.
@@ -77,6 +81,7 @@ type Cache struct {
 	codec Codec
 	log   *slog.Logger
 	sem   chan struct{}
+	local *local // nil without a local tier
 
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -126,6 +131,9 @@ func New(opts Options) *Cache {
 		o.StoreCooldown = time.Second
 	}
 	c.sem = make(chan struct{}, o.MaxConcurrentLoads)
+	if o.Local != nil {
+		c.local = newLocal(*o.Local)
+	}
 	return c
 }
 
@@ -147,15 +155,26 @@ func Tags(tags ...string) Option { return func(o *callOptions) { o.tags = append
 
 func (c *Cache) callOptions(opts []Option) callOptions {
 	o := callOptions{ttl: c.opts.TTL, stale: -1}
-	for _, f := range opts {
-		f(&o)
+	if len(opts) > 0 {
+		o = applyOptions(o, opts)
 	}
 	return o
 }
 
+// applyOptions is apart so that a call without options allocates nothing
+// (o escapes to the option funcs).
+func applyOptions(o callOptions, opts []Option) callOptions {
+	p := &o
+	for _, f := range opts {
+		f(p)
+	}
+	return *p
+}
+
 // Stats are the cache's counters since New.
 type Stats struct {
-	Hits        int64 // fresh values served
+	LocalHits   int64 // values served by the local tier
+	Hits        int64 // fresh values served by the store
 	Misses      int64 // values that had to be loaded (store errors not included)
 	StaleServed int64 // stale values served while refreshing, or because a load failed
 	Loads       int64 // loader calls
@@ -178,6 +197,9 @@ func (c *Cache) Stats() Stats {
 	}
 	if p := c.lastStoreErr.Load(); p != nil {
 		s.LastStoreError = *p
+	}
+	if c.local != nil {
+		s.LocalHits = c.local.hits.Load()
 	}
 	return s
 }
@@ -223,6 +245,13 @@ func (c *Cache) jittered(d time.Duration) time.Duration {
 func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx context.Context) (T, error), opts ...Option) (T, error) {
 	var zero T
 	o := c.callOptions(opts)
+	var snap snapshot
+	if c.local != nil {
+		if v, ok, err := localHit[T](ctx, c, key, o); ok {
+			return v, err
+		}
+		snap = c.local.snapshot(key, o.tags)
+	}
 	var (
 		raw  []byte
 		vers []int64
@@ -256,7 +285,11 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 				if c.refreshEarly(e, now) {
 					refresh(c, key, load, o, vers)
 				}
-				return valueOf[T](c, e)
+				v, err := valueOf[T](c, e)
+				if c.local != nil && (err == nil || e.notFound) {
+					c.local.fill(key, o.tags, snap, v, e.notFound, e.soft)
+				}
+				return v, err
 			case now.Before(e.hard):
 				c.stale.Add(1)
 				refresh(c, key, load, o, vers)
@@ -265,7 +298,36 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 		}
 	}
 	c.misses.Add(1)
-	return awaitValue[T](ctx, c, key, load, o, vers)
+	v, err := awaitValue[T](ctx, c, key, load, o, vers)
+	if c.local != nil && (err == nil || errors.Is(err, ErrNotFound)) {
+		// The stored entry's expiry is jittered around the TTL: keep the
+		// local copy no longer than its shortest.
+		ttl := o.ttl
+		if errors.Is(err, ErrNotFound) {
+			ttl = c.opts.NegativeTTL
+		}
+		soft := time.Now().Add(time.Duration(float64(ttl) * (1 - c.opts.Jitter)))
+		c.local.fill(key, o.tags, snap, v, errors.Is(err, ErrNotFound), soft)
+	}
+	return v, err
+}
+
+// localHit serves key from the local tier if it holds a fresh value.
+func localHit[T any](ctx context.Context, c *Cache, key string, o callOptions) (v T, ok bool, err error) {
+	c.local.listen(ctx)
+	e, ok := c.local.get(key, o.tags, time.Now())
+	if !ok {
+		return v, false, nil
+	}
+	if e.notFound {
+		c.local.hits.Add(1)
+		return v, true, ErrNotFound
+	}
+	if v, ok = e.val.(T); !ok {
+		return v, false, nil // cached as another type: ask the store
+	}
+	c.local.hits.Add(1)
+	return v, true, nil
 }
 
 // Get returns the fresh value cached under key, or [ErrNotFound].
@@ -306,7 +368,11 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 	if err != nil {
 		return fmt.Errorf("cache: encoding %q: %w", key, err)
 	}
-	return c.put(ctx, key, data, false, 0, o, vers)
+	err = c.put(ctx, key, data, false, 0, o, vers)
+	if c.local != nil {
+		c.local.announce(ctx, "k:"+key)
+	}
+	return err
 }
 
 // Delete removes keys from the cache.
@@ -317,6 +383,11 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	if err := c.store.Delete(ctx, keys...); err != nil {
 		c.storeFailed("delete", err)
 		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	if c.local != nil {
+		for _, k := range keys {
+			c.local.announce(ctx, "k:"+k)
+		}
 	}
 	return nil
 }
@@ -331,6 +402,11 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 		c.storeFailed("invalidate", err)
 		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
+	if c.local != nil {
+		for _, t := range tags {
+			c.local.announce(ctx, "t:"+t)
+		}
+	}
 	return nil
 }
 
@@ -338,6 +414,9 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 // loads in progress, or returns ctx's error when ctx ends first. It does
 // not close the store.
 func (c *Cache) Shutdown(ctx context.Context) error {
+	if c.local != nil {
+		c.local.close()
+	}
 	c.mu.Lock()
 	c.closed = true
 	for _, f := range c.flights {
