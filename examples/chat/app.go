@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rtkit/rtkit"
+	"github.com/rtkit/rtkit/cache"
 	"github.com/rtkit/rtkit/realtime"
 	"github.com/rtkit/rtkit/sse"
 )
@@ -32,6 +33,8 @@ type app struct {
 	bp     rtkit.Backplane
 	hub    *realtime.Hub
 	events *sse.Broker
+	cache  *cache.Cache
+	users  *userDB
 
 	stop context.CancelFunc // ends the app's own goroutines
 	wg   sync.WaitGroup
@@ -41,8 +44,9 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 	if cfg.StatsEvery <= 0 {
 		cfg.StatsEvery = 2 * time.Second
 	}
-	a := &app{cfg: cfg, log: log, node: nodeName(cfg.Addr)}
+	a := &app{cfg: cfg, log: log, node: nodeName(cfg.Addr), users: newUserDB()}
 	var presence realtime.Presence
+	var store cache.Store
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -57,6 +61,7 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		if presence, err = realtime.NewRedisPresence(realtime.RedisPresenceOptions{Client: a.redis, Prefix: cfg.Prefix}); err != nil {
 			return nil, err
 		}
+		store = cache.NewRedisStore(a.redis, cfg.Prefix+"cache:")
 	} else {
 		a.bp = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{TopicHistory: topicHistory})
 	}
@@ -69,6 +74,12 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		Logger:         log,
 	})
 	a.hub.HandleCall("rooms.list", a.listRooms)
+	a.hub.HandleCall("user.profile", a.userProfile)
+	a.cache = cache.New(cache.Options{
+		Store:  store,
+		Local:  &cache.LocalOptions{Backplane: a.bp, Topic: "chat-cache-invalidations"},
+		Logger: log,
+	})
 	a.events = sse.NewBroker(sse.Options{
 		Backplane: a.bp,
 		Topics:    a.dashboardTopics,
@@ -122,7 +133,7 @@ func securityHeaders(h http.Handler) http.Handler {
 func (a *app) shutdown(ctx context.Context) error {
 	a.stop()
 	a.wg.Wait()
-	err := errors.Join(a.hub.Shutdown(ctx), a.events.Shutdown(ctx))
+	err := errors.Join(a.hub.Shutdown(ctx), a.events.Shutdown(ctx), a.cache.Shutdown(ctx))
 	_ = a.bp.Close()
 	if a.redis != nil {
 		_ = a.redis.Close()
@@ -143,6 +154,7 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "a name is 1 to 32 letters, digits, _ or -", http.StatusBadRequest)
 		return
 	}
+	a.users.seen(req.Name)
 	writeJSON(w, map[string]string{"name": req.Name, "token": signToken(a.cfg.Secret, req.Name, time.Now())})
 }
 
@@ -173,7 +185,13 @@ type roomInfo struct {
 	Online int    `json:"online"`
 }
 
+// listRooms answers from the cache: every page asks on every presence
+// change, and a couple of seconds of staleness is fine for counts.
 func (a *app) listRooms(ctx context.Context, c *realtime.Call) (any, error) {
+	return cache.GetOrLoad(ctx, a.cache, "rooms", a.loadRooms, cache.TTL(2*time.Second))
+}
+
+func (a *app) loadRooms(ctx context.Context) ([]roomInfo, error) {
 	out := make([]roomInfo, 0, len(a.cfg.Rooms))
 	for _, name := range a.cfg.Rooms {
 		members, err := a.hub.Presence(ctx, name)

@@ -27,6 +27,8 @@ type nodeStats struct {
 	Published   int64  `json:"published"`
 	Streams     int    `json:"streams"`
 	SlowClosed  int64  `json:"slowClosed"`
+	CacheHits   int64  `json:"cacheHits"`
+	CacheMisses int64  `json:"cacheMisses"`
 }
 
 func nodeName(addr string) string {
@@ -44,9 +46,10 @@ func (a *app) publishStats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		hs, ss := a.hub.Stats(), a.events.Stats()
+		hs, ss, cs := a.hub.Stats(), a.events.Stats(), a.cache.Stats()
 		st := nodeStats{Node: a.node, Time: time.Now().UnixMilli(), Connections: hs.Connections, Rooms: hs.Rooms,
-			Members: hs.Memberships, Published: hs.Published, Streams: ss.Streams, SlowClosed: hs.SlowConsumers}
+			Members: hs.Memberships, Published: hs.Published, Streams: ss.Streams, SlowClosed: hs.SlowConsumers,
+			CacheHits: cs.LocalHits + cs.Hits + cs.StaleServed, CacheMisses: cs.Misses + cs.StoreErrors}
 		data, _ := json.Marshal(st)
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.StatsEvery)
 		if _, err := a.events.Publish(pctx, statsTopic, sse.Event{Type: "stats", Data: data}); err != nil && ctx.Err() == nil {

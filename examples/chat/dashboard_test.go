@@ -71,6 +71,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	_, err = ada.Join(context.Background(), "general", realtime.JoinOptions{})
 	require.NoError(t, err)
 	require.NoError(t, chromedp.Do(ctx, waitText("#feed", "ada joined #general")))
+	// Room lists come from the cache: the hit ratio shows.
+	for range 2 {
+		require.NoError(t, ada.Call(context.Background(), "rooms.list", nil, nil))
+	}
+	require.NoError(t, chromedp.Do(ctx, waitText("#cache", "%")))
 	before, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#messages")))
 	require.NoError(t, err)
 	_, err = ada.Publish(context.Background(), "general", map[string]string{"text": "hello dashboard"})

@@ -123,6 +123,19 @@ func TestChat(t *testing.T) {
 	var rooms []roomInfo
 	require.NoError(t, bob.Call(ctx, "rooms.list", nil, &rooms))
 	assert.Equal(t, []roomInfo{{Name: "general", Online: 2}, {Name: "random", Online: 0}}, rooms)
+
+	// Profiles are read through the cache: the second read does not reach
+	// the "database".
+	for range 2 {
+		var p profile
+		require.NoError(t, bob.Call(ctx, "user.profile", map[string]string{"name": "ada"}, &p))
+		assert.Equal(t, "ada", p.Name)
+		assert.False(t, p.FirstSeen.IsZero())
+	}
+	err = bob.Call(ctx, "user.profile", map[string]string{"name": "nobody"}, nil)
+	var pe *realtime.Error
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, realtime.CodeNotFound, pe.Code)
 	members, err := bob.Presence(ctx, "general")
 	require.NoError(t, err)
 	assert.Len(t, members, 2)

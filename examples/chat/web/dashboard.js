@@ -55,13 +55,16 @@ function onStats(s) {
   nodes.set(s.node, s);
   const now = s.time;
   for (const [name, n] of nodes) if (now - n.time > 15000) nodes.delete(name); // gone
-  let connections = 0, rooms = 0, messages = 0, streams = 0;
+  let connections = 0, rooms = 0, messages = 0, streams = 0, hits = 0, misses = 0;
   for (const n of nodes.values()) {
     connections += n.connections;
     rooms = Math.max(rooms, n.rooms);
     messages += n.published;
     streams += n.streams;
+    hits += n.cacheHits || 0;
+    misses += n.cacheMisses || 0;
   }
+  $("cache").textContent = hits + misses ? Math.round((100 * hits) / (hits + misses)) + "%" : "–";
   $("connections").textContent = connections;
   $("rooms").textContent = rooms;
   $("messages").textContent = messages;
