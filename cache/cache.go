@@ -63,6 +63,13 @@ type Options struct {
 	// the store (no decoding and no round trip per local hit), invalidated
 	// on every node through a backplane. Default: none.
 	Local *LocalOptions
+	// Lease, if positive, makes nodes take turns: before loading a key, a
+	// node takes a lease on it in the store (for this long, at most); the
+	// others wait up to Lease for the value to appear in the store instead
+	// of loading it too, then load anyway. It needs a store that is a
+	// [Leaser] (both of this package's are). Default 0: off (one load per
+	// key per process).
+	Lease time.Duration
 	// StoreCooldown is how long the store is left alone after it failed,
 	// so that callers do not each wait out the client's timeouts and
 	// retries; then one call tries it again. Default 1 second.
@@ -88,10 +95,10 @@ type Cache struct {
 	closed  bool
 	wg      sync.WaitGroup // loads and background refreshes
 
-	hits, misses, stale, loads, loadErrors, storeErrors, waits, corrupt, bypassed atomic.Int64
-	loadNanos                                                                     atomic.Int64
-	storeDownUntil                                                                atomic.Int64 // unix nanos
-	lastStoreErr                                                                  atomic.Pointer[string]
+	hits, misses, stale, loads, loadErrors, storeErrors, waits, corrupt, bypassed, leaseWaits atomic.Int64
+	loadNanos                                                                                 atomic.Int64
+	storeDownUntil                                                                            atomic.Int64 // unix nanos
+	lastStoreErr                                                                              atomic.Pointer[string]
 }
 
 // New returns a Cache configured by opts. It starts no goroutine.
@@ -183,6 +190,7 @@ type Stats struct {
 	SharedWaits int64 // callers that waited for a load another caller started
 	Corrupt     int64 // stored entries that could not be decoded (deleted and reloaded)
 	Bypassed    int64 // store operations skipped while the store was cooling down
+	LeaseWaits  int64 // loads that waited for another node's lease instead of loading
 	LoadTime    time.Duration
 	// LastStoreError is the message of the last store error, if any.
 	LastStoreError string
@@ -193,7 +201,7 @@ func (c *Cache) Stats() Stats {
 	s := Stats{
 		Hits: c.hits.Load(), Misses: c.misses.Load(), StaleServed: c.stale.Load(), Loads: c.loads.Load(),
 		LoadErrors: c.loadErrors.Load(), StoreErrors: c.storeErrors.Load(), SharedWaits: c.waits.Load(),
-		Corrupt: c.corrupt.Load(), Bypassed: c.bypassed.Load(), LoadTime: time.Duration(c.loadNanos.Load()),
+		Corrupt: c.corrupt.Load(), Bypassed: c.bypassed.Load(), LeaseWaits: c.leaseWaits.Load(), LoadTime: time.Duration(c.loadNanos.Load()),
 	}
 	if p := c.lastStoreErr.Load(); p != nil {
 		s.LastStoreError = *p

@@ -381,3 +381,30 @@ func TestRedisDownFailsOpen(t *testing.T) {
 		return err == nil && c.Stats().Hits > before
 	}, 20*time.Second, 50*time.Millisecond, "caching resumes by itself")
 }
+
+func TestLeaseLoadsOnceAcrossNodes(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	ctx := context.Background()
+	var calls atomic.Int64
+	load := counted(&calls, func(context.Context) (string, error) {
+		time.Sleep(100 * time.Millisecond) // a slow source
+		return "value", nil
+	})
+	nodes := make([]*Cache, 2)
+	for i := range nodes {
+		nodes[i] = New(Options{Store: NewRedisStore(db.Client(t), db.Prefix), Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+		t.Cleanup(func() { _ = nodes[i].Shutdown(context.Background()) })
+	}
+	var wg sync.WaitGroup
+	for i := range 1000 {
+		wg.Go(func() {
+			v, err := GetOrLoad(ctx, nodes[i%2], "cold", load)
+			assert.NoError(t, err)
+			assert.Equal(t, "value", v)
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int64(1), calls.Load(), "1,000 callers on two nodes, one load")
+	assert.LessOrEqual(t, nodes[0].Stats().LeaseWaits+nodes[1].Stats().LeaseWaits, int64(1))
+}

@@ -58,6 +58,11 @@ func startLoad[T any](c *Cache, ctx context.Context, key string, load func(conte
 
 // runLoad calls the loader and stores what it returns.
 func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, vers []int64) (val any, err error) {
+	if release, v, done, err := leaseOrWait[T](c, ctx, key, o, vers); done {
+		return v, err
+	} else if release != nil {
+		defer release()
+	}
 	c.loads.Add(1)
 	start := time.Now()
 	v, err := callLoader(ctx, load)
@@ -94,6 +99,56 @@ func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context
 // own TTL, stale window, and whether to be cached at all.
 type cachePolicy interface {
 	cachePolicy() (ttl, stale time.Duration, cacheable bool)
+}
+
+// leaseOrWait takes the key's lease (release is then set: load, and
+// release it), or waits for the holder's value to reach the store (done:
+// here it is). Without a lease or a store that grants them, or when the
+// wait runs out, the caller loads.
+func leaseOrWait[T any](c *Cache, ctx context.Context, key string, o callOptions, vers []int64) (release func(), v any, done bool, err error) {
+	leaser, ok := c.store.(Leaser)
+	if c.opts.Lease <= 0 || !ok || !c.storeUp() {
+		return nil, nil, false, nil
+	}
+	release, ok, err = leaser.AcquireLease(ctx, key, c.opts.Lease)
+	if err != nil {
+		return nil, nil, false, nil
+	}
+	if ok {
+		// The previous holder may have stored the value between this
+		// node's miss and its lease: look once more.
+		if v, found, err := freshFromStore[T](c, ctx, key, o); found {
+			release()
+			return nil, v, true, err
+		}
+		return release, nil, false, nil
+	}
+	c.leaseWaits.Add(1)
+	deadline := time.Now().Add(c.opts.Lease)
+	for delay := 5 * time.Millisecond; time.Now().Before(deadline); delay = min(2*delay, 100*time.Millisecond) {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, nil, true, ctx.Err()
+		}
+		if v, found, err := freshFromStore[T](c, ctx, key, o); found {
+			return nil, v, true, err
+		}
+	}
+	return nil, nil, false, nil
+}
+
+// freshFromStore returns key's value if the store has it fresh.
+func freshFromStore[T any](c *Cache, ctx context.Context, key string, o callOptions) (v any, found bool, err error) {
+	raw, cur, err := c.store.Get(ctx, key, o.tags)
+	if err != nil || raw == nil {
+		return nil, false, nil
+	}
+	if e, ok := c.decodeChecked(ctx, key, raw, cur); ok && time.Now().Before(e.soft) {
+		v, err := valueOf[T](c, e)
+		return v, true, err
+	}
+	return nil, false, nil
 }
 
 // callLoader runs the loader, turning a panic into an error (the load runs

@@ -26,6 +26,15 @@ type Store interface {
 	BumpTags(ctx context.Context, tags ...string) error
 }
 
+// Leaser is implemented by stores that can grant a short exclusive lease
+// on a key, so that across nodes only one loads it ([Options.Lease]).
+type Leaser interface {
+	// AcquireLease takes the lease on key for ttl if nobody holds it. The
+	// release function gives it up early (it is safe to call once the
+	// lease has expired).
+	AcquireLease(ctx context.Context, key string, ttl time.Duration) (release func(), ok bool, err error)
+}
+
 // Codec turns values into bytes and back. ID identifies the codec in
 // stored entries, so that an entry written with another codec is reloaded
 // instead of misread; IDs 0–15 are reserved for rtkit.
@@ -137,6 +146,27 @@ func (s *MemoryStore) Delete(_ context.Context, keys ...string) error {
 		sh.mu.Unlock()
 	}
 	return nil
+}
+
+// AcquireLease implements [Leaser] (within one process).
+func (s *MemoryStore) AcquireLease(_ context.Context, key string, ttl time.Duration) (func(), bool, error) {
+	lk := "\x00lease:" + key
+	sh := s.shard(lk)
+	now := time.Now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, ok := sh.entries[lk]; ok && now.Before(e.expires) {
+		return nil, false, nil
+	}
+	token := &memEntry{expires: now.Add(ttl)}
+	sh.entries[lk] = *token
+	return func() {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if e, ok := sh.entries[lk]; ok && e.expires.Equal(token.expires) {
+			delete(sh.entries, lk)
+		}
+	}, true, nil
 }
 
 // BumpTags implements [Store.BumpTags].

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -84,6 +86,27 @@ func (s *RedisStore) Delete(ctx context.Context, keys ...string) error {
 		return fmt.Errorf("cache: redis delete: %w", err)
 	}
 	return nil
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// AcquireLease implements [Leaser]: SET NX PX with a random token, released
+// only by its holder.
+func (s *RedisStore) AcquireLease(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
+	lk := s.prefix + "lease:" + key
+	token := strconv.FormatUint(rand.Uint64(), 36)
+	ok, err := s.client.SetNX(ctx, lk, token, max(ttl, time.Millisecond)).Result()
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = releaseScript.Run(rctx, s.client, []string{lk}, token).Err()
+	}, true, nil
 }
 
 // BumpTags implements [Store.BumpTags].
