@@ -27,11 +27,29 @@
 //   - corrupt entries, or entries of another codec, are deleted and
 //     reloaded, never returned.
 //
+// # Tiers
+//
+// With [Options.Local], decoded values are also kept in process (otter),
+// so a local hit neither decodes nor leaves the process (0 allocations).
+// Writes, deletes and tag invalidations on any node drop the local copies
+// on every node within milliseconds through an [rtkit.Backplane]; a fill
+// that read the store before an invalidation is discarded (per-key and
+// per-tag versions), and MaxStaleness bounds how long a local copy is
+// trusted if invalidations are lost (a backplane gap drops them all).
+//
+// # HTTP
+//
+// [Middleware] caches GET and HEAD responses with strong ETags, 304s,
+// Vary, Cache-Control from the handler and the request, and RFC 5861's
+// stale-while-revalidate and stale-if-error.
+//
 // # Stampedes and failures
 //
 // Concurrent callers of a key share one load, which runs on a context
 // detached from any of them and is cancelled only when all of them have
-// gone; each caller still returns when its own context ends. When the store
+// gone; each caller still returns when its own context ends. With
+// [Options.Lease], nodes take turns too: one loads, the others wait for its
+// value in the store. When the store
 // fails, GetOrLoad fails open: it loads from the source (at most
 // MaxConcurrentLoads at once), leaves the store alone for StoreCooldown so
 // that callers do not each wait out the client's retries, and counts the
