@@ -28,13 +28,14 @@ type child struct {
 	othersCPU float64
 }
 
-// startChild starts `bench -serve name` and waits for its address.
-func startChild(name string) (*child, error) {
+// startChild starts `bench -serve name` with extra flags and waits for its
+// address.
+func startChild(name string, flags ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "-serve", name, "-addr", "127.0.0.1:0")
+	cmd := exec.Command(exe, append([]string{"-serve", name, "-addr", "127.0.0.1:0"}, flags...)...)
 	cmd.Stderr = &prefixWriter{prefix: "# [" + name + " server] ", w: os.Stderr}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sort"
@@ -115,6 +116,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	serve := flag.String("serve", "", "internal: serve this server (realtime, sse/NAME) in this process")
 	addr := flag.String("addr", "127.0.0.1:0", "internal: listen address for -serve")
+	memProfileRate := flag.Int("memprofilerate", 0, "internal: runtime.MemProfileRate of -serve (0: Go's default)")
 	flag.Parse()
 	cfg.servers, cfg.workloads = splitList(servers), splitList(workloads)
 
@@ -122,6 +124,9 @@ func main() {
 		note("cannot raise RLIMIT_NOFILE: %v", err)
 	}
 	if *serve != "" {
+		if *memProfileRate > 0 {
+			runtime.MemProfileRate = *memProfileRate
+		}
 		if err := serveChild(*serve, *addr); err != nil {
 			fmt.Fprintln(os.Stderr, "bench -serve:", err)
 			os.Exit(1)
