@@ -133,7 +133,7 @@ func setDefault[T int | time.Duration](p *T, def T) {
 
 // Stats are counters of one node's broker.
 type Stats struct {
-	Streams   int   // open streams
+	Streams   int   // streams subscribed to their topics and streaming
 	Published int64 // events published through this broker
 	Written   int64 // events written to streams
 	Dropped   int64 // streams dropped as slow consumers
@@ -291,16 +291,18 @@ func (b *Broker) register() bool {
 	if b.closing.Load() {
 		return false
 	}
-	b.active++
 	b.streams.Add(1)
 	return true
 }
 
-func (b *Broker) unregister() {
+func (b *Broker) unregister() { b.streams.Done() }
+
+// streaming counts a stream that is subscribed and streaming (delta +1),
+// or no longer (-1).
+func (b *Broker) streaming(delta int) {
 	b.mu.Lock()
-	b.active--
+	b.active += delta
 	b.mu.Unlock()
-	b.streams.Done()
 }
 
 // comeBackIn is the randomized delay Shutdown suggests, spreading the

@@ -185,6 +185,8 @@ func (s *stream) run() {
 	if !s.write(buf) {
 		return
 	}
+	s.b.streaming(1)
+	defer s.b.streaming(-1)
 
 	heartbeat := time.NewTimer(s.b.opts.Heartbeat)
 	defer heartbeat.Stop()
