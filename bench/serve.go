@@ -40,6 +40,7 @@ const benchRoom = "bench"
 // memMeasure is what /debug/mem reports.
 type memMeasure struct {
 	HeapInuse    uint64
+	HeapAlloc    uint64 // live objects, after the GC: HeapInuse less the free room in in-use spans
 	StackInuse   uint64
 	NumGoroutine int
 }
@@ -65,7 +66,7 @@ func serveChild(name, addr string) error {
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		writeJSON(w, memMeasure{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, NumGoroutine: runtime.NumGoroutine()})
+		writeJSON(w, memMeasure{HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc, StackInuse: ms.StackInuse, NumGoroutine: runtime.NumGoroutine()})
 	})
 	mux.HandleFunc("GET /debug/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, srv.stats())

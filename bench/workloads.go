@@ -338,11 +338,11 @@ func idleRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	closeAll, err := t.idle(ctx, cfg.idleConns)
+	closeConns, err := t.idle(ctx, cfg.idleConns)
 	if err != nil {
 		return nil, err
 	}
-	defer closeAll()
+	defer closeConns()
 	// Let the server finish its side of every connection (goroutines
 	// started after the handshake) before measuring: wait until the
 	// goroutine count holds still over two samples (each one after a GC).
@@ -364,9 +364,10 @@ func idleRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
 	}
 	noteTroubles("idle", ch)
 	n := float64(cfg.idleConns)
-	note("idle %s: %.2f goroutines, %.0f B heap, %.0f B stack per connection", ch.name,
+	note("idle %s: %.2f goroutines, %.0f B heap (%.0f B of live objects), %.0f B stack per connection", ch.name,
 		float64(after.NumGoroutine-before.NumGoroutine)/n,
 		(float64(after.HeapInuse)-float64(before.HeapInuse))/n,
+		(float64(after.HeapAlloc)-float64(before.HeapAlloc))/n,
 		(float64(after.StackInuse)-float64(before.StackInuse))/n)
 	if profile {
 		for _, prof := range []struct{ path, name string }{
