@@ -373,19 +373,23 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 // topic order, "0-0" for a topic with no message yet (never an empty id,
 // which would make the client send no Last-Event-ID at all).
 func formatPositions(pos []rtkit.ID) string {
-	var sb strings.Builder
+	return string(appendPositions(nil, pos))
+}
+
+// appendPositions appends what formatPositions returns: written for every
+// event of every stream, it allocates nothing.
+func appendPositions(b []byte, pos []rtkit.ID) []byte {
 	for i, p := range pos {
 		if i > 0 {
-			sb.WriteByte(',')
+			b = append(b, ',')
 		}
 		if p.IsZero() {
-			sb.WriteString("0-0")
+			b = append(b, "0-0"...)
 			continue
 		}
-		b, _ := p.AppendText(nil)
-		sb.Write(b)
+		b, _ = p.AppendText(b)
 	}
-	return sb.String()
+	return b
 }
 
 // parsePositions decodes a Last-Event-ID for n topics; ok is false when it

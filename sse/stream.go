@@ -247,7 +247,9 @@ func (s *stream) appendBatch(buf []byte, batch []queued) []byte {
 		}
 		if !q.msg.Ephemeral() {
 			s.pos[q.idx] = q.msg.ID
-			buf = appendField(buf, "id", formatPositions(s.pos))
+			buf = append(buf, "id: "...)
+			buf = appendPositions(buf, s.pos)
+			buf = append(buf, '\n')
 		}
 		buf = append(buf, q.body...)
 		buf = append(buf, '\n')
