@@ -5,6 +5,7 @@
 //	cd bench && go run . -suite realtime
 //	cd bench && go run . -suite sse
 //	cd bench && go run . -suite backplane
+//	cd bench && go run . -suite cache
 //
 // Every measurement is repeated (-runs) and reported as the median with the
 // minimum and maximum, and the ratio of the median to rtkit's. Timings on a
@@ -87,6 +88,7 @@ type suite func(cfg config) ([]Result, error)
 func main() {
 	suites := map[string]suite{
 		"backplane": backplaneSuite,
+		"cache":     cacheSuite,
 		"realtime":  realtimeSuite.run,
 		"sse":       sseSuite.run,
 	}
@@ -104,7 +106,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of the fanout and latency workloads (realtime, sse)")
 	flag.StringVar(&servers, "servers", "", "comma-separated servers to run (default all)")
 	flag.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (default all)")
-	flag.StringVar(&cfg.redisAddr, "redis", "127.0.0.1:6379", "Redis address for suites that need one")
+	flag.StringVar(&cfg.redisAddr, "redis", "127.0.0.1:6379", "Redis address for suites that need one (backplane, cache)")
 	flag.IntVar(&cfg.n, "n", 200000, "backplane: messages per measurement")
 	flag.IntVar(&cfg.clients, "c", 64, "backplane: concurrent publishers")
 	flag.IntVar(&cfg.subscribers, "subs", 1000, "realtime, sse: subscribers in fanout and latency")

@@ -260,6 +260,15 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 		}
 		snap = c.local.snapshot(key, o.tags)
 	}
+	if f := c.joinLoad(key); f != nil {
+		// A caller already missed and is loading: wait for that load
+		// instead of asking the store (a stampede costs one read).
+		v, err := waitLoad[T](ctx, c, key, f)
+		if c.local != nil && err == nil {
+			c.local.fill(key, o.tags, snap, v, false, time.Now().Add(time.Duration(float64(o.ttl)*(1-c.opts.Jitter))))
+		}
+		return v, err
+	}
 	var (
 		raw  []byte
 		vers []int64

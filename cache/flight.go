@@ -45,7 +45,7 @@ func startLoad[T any](c *Cache, ctx context.Context, key string, load func(conte
 	go func() {
 		defer c.wg.Done()
 		defer cancel()
-		f.val, f.err = runLoad(c, lctx, key, load, o, vers)
+		f.val, f.err = runLoad(c, lctx, key, load, o, vers, !background)
 		c.mu.Lock()
 		if c.flights[key] == f {
 			delete(c.flights, key)
@@ -57,7 +57,14 @@ func startLoad[T any](c *Cache, ctx context.Context, key string, load func(conte
 }
 
 // runLoad calls the loader and stores what it returns.
-func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, vers []int64) (val any, err error) {
+func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, vers []int64, afterMiss bool) (val any, err error) {
+	if afterMiss && c.storeUp() {
+		// A load that finished between this caller's miss and this load
+		// has stored the value: one more read saves a second load.
+		if v, found, err := freshFromStore[T](c, ctx, key, o); found {
+			return v, err
+		}
+	}
 	if release, v, done, err := leaseOrWait[T](c, ctx, key, o, vers); done {
 		return v, err
 	} else if release != nil {
@@ -162,6 +169,20 @@ func callLoader[T any](ctx context.Context, load func(context.Context) (T, error
 	return load(ctx)
 }
 
+// joinLoad joins the load of key that a caller who missed started, if
+// one runs (background refreshes are not joined: their callers were served).
+func (c *Cache) joinLoad(key string) *flight {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.flights[key]
+	if f == nil || f.background {
+		return nil
+	}
+	f.waiters++
+	c.waits.Add(1)
+	return f
+}
+
 // awaitValue loads key (sharing the load) and waits for it or ctx.
 func awaitValue[T any](ctx context.Context, c *Cache, key string, load func(context.Context) (T, error), o callOptions, vers []int64) (T, error) {
 	var zero T
@@ -172,6 +193,12 @@ func awaitValue[T any](ctx context.Context, c *Cache, key string, load func(cont
 	if joined {
 		c.waits.Add(1)
 	}
+	return waitLoad[T](ctx, c, key, f)
+}
+
+// waitLoad waits for a load the caller counts as a waiter of.
+func waitLoad[T any](ctx context.Context, c *Cache, key string, f *flight) (T, error) {
+	var zero T
 	select {
 	case <-f.done:
 		if f.err != nil {

@@ -36,6 +36,17 @@ func (s *RedisStore) tagKey(tag string) string { return s.prefix + "tag:{" + tag
 
 // Get implements [Store.Get].
 func (s *RedisStore) Get(ctx context.Context, key string, tags []string) ([]byte, []int64, error) {
+	if len(tags) == 0 {
+		// One command: no pipeline to set up.
+		b, err := s.client.Get(ctx, s.prefix+key).Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil, nil, nil
+		case err != nil:
+			return nil, nil, fmt.Errorf("cache: redis get %q: %w", key, err)
+		}
+		return b, nil, nil
+	}
 	var (
 		entry *redis.StringCmd
 		vers  = make([]*redis.StringCmd, len(tags))
