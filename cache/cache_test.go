@@ -408,3 +408,21 @@ func TestLeaseLoadsOnceAcrossNodes(t *testing.T) {
 	assert.Equal(t, int64(1), calls.Load(), "1,000 callers on two nodes, one load")
 	assert.LessOrEqual(t, nodes[0].Stats().LeaseWaits+nodes[1].Stats().LeaseWaits, int64(1))
 }
+
+func TestRedisClusterStore(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t)
+	n := 0
+	var mu sync.Mutex
+	runSuite(t, storeHarness{
+		newStore: func(t *testing.T) Store {
+			mu.Lock()
+			n++
+			prefix := fmt.Sprintf("rtkit-test:%d:", n)
+			mu.Unlock()
+			return NewRedisStore(cl.Client(t), prefix)
+		},
+		run:  func(t *testing.T, f func(t *testing.T)) { f(t) },
+		wait: func(d time.Duration) { time.Sleep(d) },
+	})
+}
