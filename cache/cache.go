@@ -482,8 +482,9 @@ func (c *Cache) refreshEarly(e entry, now time.Time) bool {
 	if c.opts.EarlyRefresh < 0 || e.loadDur <= 0 {
 		return false
 	}
-	gap := time.Duration(float64(e.loadDur) * c.opts.EarlyRefresh * -math.Log(1-rand.Float64()))
-	return !now.Add(gap).Before(e.soft)
+	// In float64: a large factor must not overflow a Duration.
+	gap := float64(e.loadDur) * c.opts.EarlyRefresh * -math.Log(1-rand.Float64())
+	return gap >= float64(e.soft.Sub(now))
 }
 
 func valueOf[T any](c *Cache, e entry) (T, error) {
