@@ -181,7 +181,7 @@ func runSuite(t *testing.T, h storeHarness) {
 	})
 
 	run("NegativeCaching", func(t *testing.T) {
-		c := newTestCache(t, h, Options{NegativeTTL: 300 * time.Millisecond, Jitter: -1})
+		c := newTestCache(t, h, Options{NegativeTTL: time.Second, Jitter: -1})
 		var calls atomic.Int64
 		load := counted(&calls, func(context.Context) (profile, error) {
 			return profile{}, fmt.Errorf("no such user: %w", ErrNotFound)
@@ -192,7 +192,7 @@ func runSuite(t *testing.T, h storeHarness) {
 		}
 		assert.Equal(t, int64(1), calls.Load(), "the absence is cached")
 		assert.Zero(t, c.Stats().LoadErrors)
-		h.wait(400 * time.Millisecond)
+		h.wait(1100 * time.Millisecond)
 		_, err := GetOrLoad(ctx, c, "user:404", load)
 		assert.ErrorIs(t, err, ErrNotFound)
 		assert.Equal(t, int64(2), calls.Load(), "for NegativeTTL only")
@@ -214,7 +214,7 @@ func runSuite(t *testing.T, h storeHarness) {
 	})
 
 	run("ExpiresAfterTTL", func(t *testing.T) {
-		c := newTestCache(t, h, Options{TTL: 300 * time.Millisecond, Jitter: -1, EarlyRefresh: -1})
+		c := newTestCache(t, h, Options{TTL: time.Second, Jitter: -1, EarlyRefresh: -1})
 		var calls atomic.Int64
 		load := counted(&calls, func(context.Context) (int64, error) { return calls.Load(), nil })
 		v, _ := GetOrLoad(ctx, c, "k", load)
@@ -222,7 +222,7 @@ func runSuite(t *testing.T, h storeHarness) {
 		h.wait(100 * time.Millisecond)
 		v, _ = GetOrLoad(ctx, c, "k", load)
 		assert.Equal(t, int64(1), v)
-		h.wait(300 * time.Millisecond)
+		h.wait(time.Second)
 		v, _ = GetOrLoad(ctx, c, "k", load)
 		assert.Equal(t, int64(2), v, "loaded again after the TTL")
 		v, _ = GetOrLoad(ctx, c, "short", load, TTL(time.Hour))
