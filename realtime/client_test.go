@@ -316,9 +316,9 @@ func TestRedisPresenceExpiresCrashedNode(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	ctx := context.Background()
-	crashed, err := NewRedisPresence(RedisPresenceOptions{Client: db.Client(t), Prefix: db.Prefix, TTL: 500 * time.Millisecond})
+	crashed, err := NewRedisPresence(RedisPresenceOptions{Client: db.Client(t), Prefix: db.Prefix, TTL: time.Second})
 	require.NoError(t, err)
-	alive, err := NewRedisPresence(RedisPresenceOptions{Client: db.Client(t), Prefix: db.Prefix, TTL: 500 * time.Millisecond})
+	alive, err := NewRedisPresence(RedisPresenceOptions{Client: db.Client(t), Prefix: db.Prefix, TTL: time.Second})
 	require.NoError(t, err)
 	require.NoError(t, crashed.Add(ctx, "r", Member{User: "ghost", Conn: "c1"}))
 	require.NoError(t, alive.Add(ctx, "r", Member{User: "ada", Conn: "c2"}))
@@ -327,7 +327,7 @@ func TestRedisPresenceExpiresCrashedNode(t *testing.T) {
 	assert.Len(t, members, 2)
 
 	// The crashed node stops refreshing; the live one keeps on.
-	deadline := time.Now().Add(700 * time.Millisecond)
+	deadline := time.Now().Add(1500 * time.Millisecond)
 	var expired map[string][]Member
 	for time.Now().Before(deadline) {
 		e, err := alive.Refresh(ctx, map[string][]string{"r": {"c2"}})
