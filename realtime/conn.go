@@ -3,9 +3,11 @@ package realtime
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -297,7 +299,8 @@ func (c *conn) start(inboxSince string) error {
 	}
 	b = appendField(b, "inbox", pos.String())
 	b = appendBool(b, "recovered", inboxSince == "" || (perr == nil && sub.Recovered()))
-	b = appendRaw(b, "ping", []byte(itoa(c.h.opts.PingInterval.Milliseconds())))
+	b = append(b, `,"ping":`...)
+	b = strconv.AppendInt(b, c.h.opts.PingInterval.Milliseconds(), 10)
 	m.markReady(append(b, '}'))
 	return nil
 }
@@ -311,7 +314,7 @@ func (c *conn) inboxMessage(msg *rtkit.Message) {
 	case bytes.HasPrefix(msg.Data, opKick):
 		reason := "disconnected by the server"
 		var k struct{ Reason string }
-		if jsonUnmarshal(msg.Data, &k) == nil && k.Reason != "" {
+		if json.Unmarshal(msg.Data, &k) == nil && k.Reason != "" {
 			reason = truncate(k.Reason, 100)
 		}
 		c.closeWith(CloseKicked, reason)
@@ -413,5 +416,3 @@ func (c *conn) leaveRoom(ctx context.Context, m *membership) {
 	}
 	_, _ = c.h.bp.Publish(ctx, m.room.name, presenceEnvelope("leave", m.room.name, c.member()), rtkit.PublishOptions{Ephemeral: true})
 }
-
-func itoa(v int64) string { return string(appendInt(nil, v)) }

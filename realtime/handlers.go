@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"strings"
 
 	"github.com/rtkit/rtkit"
@@ -324,7 +323,3 @@ func (c *conn) internal(what string, err error) *Error {
 	c.h.log.Error("realtime: "+what, "conn", c.info.ID, "err", err)
 	return errorf(CodeInternal, "%s failed", what)
 }
-
-func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

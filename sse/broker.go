@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -327,7 +328,8 @@ func canonicalTopics(topics []string, maxTopics int) ([]string, error) {
 		}
 		out = append(out, t)
 	}
-	slicesSortCompact(&out)
+	slices.Sort(out)
+	out = slices.Compact(out)
 	return out, nil
 }
 

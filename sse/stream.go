@@ -302,8 +302,3 @@ func jitter(d time.Duration) time.Duration {
 	}
 	return rand.N(d)
 }
-
-func slicesSortCompact(s *[]string) {
-	slices.Sort(*s)
-	*s = slices.Compact(*s)
-}

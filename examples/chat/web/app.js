@@ -1,6 +1,7 @@
 // The chat page: plain DOM, no framework, no build step. Everything the
 // server sends is inserted with textContent, never as HTML.
 import { connect } from "/rtkit.js";
+import { login } from "/session.js";
 
 const $ = (id) => document.getElementById(id);
 let rt = null;
@@ -12,19 +13,13 @@ const typing = new Map(); // user -> timeout
 $("login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("login-error").textContent = "";
-  const res = await fetch("/api/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ name: $("name").value.trim() }),
-  });
-  if (!res.ok) {
-    $("login-error").textContent = await res.text();
-    return;
+  try {
+    const { name, token } = await login($("name").value);
+    me = name;
+    start(token);
+  } catch (err) {
+    $("login-error").textContent = err.message;
   }
-  const { name, token } = await res.json();
-  me = name;
-  sessionStorage.setItem("rtkit-chat-token", token); // for the dashboard
-  start(token);
 });
 
 function start(token) {

@@ -2,37 +2,30 @@
 // chat rooms. EventSource reconnects by itself and resumes with
 // Last-Event-ID; an "rtkit-reset" event means history was lost, so the
 // page starts its counters over.
+import { login, savedToken } from "/session.js";
+
 const $ = (id) => document.getElementById(id);
 const nodes = new Map(); // node -> latest stats
 let samples = []; // {t, total}: total messages over time
 const rates = []; // messages per minute, one point per stats event
 
-function token() {
-  return sessionStorage.getItem("rtkit-chat-token");
-}
-
 $("login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const res = await fetch("/api/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ name: $("name").value.trim() }),
-  });
-  if (!res.ok) {
-    $("login-error").textContent = await res.text();
-    return;
+  try {
+    await login($("name").value);
+    start();
+  } catch (err) {
+    $("login-error").textContent = err.message;
   }
-  sessionStorage.setItem("rtkit-chat-token", (await res.json()).token);
-  start();
 });
 
-if (token()) start();
+if (savedToken()) start();
 else $("login").hidden = false;
 
 function start() {
   $("login").hidden = true;
   $("dash").hidden = false;
-  const es = new EventSource("/events?token=" + encodeURIComponent(token()));
+  const es = new EventSource("/events?token=" + encodeURIComponent(savedToken()));
   es.onopen = () => setStatus("live", true);
   es.onerror = () => setStatus("reconnecting…", false);
   es.addEventListener("stats", (e) => onStats(JSON.parse(e.data)));
