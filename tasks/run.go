@@ -1,0 +1,355 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rtkit/rtkit"
+)
+
+// Why an attempt's context was cancelled before its handler returned.
+const (
+	stopNone      int32 = iota
+	stopCancel          // Runner.Cancel
+	stopLost            // the lease was lost
+	stopInterrupt       // the shutdown budget ran out
+)
+
+// attempt is one running attempt of a task.
+type attempt struct {
+	r      *Runner
+	lease  *Lease
+	cancel context.CancelFunc
+	why    atomic.Int32
+	done   atomic.Bool // Finish was called (by the worker or the drain)
+}
+
+func (a *attempt) stop(why int32) {
+	a.why.CompareAndSwap(stopNone, why)
+	a.cancel()
+}
+
+// Run claims and runs tasks until ctx ends, then drains: it stops
+// claiming, gives running tasks the rest of [Options.ShutdownTimeout] to
+// finish, cancels those still running and hands them back to the store
+// without counting their attempt (event "interrupted"), and waits for
+// every handler to return. It returns nil after a drain, or an error if
+// Run is already running. A handler that ignores its context delays Run's
+// return, but not the hand-back: another node may take its task meanwhile.
+//
+// Besides the handlers, Run keeps a lease renewer, a maintenance loop
+// (expired leases, retention) and the periodic scheduler; all end before
+// it returns. Run traps no signal: cancel ctx on SIGTERM yourself.
+func (r *Runner) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("tasks: Run called while the runner is running")
+	}
+	defer r.running.Store(false)
+
+	// work outlives ctx by the drain budget.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var bg sync.WaitGroup
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	bg.Go(func() { r.renewLoop(bgCtx) })
+	bg.Go(func() { r.maintainLoop(bgCtx) })
+	bg.Go(func() { r.scheduleLoop(ctx) })
+	var sub *rtkit.Subscription
+	if !r.ownBP {
+		var err error
+		if sub, err = r.bp.Subscribe(ctx, r.topic+":cancel", rtkit.SubscribeOptions{}, cancelHandler{r}); err != nil {
+			r.log.Warn("tasks: subscribing to cancellations failed; they take effect at lease renewal", "err", err)
+		}
+	}
+
+	var tasks sync.WaitGroup
+	r.dispatch(ctx, work, &tasks)
+
+	// Drain.
+	budget := time.NewTimer(r.drain)
+	drained := make(chan struct{})
+	go func() { tasks.Wait(); close(drained) }()
+	select {
+	case <-drained:
+		budget.Stop()
+	case <-budget.C:
+		r.interruptAll()
+		<-drained
+	}
+	if sub != nil {
+		sub.Close()
+	}
+	stopBg()
+	bg.Wait()
+	return nil
+}
+
+// dispatch claims tasks while ctx lasts and starts them on work.
+func (r *Runner) dispatch(ctx, work context.Context, tasks *sync.WaitGroup) {
+	queues := make([]string, len(r.queues))
+	for i, q := range r.queues {
+		queues[i] = q.name
+	}
+	errs := 0
+	for ctx.Err() == nil {
+		r.mu.Lock()
+		free := r.conc - r.inflight
+		r.mu.Unlock()
+		if free <= 0 {
+			select {
+			case <-r.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		leases, err := r.store.Claim(ctx, r.node, r.order(), free, r.leaseTTL)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			errs++
+			r.log.Error("tasks: claiming tasks failed", "err", err, "node", r.node)
+			sleep(ctx, min(time.Duration(errs)*100*time.Millisecond, 5*time.Second))
+			continue
+		}
+		errs = 0
+		for _, l := range leases {
+			r.start(work, l, tasks)
+		}
+		if len(leases) == 0 {
+			if err := r.store.Wait(ctx, queues); err != nil && ctx.Err() == nil {
+				r.log.Error("tasks: waiting for tasks failed", "err", err, "node", r.node)
+				sleep(ctx, time.Second)
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// start runs one leased task in its own goroutine.
+func (r *Runner) start(work context.Context, l *Lease, tasks *sync.WaitGroup) {
+	t := l.Task
+	ctx, cancel := context.WithTimeout(work, cmpDur(t.Timeout, DefaultTimeout))
+	a := &attempt{r: r, lease: l, cancel: cancel}
+	r.mu.Lock()
+	r.active[t.ID] = a
+	r.inflight++
+	r.mu.Unlock()
+	tasks.Go(func() {
+		defer func() {
+			cancel()
+			r.mu.Lock()
+			delete(r.active, t.ID)
+			r.inflight--
+			r.mu.Unlock()
+			select {
+			case r.freed <- struct{}{}:
+			default:
+			}
+		}()
+		r.emit(newEvent(EventStarted, t, r.node))
+		err := r.call(ctx, a)
+		r.finish(a, err, ctx)
+	})
+}
+
+func cmpDur(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// call runs the handler, turning a panic into an error.
+func (r *Runner) call(ctx context.Context, a *attempt) (err error) {
+	t := a.lease.Task
+	r.hmu.RLock()
+	h := r.handlers[t.Type]
+	r.hmu.RUnlock()
+	if h == nil {
+		return fmt.Errorf("tasks: no handler for task type %q on node %s", t.Type, r.node)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+			r.log.Error("tasks: handler panicked", "type", t.Type, "task", t.ID, "panic", v, "stack", string(err.(*PanicError).Stack))
+		}
+	}()
+	return h(ctx, a)
+}
+
+// finish reports the attempt's outcome to the store and emits its event.
+func (r *Runner) finish(a *attempt, err error, ctx context.Context) {
+	if !a.done.CompareAndSwap(false, true) {
+		return // handed back by the drain
+	}
+	t := a.lease.Task
+	var o Outcome
+	var kind EventKind
+	if err != nil {
+		o.Error = err.Error()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && a.why.Load() == stopNone {
+			o.Error = fmt.Sprintf("tasks: attempt timed out after %v: %v", t.Timeout, err)
+		}
+	}
+	var ra *RetryAfterError
+	switch why := a.why.Load(); {
+	case err == nil:
+		o.State, kind = Succeeded, EventSucceeded
+	case why == stopLost:
+		r.log.Warn("tasks: lease lost; the attempt's result is discarded", "task", t.ID, "type", t.Type)
+		return
+	case why == stopCancel:
+		o.State, kind = Cancelled, EventCancelled
+	case why == stopInterrupt:
+		o.State, kind = Pending, EventInterrupted
+	case errors.Is(err, ErrSkipRetry):
+		o.State, kind = Dead, EventFailed
+	case t.Attempt >= t.MaxAttempts:
+		o.State, kind = Dead, EventDead
+	case errors.As(err, &ra):
+		o.State, kind, o.RunAt = Retry, EventRetrying, time.Now().Add(max(ra.After, 0))
+	default:
+		o.State, kind, o.RunAt = Retry, EventRetrying, time.Now().Add(t.Backoff.Delay(t.Attempt))
+	}
+	r.report(a, o, kind)
+}
+
+// report finishes a lease, retrying store errors for a while: a task
+// whose outcome can't be stored is retried by another worker once the
+// lease expires (at-least-once).
+func (r *Runner) report(a *attempt, o Outcome, kind EventKind) {
+	t := a.lease.Task
+	var err error
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = r.store.Finish(ctx, a.lease, o)
+		cancel()
+		if err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrClosed) {
+			break
+		}
+		time.Sleep(time.Duration(i+1) * 200 * time.Millisecond)
+	}
+	if err != nil {
+		r.log.Error("tasks: reporting a task's outcome failed", "task", t.ID, "state", o.State, "err", err)
+		return
+	}
+	e := newEvent(kind, t, r.node)
+	e.Error, e.RunAt = o.Error, o.RunAt
+	if o.State == Pending {
+		e.Attempt--
+	}
+	r.emit(e)
+}
+
+// interruptAll hands back every running task: their contexts are
+// cancelled and the store takes them back without counting the attempt.
+func (r *Runner) interruptAll() {
+	r.mu.Lock()
+	running := make([]*attempt, 0, len(r.active))
+	for _, a := range r.active {
+		running = append(running, a)
+	}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, a := range running {
+		a.stop(stopInterrupt)
+		if !a.done.CompareAndSwap(false, true) {
+			continue
+		}
+		wg.Go(func() { r.report(a, Outcome{State: Pending, Error: "tasks: interrupted by shutdown"}, EventInterrupted) })
+	}
+	wg.Wait()
+}
+
+// renewLoop extends the leases of running tasks every LeaseTTL/4. A task
+// past its timeout by more than a lease isn't renewed, so that a handler
+// that ignores its context loses the task to another worker.
+func (r *Runner) renewLoop(ctx context.Context) {
+	tick := time.NewTicker(r.leaseTTL / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		r.mu.Lock()
+		leases := make([]*Lease, 0, len(r.active))
+		byID := make(map[string]*attempt, len(r.active))
+		for id, a := range r.active {
+			if a.done.Load() || now.Sub(a.lease.Task.StartedAt) > a.lease.Task.Timeout+r.leaseTTL {
+				continue
+			}
+			leases = append(leases, a.lease)
+			byID[id] = a
+		}
+		r.mu.Unlock()
+		if len(leases) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, r.leaseTTL/4)
+		lost, cancelled, err := r.store.Renew(rctx, leases, r.leaseTTL)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Error("tasks: renewing leases failed", "err", err, "node", r.node)
+			}
+			continue
+		}
+		for _, id := range lost {
+			byID[id].stop(stopLost)
+		}
+		for _, id := range cancelled {
+			byID[id].stop(stopCancel)
+		}
+	}
+}
+
+// maintainLoop runs the store's maintenance about once a second.
+func (r *Runner) maintainLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		back, err := r.store.Maintain(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Error("tasks: store maintenance failed", "err", err)
+			}
+			continue
+		}
+		for _, t := range back {
+			kind := EventRetrying
+			if t.State == Dead {
+				kind = EventDead
+			}
+			e := newEvent(kind, t, r.node)
+			e.Error = t.LastError
+			r.emit(e)
+		}
+	}
+}
+
+type cancelHandler struct{ r *Runner }
+
+func (h cancelHandler) HandleMessage(m *rtkit.Message) { h.r.cancelLocal(string(m.Data)) }
+func (cancelHandler) HandleGap(rtkit.ID)               {}

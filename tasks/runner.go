@@ -1,0 +1,362 @@
+package tasks
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rtkit/rtkit"
+)
+
+// Options configure a [Runner]. The zero value is ready to use: a memory
+// store, the "default" queue, 10 workers.
+type Options struct {
+	// Store keeps the tasks. Default: a new [MemoryStore].
+	Store Store
+	// Backplane carries events and cancellations between runners. Default:
+	// a private in-process backplane, so events reach only this runner's
+	// subscribers and Cancel of a task running on another node takes
+	// effect at that node's next lease renewal (within LeaseTTL/4). With a
+	// [RedisStore], pass the nodes' shared RedisBackplane.
+	Backplane rtkit.Backplane
+	// EventsTopic is the backplane topic of events; cancellations use
+	// EventsTopic + ":cancel". Default "tasks".
+	EventsTopic string
+	// Concurrency is how many tasks run at once. Default 10.
+	Concurrency int
+	// Queues maps the queues this runner works on to their weights: a
+	// queue of weight 2 is served about twice as often as one of weight 1
+	// when both have work. Default {"default": 1}.
+	Queues map[string]int
+	// StrictPriority serves queues in descending weight order instead: a
+	// queue gets workers only when every heavier one is empty.
+	StrictPriority bool
+	// LeaseTTL is how long a claimed task stays leased without renewal;
+	// the runner renews every LeaseTTL/4 while the task runs. A crashed
+	// node's tasks are taken over within about LeaseTTL + 1s. Default 8s.
+	LeaseTTL time.Duration
+	// ShutdownTimeout is the drain budget of [Runner.Run]: when its
+	// context ends, running tasks get this long to finish before they are
+	// cancelled and handed back. Default 10s.
+	ShutdownTimeout time.Duration
+	// MaxPayload is the largest encoded payload Enqueue accepts. Default
+	// 1 MiB.
+	MaxPayload int
+	// Node names this runner in leases and events. Default
+	// "<hostname>-<pid>-<random>".
+	Node string
+	// Logger receives store errors and handler panics. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Runner enqueues tasks and runs them. Register handlers with [Handle] and
+// periodic tasks with [Runner.Periodic], then call [Runner.Run]; a runner
+// that only enqueues (a web node, say) never calls Run.
+//
+// All methods are safe for concurrent use. NewRunner starts no goroutine;
+// Run starts its workers and ends them all before it returns.
+type Runner struct {
+	store    Store
+	bp       rtkit.Backplane
+	ownBP    bool
+	topic    string
+	conc     int
+	queues   []weighted
+	strict   bool
+	leaseTTL time.Duration
+	drain    time.Duration
+	maxPay   int
+	node     string
+	log      *slog.Logger
+
+	listeners atomic.Int32
+	running   atomic.Bool
+
+	hmu      sync.RWMutex
+	handlers map[string]handlerFunc
+	periodic []*periodicTask
+
+	mu       sync.Mutex
+	active   map[string]*attempt
+	inflight int
+	freed    chan struct{} // signalled when a task ends
+}
+
+type weighted struct {
+	name   string
+	weight int
+}
+
+type handlerFunc func(ctx context.Context, a *attempt) error
+
+// NewRunner returns a runner configured by opts. It panics on invalid
+// options (a bad queue name or weight), which are programming errors.
+func NewRunner(opts Options) *Runner {
+	r := &Runner{
+		store:    opts.Store,
+		bp:       opts.Backplane,
+		topic:    cmp.Or(opts.EventsTopic, "tasks"),
+		conc:     cmp.Or(max(opts.Concurrency, 0), 10),
+		strict:   opts.StrictPriority,
+		leaseTTL: cmp.Or(max(opts.LeaseTTL, 0), 8*time.Second),
+		drain:    cmp.Or(max(opts.ShutdownTimeout, 0), 10*time.Second),
+		maxPay:   cmp.Or(max(opts.MaxPayload, 0), 1<<20),
+		node:     opts.Node,
+		log:      opts.Logger,
+		handlers: make(map[string]handlerFunc),
+		active:   make(map[string]*attempt),
+		freed:    make(chan struct{}, 1),
+	}
+	if r.store == nil {
+		r.store = NewMemoryStore(MemoryOptions{})
+	}
+	if r.bp == nil {
+		r.bp, r.ownBP = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{}), true
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.node == "" {
+		host, _ := os.Hostname()
+		r.node = fmt.Sprintf("%s-%d-%04x", cmp.Or(host, "node"), os.Getpid(), rand.Uint32()&0xffff)
+	}
+	if len(opts.Queues) == 0 {
+		opts.Queues = map[string]int{DefaultQueue: 1}
+	}
+	for name, w := range opts.Queues {
+		if err := checkName("queue", name); err != nil {
+			panic(err.Error())
+		}
+		if w <= 0 {
+			panic(fmt.Sprintf("tasks: queue %q has weight %d; weights must be positive", name, w))
+		}
+		r.queues = append(r.queues, weighted{name, w})
+	}
+	slices.SortFunc(r.queues, func(a, b weighted) int { return cmp.Or(b.weight-a.weight, cmp.Compare(a.name, b.name)) })
+	return r
+}
+
+// Node returns the runner's node name.
+func (r *Runner) Node() string { return r.node }
+
+// Store returns the runner's store.
+func (r *Runner) Store() Store { return r.store }
+
+// Job is what a handler receives: the task's identity and decoded payload.
+type Job[T any] struct {
+	ID          string
+	Type        string
+	Queue       string
+	Attempt     int // 1 for the first attempt
+	MaxAttempts int
+	Payload     T
+
+	a *attempt
+}
+
+// Progress records v (JSON-encoded) as the task's progress and emits a
+// progress event.
+func (j *Job[T]) Progress(ctx context.Context, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("tasks: progress: %w", err)
+	}
+	r := j.a.r
+	if err := r.store.Progress(ctx, j.a.lease, data); err != nil {
+		return err
+	}
+	e := newEvent(EventProgress, j.a.lease.Task, r.node)
+	e.Progress = data
+	r.emit(e)
+	return nil
+}
+
+// Handle registers fn for tasks of type typ, whose payloads decode into T
+// (from JSON). A task's attempt fails when fn returns an error: it is
+// retried with the task's backoff unless the error wraps [ErrSkipRetry]
+// ([SkipRetry]) or is a [RetryAfterError] ([RetryAfter]). A panic in fn
+// fails the attempt with a [*PanicError]. fn's context ends at the task's
+// timeout, on [Runner.Cancel], when the lease is lost, and at the end of
+// the shutdown budget.
+//
+// Handle panics if typ is invalid or already has a handler.
+func Handle[T any](r *Runner, typ string, fn func(ctx context.Context, job *Job[T]) error) {
+	if err := checkName("task type", typ); err != nil {
+		panic(err.Error())
+	}
+	h := func(ctx context.Context, a *attempt) error {
+		t := a.lease.Task
+		j := &Job[T]{ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, a: a}
+		if len(t.Payload) > 0 {
+			if err := json.Unmarshal(t.Payload, &j.Payload); err != nil {
+				return SkipRetry(fmt.Errorf("tasks: decoding the %s payload: %w", typ, err))
+			}
+		}
+		return fn(ctx, j)
+	}
+	r.hmu.Lock()
+	defer r.hmu.Unlock()
+	if _, ok := r.handlers[typ]; ok {
+		panic(fmt.Sprintf("tasks: Handle(%q) called twice; register each task type once", typ))
+	}
+	r.handlers[typ] = h
+}
+
+// Enqueue adds a task of type typ with payload (JSON-encoded;
+// a json.RawMessage is used as it is) and returns it as stored. Without
+// options it is due now, in the "default" queue, with 10 attempts, the
+// default backoff and a 30m timeout.
+//
+// Errors: [ErrInvalid] for a bad type, option or payload; a
+// [*DuplicateError] (wrapping [ErrDuplicate]) for a held unique key; the
+// store's errors.
+func (r *Runner) Enqueue(ctx context.Context, typ string, payload any, opts ...EnqueueOption) (*Task, error) {
+	t, err := r.newTask(typ, payload, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.store.Enqueue(ctx, t); err != nil {
+		return nil, err
+	}
+	r.emitEnqueued(t)
+	return t, nil
+}
+
+func (r *Runner) emitEnqueued(t *Task) {
+	e := newEvent(EventEnqueued, t, r.node)
+	e.RunAt = t.RunAt
+	r.emit(e)
+}
+
+func (r *Runner) newTask(typ string, payload any, opts []EnqueueOption) (*Task, error) {
+	if err := checkName("task type", typ); err != nil {
+		return nil, err
+	}
+	var data []byte
+	switch p := payload.(type) {
+	case json.RawMessage:
+		if !json.Valid(p) {
+			return nil, fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
+		}
+		data = p
+	default:
+		var err error
+		if data, err = json.Marshal(payload); err != nil {
+			return nil, fmt.Errorf("%w: encoding the payload: %w", ErrInvalid, err)
+		}
+	}
+	if len(data) > r.maxPay {
+		return nil, fmt.Errorf("%w: payload of %d bytes exceeds MaxPayload %d", ErrInvalid, len(data), r.maxPay)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	t := &Task{ID: id.String(), Type: typ, Queue: DefaultQueue, Payload: data, MaxAttempts: DefaultMaxAttempts, Timeout: DefaultTimeout}
+	for _, o := range opts {
+		if err := o(t); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// Get returns the task with the ID, or [ErrNotFound].
+func (r *Runner) Get(ctx context.Context, id string) (*Task, error) { return r.store.Get(ctx, id) }
+
+// List returns a page of a queue's tasks in a state.
+func (r *Runner) List(ctx context.Context, opts ListOptions) (Page, error) {
+	return r.store.List(ctx, opts)
+}
+
+// Counts returns the number of tasks per queue and state.
+func (r *Runner) Counts(ctx context.Context) (map[string]map[State]int, error) {
+	return r.store.Counts(ctx)
+}
+
+// Retry makes a dead, cancelled, scheduled or retrying task pending now.
+// A dead or cancelled task starts over with all its attempts.
+func (r *Runner) Retry(ctx context.Context, id string) (*Task, error) {
+	t, err := r.store.Retry(ctx, id)
+	if err == nil {
+		r.emitEnqueued(t)
+	}
+	return t, err
+}
+
+// Delete removes a task that isn't running ([ErrBadState] if it is:
+// cancel it first).
+func (r *Runner) Delete(ctx context.Context, id string) error { return r.store.Delete(ctx, id) }
+
+// Cancel cancels a task. A waiting task is cancelled at once; a running
+// one has its context cancelled on whichever node runs it, and is
+// cancelled when its handler returns (unless it succeeded first). It
+// returns the task as it is after the request.
+func (r *Runner) Cancel(ctx context.Context, id string) (*Task, error) {
+	t, err := r.store.Cancel(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch t.State {
+	case Cancelled:
+		r.emit(newEvent(EventCancelled, t, r.node))
+	case Active:
+		if !r.cancelLocal(id) && !r.ownBP {
+			if _, err := r.bp.Publish(ctx, r.topic+":cancel", []byte(id), rtkit.PublishOptions{Ephemeral: true}); err != nil {
+				r.log.Warn("tasks: publishing a cancellation failed; it takes effect at the next lease renewal", "task", id, "err", err)
+			}
+		}
+	}
+	return t, nil
+}
+
+// cancelLocal cancels the task's attempt if it runs here.
+func (r *Runner) cancelLocal(id string) bool {
+	r.mu.Lock()
+	a := r.active[id]
+	r.mu.Unlock()
+	if a == nil {
+		return false
+	}
+	a.stop(stopCancel)
+	return true
+}
+
+// order returns the queues in the order to claim from: by weight, either
+// strictly or at random in proportion (a weighted shuffle).
+func (r *Runner) order() []string {
+	names := make([]string, len(r.queues))
+	if r.strict || len(r.queues) == 1 {
+		for i, q := range r.queues {
+			names[i] = q.name
+		}
+		return names
+	}
+	type keyed struct {
+		name string
+		key  float64
+	}
+	ks := make([]keyed, len(r.queues))
+	for i, q := range r.queues {
+		ks[i] = keyed{q.name, math.Pow(rand.Float64(), 1/float64(q.weight))}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return cmp.Compare(b.key, a.key) })
+	for i, k := range ks {
+		names[i] = k.name
+	}
+	return names
+}
+
+var errStopped = errors.New("tasks: runner stopped")

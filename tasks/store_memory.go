@@ -1,0 +1,641 @@
+package tasks
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Defaults of the retention options of both stores.
+const (
+	DefaultRetention      = 24 * time.Hour
+	DefaultRetentionCount = 10_000
+)
+
+// MemoryOptions configure a [MemoryStore]. The zero value is ready to use.
+type MemoryOptions struct {
+	// Retention is how long final tasks (succeeded, dead, cancelled) are
+	// kept. Default 24h; negative drops them at once.
+	Retention time.Duration
+	// RetentionCount is how many final tasks are kept per queue and
+	// state, newest first. Default 10,000.
+	RetentionCount int
+}
+
+// MemoryStore is the [Store] for one process: tasks live in memory and
+// are lost when it exits. It is the default store of a [Runner]. All
+// methods are safe for concurrent use; times are the process's clock, so
+// tests can drive it with testing/synctest.
+type MemoryStore struct {
+	retention time.Duration
+	keep      int
+
+	mu       sync.Mutex
+	closed   bool
+	tasks    map[string]*memTask
+	queues   map[string]*memQueue
+	unique   map[string]memUnique // queue + "\x00" + key
+	periodic map[string]time.Time // schedule name → last tick
+	wake     chan struct{}        // closed when a task may have become claimable
+	waiting  int                  // Wait calls holding wake
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+type memTask struct {
+	Task
+	token    int64
+	gen      int64 // bumped on every move, to skip stale queue entries
+	deadline time.Time
+}
+
+type memEntry struct {
+	t   *memTask
+	gen int64
+	at  time.Time // RunAt when queued, the heap's order
+}
+
+type memQueue struct {
+	ready  []memEntry // FIFO; entries whose gen is stale are skipped
+	head   int
+	due    dueHeap              // scheduled and retry tasks by RunAt
+	active map[string]*memTask  // by ID
+	final  map[State][]memEntry // by finish time, oldest first
+	counts map[State]int        // live and final tasks by state
+}
+
+type memUnique struct {
+	id      string
+	expires time.Time
+}
+
+// NewMemoryStore returns an empty MemoryStore. It starts no goroutines.
+func NewMemoryStore(opts MemoryOptions) *MemoryStore {
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.RetentionCount <= 0 {
+		opts.RetentionCount = DefaultRetentionCount
+	}
+	return &MemoryStore{
+		retention: opts.Retention,
+		keep:      opts.RetentionCount,
+		tasks:     make(map[string]*memTask),
+		queues:    make(map[string]*memQueue),
+		unique:    make(map[string]memUnique),
+		periodic:  make(map[string]time.Time),
+		wake:      make(chan struct{}),
+	}
+}
+
+func (s *MemoryStore) queue(name string) *memQueue {
+	q := s.queues[name]
+	if q == nil {
+		q = &memQueue{
+			active: make(map[string]*memTask),
+			final:  make(map[State][]memEntry),
+			counts: make(map[State]int),
+		}
+		s.queues[name] = q
+	}
+	return q
+}
+
+// notify wakes every Wait.
+func (s *MemoryStore) notify() {
+	if s.waiting > 0 {
+		close(s.wake)
+		s.wake = make(chan struct{})
+		s.waiting = 0
+	}
+}
+
+// move puts t in state st and into the matching structure of its queue.
+func (s *MemoryStore) move(t *memTask, st State, now time.Time) {
+	q := s.queue(t.Queue)
+	if t.State != "" {
+		q.counts[t.State]--
+		if t.State == Active {
+			delete(q.active, t.ID)
+		}
+	}
+	t.gen++
+	t.State = st
+	q.counts[st]++
+	switch st {
+	case Pending:
+		t.RunAt = time.Time{}
+		q.ready = append(q.ready, memEntry{t: t, gen: t.gen})
+		s.notify()
+	case Scheduled, Retry:
+		heap.Push(&q.due, memEntry{t, t.gen, t.RunAt})
+		s.notify()
+	case Active:
+		q.active[t.ID] = t
+	default: // final
+		t.FinishedAt = now
+		t.Worker = ""
+		q.final[st] = append(q.final[st], memEntry{t: t, gen: t.gen})
+		s.releaseUnique(&t.Task)
+		s.trim(q, st, now)
+	}
+}
+
+func (s *MemoryStore) releaseUnique(t *Task) {
+	if t.UniqueKey == "" {
+		return
+	}
+	k := t.Queue + "\x00" + t.UniqueKey
+	if u, ok := s.unique[k]; ok && u.id == t.ID {
+		delete(s.unique, k)
+	}
+}
+
+// trim drops final tasks of a state past retention, oldest first.
+func (s *MemoryStore) trim(q *memQueue, st State, now time.Time) {
+	l := q.final[st]
+	i := 0
+	for ; i < len(l); i++ {
+		e := l[i]
+		if e.t.gen != e.gen {
+			continue // moved since (retried, deleted)
+		}
+		if q.counts[st] <= s.keep && now.Sub(e.t.FinishedAt) < s.retention {
+			break
+		}
+		s.remove(e.t)
+	}
+	if i > 0 {
+		q.final[st] = append(l[:0:0], l[i:]...)
+	}
+}
+
+// remove forgets t.
+func (s *MemoryStore) remove(t *memTask) {
+	q := s.queue(t.Queue)
+	q.counts[t.State]--
+	delete(q.active, t.ID)
+	delete(s.tasks, t.ID)
+	s.releaseUnique(&t.Task)
+	t.gen++
+}
+
+func (s *MemoryStore) check(ctx context.Context) error {
+	if s.closed {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// Enqueue implements [Store].
+func (s *MemoryStore) Enqueue(ctx context.Context, t *Task) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.enqueueLocked(t, time.Now())
+}
+
+func (s *MemoryStore) enqueueLocked(t *Task, now time.Time) error {
+	if _, ok := s.tasks[t.ID]; ok {
+		return fmt.Errorf("%w: task ID %s exists", ErrInvalid, t.ID)
+	}
+	if t.UniqueKey != "" {
+		k := t.Queue + "\x00" + t.UniqueKey
+		if u, ok := s.unique[k]; ok && now.Before(u.expires) {
+			return &DuplicateError{Key: t.UniqueKey, ID: u.id}
+		}
+		s.unique[k] = memUnique{t.ID, now.Add(t.UniqueTTL)}
+	}
+	mt := &memTask{Task: *t}
+	mt.State = ""
+	mt.EnqueuedAt = now
+	s.tasks[t.ID] = mt
+	st := Pending
+	if t.RunAt.After(now) {
+		st = Scheduled
+	}
+	s.move(mt, st, now)
+	t.State, t.EnqueuedAt = st, now
+	return nil
+}
+
+// EnqueuePeriodic implements [Store].
+func (s *MemoryStore) EnqueuePeriodic(ctx context.Context, name string, tick time.Time, t *Task) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return false, err
+	}
+	if last, ok := s.periodic[name]; ok && !tick.After(last) {
+		return false, nil
+	}
+	if err := s.enqueueLocked(t, time.Now()); err != nil {
+		return false, err
+	}
+	s.periodic[name] = tick
+	return true, nil
+}
+
+// Claim implements [Store].
+func (s *MemoryStore) Claim(ctx context.Context, worker string, queues []string, max int, ttl time.Duration) ([]*Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var out []*Lease
+	for _, name := range queues {
+		q := s.queues[name]
+		if q == nil {
+			continue
+		}
+		s.promote(q, now)
+		for len(out) < max && q.head < len(q.ready) {
+			e := q.ready[q.head]
+			q.ready[q.head] = memEntry{}
+			q.head++
+			if e.t.gen != e.gen {
+				continue
+			}
+			t := e.t
+			t.token++
+			t.Attempt++
+			t.StartedAt = now
+			t.Worker = worker
+			t.deadline = now.Add(ttl)
+			s.move(t, Active, now)
+			snap := t.Task
+			out = append(out, &Lease{Task: &snap, Token: t.token, Worker: worker})
+		}
+		if q.head == len(q.ready) {
+			q.ready, q.head = q.ready[:0], 0
+		} else if q.head > 1024 && q.head*2 > len(q.ready) {
+			q.ready, q.head = append(q.ready[:0:0], q.ready[q.head:]...), 0
+		}
+		if len(out) == max {
+			break
+		}
+	}
+	return out, nil
+}
+
+// promote makes due scheduled and retry tasks pending.
+func (s *MemoryStore) promote(q *memQueue, now time.Time) {
+	for len(q.due) > 0 {
+		e := q.due[0]
+		if e.t.gen != e.gen {
+			heap.Pop(&q.due)
+			continue
+		}
+		if e.at.After(now) {
+			return
+		}
+		heap.Pop(&q.due)
+		s.move(e.t, Pending, now)
+	}
+}
+
+// Wait implements [Store].
+func (s *MemoryStore) Wait(ctx context.Context, queues []string) error {
+	s.mu.Lock()
+	if err := s.check(ctx); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	var next time.Time
+	for _, name := range queues {
+		q := s.queues[name]
+		if q == nil {
+			continue
+		}
+		if q.head < len(q.ready) {
+			s.mu.Unlock()
+			return nil
+		}
+		for len(q.due) > 0 && q.due[0].t.gen != q.due[0].gen {
+			heap.Pop(&q.due)
+		}
+		if len(q.due) > 0 && (next.IsZero() || q.due[0].at.Before(next)) {
+			next = q.due[0].at
+		}
+	}
+	wake := s.wake
+	s.waiting++
+	s.mu.Unlock()
+	var timer <-chan time.Time
+	if !next.IsZero() {
+		t := time.NewTimer(time.Until(next))
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-wake:
+	case <-timer:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// lease returns the task of l if l still holds it.
+func (s *MemoryStore) lease(l *Lease) (*memTask, error) {
+	t := s.tasks[l.Task.ID]
+	if t == nil || t.State != Active || t.token != l.Token {
+		return nil, ErrLeaseLost
+	}
+	return t, nil
+}
+
+// Renew implements [Store].
+func (s *MemoryStore) Renew(ctx context.Context, leases []*Lease, ttl time.Duration) (lost, cancel []string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	for _, l := range leases {
+		t, err := s.lease(l)
+		if err != nil {
+			lost = append(lost, l.Task.ID)
+			continue
+		}
+		t.deadline = now.Add(ttl)
+		if t.CancelRequested {
+			cancel = append(cancel, t.ID)
+		}
+	}
+	return lost, cancel, nil
+}
+
+// Finish implements [Store].
+func (s *MemoryStore) Finish(ctx context.Context, l *Lease, o Outcome) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	t, err := s.lease(l)
+	if err != nil {
+		return err
+	}
+	if o.Error != "" {
+		t.LastError = o.Error
+	}
+	switch o.State {
+	case Pending:
+		t.Attempt--
+	case Retry:
+		t.RunAt = o.RunAt
+	case Succeeded, Dead, Cancelled:
+	default:
+		return fmt.Errorf("%w: outcome state %q", ErrInvalid, o.State)
+	}
+	t.CancelRequested = false
+	s.move(t, o.State, time.Now())
+	return nil
+}
+
+// Progress implements [Store].
+func (s *MemoryStore) Progress(ctx context.Context, l *Lease, data []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	t, err := s.lease(l)
+	if err != nil {
+		return err
+	}
+	t.Progress = slices.Clone(data)
+	return nil
+}
+
+// Maintain implements [Store].
+func (s *MemoryStore) Maintain(ctx context.Context) ([]*Task, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var back []*Task
+	for _, q := range s.queues {
+		for _, t := range q.active {
+			if now.Before(t.deadline) {
+				continue
+			}
+			t.LastError = errLeaseExpired
+			t.CancelRequested = false
+			st := Pending
+			if t.Attempt >= t.MaxAttempts {
+				st = Dead
+			}
+			s.move(t, st, now)
+			snap := t.Task
+			back = append(back, &snap)
+		}
+		for _, st := range []State{Succeeded, Dead, Cancelled} {
+			s.trim(q, st, now)
+		}
+	}
+	for k, u := range s.unique {
+		if !now.Before(u.expires) {
+			delete(s.unique, k)
+		}
+	}
+	return back, nil
+}
+
+// errLeaseExpired is the LastError of a task whose worker stopped renewing
+// its lease (crashed, or lost its store).
+const errLeaseExpired = "tasks: lease expired: the worker stopped renewing it"
+
+// Get implements [Store].
+func (s *MemoryStore) Get(ctx context.Context, id string) (*Task, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	t := s.tasks[id]
+	if t == nil {
+		return nil, ErrNotFound
+	}
+	snap := t.Task
+	return &snap, nil
+}
+
+// List implements [Store]. Its cursor is an offset.
+func (s *MemoryStore) List(ctx context.Context, opts ListOptions) (Page, error) {
+	opts, err := opts.norm()
+	if err != nil {
+		return Page{}, err
+	}
+	skip := 0
+	if opts.Cursor != "" {
+		if skip, err = strconv.Atoi(opts.Cursor); err != nil || skip < 0 {
+			return Page{}, fmt.Errorf("%w: bad cursor %q", ErrInvalid, opts.Cursor)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return Page{}, err
+	}
+	q := s.queues[opts.Queue]
+	if q == nil {
+		return Page{}, nil
+	}
+	var all []*memTask
+	live := func(e memEntry) {
+		if e.t.gen == e.gen && e.t.State == opts.State {
+			all = append(all, e.t)
+		}
+	}
+	switch opts.State {
+	case Pending:
+		for _, e := range q.ready[q.head:] {
+			live(e)
+		}
+	case Scheduled, Retry:
+		due := slices.Clone(q.due)
+		slices.SortFunc(due, func(a, b memEntry) int { return a.at.Compare(b.at) })
+		for _, e := range due {
+			live(e)
+		}
+	case Active:
+		for _, t := range q.active {
+			all = append(all, t)
+		}
+		slices.SortFunc(all, func(a, b *memTask) int { return a.deadline.Compare(b.deadline) })
+	default:
+		l := q.final[opts.State]
+		for i := len(l) - 1; i >= 0; i-- {
+			live(l[i])
+		}
+	}
+	var p Page
+	if skip < len(all) {
+		end := min(skip+opts.Limit, len(all))
+		for _, t := range all[skip:end] {
+			snap := t.Task
+			p.Tasks = append(p.Tasks, &snap)
+		}
+		if end < len(all) {
+			p.Next = strconv.Itoa(end)
+		}
+	}
+	return p, nil
+}
+
+// Counts implements [Store].
+func (s *MemoryStore) Counts(ctx context.Context) (map[string]map[State]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[State]int, len(s.queues))
+	for name, q := range s.queues {
+		m := make(map[State]int, len(States))
+		for _, st := range States {
+			m[st] = q.counts[st]
+		}
+		out[name] = m
+	}
+	return out, nil
+}
+
+// Retry implements [Store].
+func (s *MemoryStore) Retry(ctx context.Context, id string) (*Task, error) {
+	return s.change(ctx, id, func(t *memTask, now time.Time) error {
+		switch t.State {
+		case Dead, Cancelled:
+			t.Attempt = 0
+			t.FinishedAt = time.Time{}
+		case Scheduled, Retry:
+		default:
+			return fmt.Errorf("%w: retry a %s task", ErrBadState, t.State)
+		}
+		s.move(t, Pending, now)
+		return nil
+	})
+}
+
+// Cancel implements [Store].
+func (s *MemoryStore) Cancel(ctx context.Context, id string) (*Task, error) {
+	return s.change(ctx, id, func(t *memTask, now time.Time) error {
+		switch t.State {
+		case Pending, Scheduled, Retry:
+			s.move(t, Cancelled, now)
+		case Active:
+			t.CancelRequested = true
+		default:
+			return fmt.Errorf("%w: cancel a %s task", ErrBadState, t.State)
+		}
+		return nil
+	})
+}
+
+// Delete implements [Store].
+func (s *MemoryStore) Delete(ctx context.Context, id string) error {
+	_, err := s.change(ctx, id, func(t *memTask, now time.Time) error {
+		if t.State == Active {
+			return fmt.Errorf("%w: delete an active task (cancel it first)", ErrBadState)
+		}
+		s.remove(t)
+		return nil
+	})
+	return err
+}
+
+func (s *MemoryStore) change(ctx context.Context, id string, fn func(*memTask, time.Time) error) (*Task, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	t := s.tasks[id]
+	if t == nil {
+		return nil, ErrNotFound
+	}
+	if err := fn(t, time.Now()); err != nil {
+		return nil, err
+	}
+	snap := t.Task
+	return &snap, nil
+}
+
+// Close implements [Store]: later calls return [ErrClosed]. The tasks are
+// dropped.
+func (s *MemoryStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.wake)
+	}
+	return nil
+}
+
+// dueHeap orders entries by RunAt.
+type dueHeap []memEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(memEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}

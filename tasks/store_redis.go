@@ -1,0 +1,853 @@
+package tasks
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configure a [RedisStore]. Client is required; the zero
+// value of every other field is a documented default.
+type RedisOptions struct {
+	// Client is the Redis connection: standalone, Sentinel or Cluster.
+	// Close does not close it.
+	Client redis.UniversalClient
+	// Prefix starts every key and channel name. Default "rtkit:tasks:".
+	// A queue's keys are "<Prefix>{<queue>}:...", one hash slot per queue.
+	Prefix string
+	// Retention and RetentionCount bound the final tasks kept, as in
+	// [MemoryOptions]: default 24h and 10,000 per queue and state.
+	Retention      time.Duration
+	RetentionCount int
+	// ReconcileEvery is how often the store's maintenance scans a slice of
+	// each queue's tasks to repair any that a crash left out of their
+	// state's index. Default 1m.
+	ReconcileEvery time.Duration
+	// Logger receives subscription errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// RedisStore is the [Store] for many nodes, over Redis: durable,
+// at-least-once, with any number of runners on any number of nodes.
+//
+// # Guarantees
+//
+// Every state change is one Lua script, atomic on the server; an
+// acknowledged Enqueue survives any runner's crash (and a Redis restart,
+// as far as Redis's own persistence goes). A claimed task is leased: the
+// runner renews its leases every LeaseTTL/4 while it lives, so a long task
+// is never taken over from a live worker, and a crashed node's tasks are
+// handed back by any other node's maintenance once their lease expires
+// (LeaseTTL, 8s by default). Each claim increments the task's fencing
+// token; a late Finish, Renew or Progress from a worker that lost its
+// lease is rejected with [ErrLeaseLost]. Times are the Redis server's.
+//
+// # Throughput
+//
+// Concurrent Enqueue and Finish calls are batched: while one batch is on
+// the wire, the next gathers, and it goes as one script call per queue in
+// one pipeline. Claim leases a batch of tasks per round trip. An idle
+// runner waits on a pub/sub channel per queue that every enqueue and retry
+// publishes to, so a new task is picked up within a round trip, not at the
+// next poll (a 2s backstop covers lost notifications).
+//
+// # Goroutines
+//
+// NewRedisStore starts none. Batches run in a goroutine that exits when
+// no work is queued; the first Wait starts a pub/sub reader. Close ends
+// them and waits for them.
+type RedisStore struct {
+	client    redis.UniversalClient
+	cluster   *redis.ClusterClient
+	prefix    string
+	ret       time.Duration
+	keep      int
+	reconcile time.Duration
+	log       *slog.Logger
+
+	closed   atomic.Bool
+	wg       sync.WaitGroup
+	enq      batcher[*enqReq]
+	fin      batcher[*finReq]
+	known    sync.Map // queue name → struct{}: registered in the queues set
+	skew     atomic.Int64
+	wait     waiter
+	lastRec  time.Time // last reconcile; Maintain only
+	cursors  map[string]uint64
+	maintain sync.Mutex
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a RedisStore configured by opts. It returns an
+// error if opts.Client is nil or a redis.Ring.
+func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
+	s := &RedisStore{
+		client:    opts.Client,
+		prefix:    cmp.Or(opts.Prefix, "rtkit:tasks:"),
+		ret:       cmp.Or(opts.Retention, DefaultRetention),
+		keep:      cmp.Or(max(opts.RetentionCount, 0), DefaultRetentionCount),
+		reconcile: cmp.Or(max(opts.ReconcileEvery, 0), time.Minute),
+		log:       cmp.Or(opts.Logger, slog.Default()),
+		cursors:   make(map[string]uint64),
+	}
+	switch c := opts.Client.(type) {
+	case nil:
+		return nil, errors.New("tasks: RedisOptions.Client is nil")
+	case *redis.Ring:
+		return nil, errors.New("tasks: redis.Ring is not supported; use a Client or ClusterClient")
+	case *redis.ClusterClient:
+		s.cluster = c
+	}
+	if strings.ContainsAny(s.prefix, "{}") {
+		return nil, errors.New("tasks: RedisOptions.Prefix must not contain '{' or '}'")
+	}
+	s.enq = batcher[*enqReq]{wg: &s.wg, flush: s.flushEnqueue}
+	s.fin = batcher[*finReq]{wg: &s.wg, flush: s.flushFinish}
+	s.wait.s = s
+	return s, nil
+}
+
+func (s *RedisStore) base(queue string) string { return s.prefix + "{" + queue + "}:" }
+
+func (s *RedisStore) queuesKey() string { return s.prefix + "queues" }
+
+func (s *RedisStore) retMS() int64 {
+	if s.ret < 0 {
+		return 0
+	}
+	return s.ret.Milliseconds()
+}
+
+func (s *RedisStore) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// batcher sends queued requests in batches from one goroutine, which
+// exits when the queue is empty.
+type batcher[R any] struct {
+	wg      *sync.WaitGroup
+	flush   func([]R)
+	mu      sync.Mutex
+	pending []R
+	running bool
+}
+
+func (b *batcher[R]) add(r R) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pending = append(b.pending, r)
+	if !b.running {
+		b.running = true
+		b.wg.Add(1)
+		go b.loop()
+	}
+}
+
+func (b *batcher[R]) loop() {
+	defer b.wg.Done()
+	for {
+		b.mu.Lock()
+		batch := b.pending
+		b.pending = nil
+		if len(batch) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.flush(batch)
+	}
+}
+
+// call is one script call of a pipeline.
+type call struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	cmd    *redis.Cmd
+}
+
+// runCalls sends the calls in one pipeline, and those that failed with
+// NOSCRIPT (they did not run) again with their source.
+func (s *RedisStore) runCalls(ctx context.Context, calls []*call) {
+	pipe := s.client.Pipeline()
+	for _, c := range calls {
+		c.cmd = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	var again []*call
+	for _, c := range calls {
+		if redis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") {
+			again = append(again, c)
+		}
+	}
+	if len(again) > 0 {
+		pipe := s.client.Pipeline()
+		for _, c := range again {
+			c.cmd = c.script.Eval(ctx, pipe, c.keys, c.args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+}
+
+func (s *RedisStore) run(ctx context.Context, script *redis.Script, queue string, args ...any) *redis.Cmd {
+	c := &call{script: script, keys: []string{s.base(queue)}, args: args}
+	s.runCalls(ctx, []*call{c})
+	return c.cmd
+}
+
+type enqReq struct {
+	t        *Task
+	periodic string
+	tick     int64
+	dup      string // holder of the unique key
+	enqueued bool
+	err      error
+	done     chan struct{}
+}
+
+func taskArgs(args []any, t *Task) []any {
+	var backoff []byte
+	if t.Backoff != (Backoff{}) {
+		backoff, _ = json.Marshal(t.Backoff)
+	}
+	delay := int64(0)
+	if !t.RunAt.IsZero() {
+		delay = max(time.Until(t.RunAt).Milliseconds(), 0)
+	}
+	return append(args, t.ID, t.Type, []byte(t.Payload), t.MaxAttempts, t.Timeout.Milliseconds(),
+		backoff, delay, t.UniqueKey, t.UniqueTTL.Milliseconds(), t.Periodic, 0)
+}
+
+// Enqueue implements [Store].
+func (s *RedisStore) Enqueue(ctx context.Context, t *Task) error {
+	_, err := s.submit(ctx, &enqReq{t: t})
+	return err
+}
+
+// EnqueuePeriodic implements [Store].
+func (s *RedisStore) EnqueuePeriodic(ctx context.Context, name string, tick time.Time, t *Task) (bool, error) {
+	return s.submit(ctx, &enqReq{t: t, periodic: name, tick: tick.UnixMilli()})
+}
+
+func (s *RedisStore) submit(ctx context.Context, r *enqReq) (bool, error) {
+	if err := s.check(ctx); err != nil {
+		return false, err
+	}
+	r.done = make(chan struct{})
+	s.enq.add(r)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return false, ctx.Err() // the task may or may not be enqueued
+	}
+	if r.err != nil {
+		return false, r.err
+	}
+	if r.dup != "" {
+		return false, &DuplicateError{Key: r.t.UniqueKey, ID: r.dup}
+	}
+	if r.periodic == "" || r.enqueued {
+		r.t.EnqueuedAt = time.Now()
+		r.t.State = Pending
+		if r.t.RunAt.After(r.t.EnqueuedAt) {
+			r.t.State = Scheduled
+		}
+	}
+	return r.enqueued || r.periodic == "", nil
+}
+
+const maxBatch = 256
+
+func (s *RedisStore) flushEnqueue(batch []*enqReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var calls []*call
+	var reqs [][]*enqReq
+	open := make(map[string]int)
+	var newQueues []string
+	for _, r := range batch {
+		q := r.t.Queue
+		if _, ok := s.known.Load(q); !ok && !containsStr(newQueues, q) {
+			newQueues = append(newQueues, q)
+		}
+		if r.periodic != "" {
+			args := taskArgs([]any{r.periodic, r.tick}, r.t)
+			calls = append(calls, &call{script: periodicScript, keys: []string{s.base(q)}, args: args})
+			reqs = append(reqs, []*enqReq{r})
+			continue
+		}
+		i, ok := open[q]
+		if !ok || len(reqs[i]) >= maxBatch {
+			i = len(calls)
+			open[q] = i
+			calls = append(calls, &call{script: enqueueScript, keys: []string{s.base(q)}})
+			reqs = append(reqs, nil)
+		}
+		calls[i].args = taskArgs(calls[i].args, r.t)
+		reqs[i] = append(reqs[i], r)
+	}
+	if len(newQueues) > 0 {
+		members := make([]any, len(newQueues))
+		for i, q := range newQueues {
+			members[i] = q
+		}
+		if err := s.client.SAdd(ctx, s.queuesKey(), members...).Err(); err == nil {
+			for _, q := range newQueues {
+				s.known.Store(q, struct{}{})
+			}
+		}
+	}
+	s.runCalls(ctx, calls)
+	for i, c := range calls {
+		res, err := c.cmd.Result()
+		for j, r := range reqs[i] {
+			switch {
+			case err != nil:
+				r.err = fmt.Errorf("tasks: enqueue: %w", err)
+			case r.periodic != "":
+				switch v := res.(type) {
+				case int64:
+					r.enqueued = v == 1
+				case string:
+					r.dup = v
+				}
+			default:
+				if l, ok := res.([]any); ok && j < len(l) {
+					r.dup, _ = l[j].(string)
+				} else {
+					r.err = fmt.Errorf("tasks: enqueue: unexpected reply %T", res)
+				}
+			}
+			close(r.done)
+		}
+	}
+}
+
+func containsStr(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Claim implements [Store]. It takes the queues in order, one script call
+// (one round trip) per queue until max tasks are leased.
+func (s *RedisStore) Claim(ctx context.Context, worker string, queues []string, max int, ttl time.Duration) ([]*Lease, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	s.wait.claimStarted()
+	var out []*Lease
+	var next time.Time
+	for _, q := range queues {
+		res, err := s.run(ctx, claimScript, q, worker, max-len(out), ttl.Milliseconds()).Slice()
+		if err != nil {
+			return out, fmt.Errorf("tasks: claim from %q: %w", q, err)
+		}
+		if len(res) < 2 {
+			return out, fmt.Errorf("tasks: claim: unexpected reply")
+		}
+		now, _ := res[0].(int64)
+		s.skew.Store(now - time.Now().UnixMilli())
+		if nd, _ := res[1].(int64); nd >= 0 {
+			at := s.local(nd)
+			if next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+		for _, h := range res[2:] {
+			t, token := parseTask(h)
+			t.Queue = q
+			out = append(out, &Lease{Task: t, Token: token, Worker: worker})
+		}
+		if len(out) >= max {
+			break
+		}
+	}
+	s.wait.setNext(next)
+	return out, nil
+}
+
+// local converts a Redis-clock time in ms to a local time.
+func (s *RedisStore) local(ms int64) time.Time { return time.UnixMilli(ms - s.skew.Load()) }
+
+// Renew implements [Store].
+func (s *RedisStore) Renew(ctx context.Context, leases []*Lease, ttl time.Duration) (lost, cancel []string, err error) {
+	if err := s.check(ctx); err != nil {
+		return nil, nil, err
+	}
+	byQueue := make(map[string]*call)
+	var calls []*call
+	for _, l := range leases {
+		c := byQueue[l.Task.Queue]
+		if c == nil {
+			c = &call{script: renewScript, keys: []string{s.base(l.Task.Queue)}, args: []any{ttl.Milliseconds()}}
+			byQueue[l.Task.Queue] = c
+			calls = append(calls, c)
+		}
+		c.args = append(c.args, l.Task.ID, l.Token)
+	}
+	s.runCalls(ctx, calls)
+	for _, c := range calls {
+		res, err := c.cmd.Slice()
+		if err != nil {
+			return nil, nil, fmt.Errorf("tasks: renew: %w", err)
+		}
+		if len(res) == 2 {
+			lost = appendStrings(lost, res[0])
+			cancel = appendStrings(cancel, res[1])
+		}
+	}
+	return lost, cancel, nil
+}
+
+func appendStrings(dst []string, v any) []string {
+	l, _ := v.([]any)
+	for _, x := range l {
+		if s, ok := x.(string); ok {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+type finReq struct {
+	l    *Lease
+	o    Outcome
+	lost bool
+	err  error
+	done chan struct{}
+}
+
+// Finish implements [Store].
+func (s *RedisStore) Finish(ctx context.Context, l *Lease, o Outcome) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	switch o.State {
+	case Pending, Retry, Succeeded, Dead, Cancelled:
+	default:
+		return fmt.Errorf("%w: outcome state %q", ErrInvalid, o.State)
+	}
+	r := &finReq{l: l, o: o, done: make(chan struct{})}
+	s.fin.add(r)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.lost {
+		return ErrLeaseLost
+	}
+	return r.err
+}
+
+func (s *RedisStore) flushFinish(batch []*finReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var calls []*call
+	var reqs [][]*finReq
+	open := make(map[string]int)
+	for _, r := range batch {
+		q := r.l.Task.Queue
+		i, ok := open[q]
+		if !ok || len(reqs[i]) >= maxBatch {
+			i = len(calls)
+			open[q] = i
+			calls = append(calls, &call{script: finishScript, keys: []string{s.base(q)}, args: []any{s.retMS(), s.keep}})
+			reqs = append(reqs, nil)
+		}
+		delay := int64(0)
+		if r.o.State == Retry {
+			delay = max(time.Until(r.o.RunAt).Milliseconds(), 0)
+		}
+		calls[i].args = append(calls[i].args, r.l.Task.ID, r.l.Token, string(r.o.State), delay, r.o.Error)
+		reqs[i] = append(reqs[i], r)
+	}
+	s.runCalls(ctx, calls)
+	for i, c := range calls {
+		res, err := c.cmd.Slice()
+		for j, r := range reqs[i] {
+			if err != nil {
+				r.err = fmt.Errorf("tasks: finish: %w", err)
+			} else if j < len(res) {
+				r.lost = res[j] == int64(0)
+			}
+			close(r.done)
+		}
+	}
+}
+
+// Progress implements [Store].
+func (s *RedisStore) Progress(ctx context.Context, l *Lease, data []byte) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	n, err := s.run(ctx, progressScript, l.Task.Queue, l.Task.ID, l.Token, data).Int64()
+	if err != nil {
+		return fmt.Errorf("tasks: progress: %w", err)
+	}
+	if n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// queues returns the names of every queue the store has seen.
+func (s *RedisStore) queues(ctx context.Context) ([]string, error) {
+	qs, err := s.client.SMembers(ctx, s.queuesKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("tasks: listing queues: %w", err)
+	}
+	return qs, nil
+}
+
+// Maintain implements [Store]: one script per queue hands back expired
+// leases and drops final tasks past retention; every ReconcileEvery, it
+// also scans a slice of each queue's task hashes and repairs them.
+func (s *RedisStore) Maintain(ctx context.Context) ([]*Task, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	s.maintain.Lock()
+	defer s.maintain.Unlock()
+	qs, err := s.queues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	calls := make([]*call, len(qs))
+	for i, q := range qs {
+		calls[i] = &call{script: maintainScript, keys: []string{s.base(q)}, args: []any{s.retMS(), s.keep, errLeaseExpired}}
+	}
+	s.runCalls(ctx, calls)
+	var back []*Task
+	for i, c := range calls {
+		res, err := c.cmd.Slice()
+		if err != nil {
+			return back, fmt.Errorf("tasks: maintenance: %w", err)
+		}
+		for _, h := range res {
+			t, _ := parseTask(h)
+			t.Queue = qs[i]
+			back = append(back, t)
+		}
+	}
+	if time.Since(s.lastRec) >= s.reconcile {
+		s.lastRec = time.Now()
+		for _, q := range qs {
+			if err := s.reconcileQueue(ctx, q); err != nil {
+				return back, err
+			}
+		}
+	}
+	return back, nil
+}
+
+// reconcileQueue repairs the next slice of a queue's task hashes.
+func (s *RedisStore) reconcileQueue(ctx context.Context, q string) error {
+	base := s.base(q)
+	var scanner interface {
+		Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd
+	} = s.client
+	if s.cluster != nil {
+		node, err := s.cluster.MasterForKey(ctx, base)
+		if err != nil {
+			return fmt.Errorf("tasks: reconcile: %w", err)
+		}
+		scanner = node
+	}
+	keys, cursor, err := scanner.Scan(ctx, s.cursors[q], base+"t:*", 500).Result()
+	if err != nil {
+		return fmt.Errorf("tasks: reconcile: %w", err)
+	}
+	s.cursors[q] = cursor
+	if len(keys) == 0 {
+		return nil
+	}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = strings.TrimPrefix(k, base+"t:")
+	}
+	n, err := s.run(ctx, reconcileScript, q, args...).Int64()
+	if err != nil {
+		return fmt.Errorf("tasks: reconcile: %w", err)
+	}
+	if n > 0 {
+		s.log.Warn("tasks: reconciler repaired tasks left inconsistent", "queue", q, "repaired", n)
+	}
+	return nil
+}
+
+// parseTask decodes a task hash (a flat field/value list).
+func parseTask(v any) (*Task, int64) {
+	l, _ := v.([]any)
+	t := &Task{}
+	var token int64
+	ms := func(s string) time.Time {
+		n, _ := strconv.ParseInt(s, 10, 64)
+		if n <= 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n)
+	}
+	num := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	for i := 0; i+1 < len(l); i += 2 {
+		k, _ := l[i].(string)
+		val, _ := l[i+1].(string)
+		switch k {
+		case "id":
+			t.ID = val
+		case "type":
+			t.Type = val
+		case "payload":
+			if val != "" {
+				t.Payload = json.RawMessage(val)
+			}
+		case "max":
+			t.MaxAttempts = num(val)
+		case "timeout":
+			t.Timeout = time.Duration(num(val)) * time.Millisecond
+		case "backoff":
+			if val != "" {
+				_ = json.Unmarshal([]byte(val), &t.Backoff)
+			}
+		case "ukey":
+			t.UniqueKey = val
+		case "uttl":
+			t.UniqueTTL = time.Duration(num(val)) * time.Millisecond
+		case "periodic":
+			t.Periodic = val
+		case "state":
+			t.State = State(val)
+		case "attempt":
+			t.Attempt = num(val)
+		case "token":
+			token, _ = strconv.ParseInt(val, 10, 64)
+		case "enq":
+			t.EnqueuedAt = ms(val)
+		case "run_at":
+			t.RunAt = ms(val)
+		case "start":
+			t.StartedAt = ms(val)
+		case "fin":
+			t.FinishedAt = ms(val)
+		case "worker":
+			t.Worker = val
+		case "cancel":
+			t.CancelRequested = val == "1"
+		case "err":
+			t.LastError = val
+		case "prog":
+			if val != "" {
+				t.Progress = json.RawMessage(val)
+			}
+		}
+	}
+	return t, token
+}
+
+// find returns the queue holding the task with the ID.
+func (s *RedisStore) find(ctx context.Context, id string) (string, *Task, error) {
+	if err := s.check(ctx); err != nil {
+		return "", nil, err
+	}
+	if id == "" || strings.ContainsAny(id, "{}*?[") {
+		return "", nil, ErrNotFound
+	}
+	qs, err := s.queues(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(qs))
+	for i, q := range qs {
+		cmds[i] = pipe.HGetAll(ctx, s.base(q)+"t:"+id)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range cmds {
+		m, err := c.Result()
+		if err != nil {
+			return "", nil, fmt.Errorf("tasks: get: %w", err)
+		}
+		if len(m) > 0 && m["state"] != "" {
+			flat := make([]any, 0, 2*len(m))
+			for k, v := range m {
+				flat = append(flat, k, v)
+			}
+			t, _ := parseTask(flat)
+			t.Queue = qs[i]
+			return qs[i], t, nil
+		}
+	}
+	return "", nil, ErrNotFound
+}
+
+// Get implements [Store].
+func (s *RedisStore) Get(ctx context.Context, id string) (*Task, error) {
+	_, t, err := s.find(ctx, id)
+	return t, err
+}
+
+// List implements [Store]. Its cursor is an offset.
+func (s *RedisStore) List(ctx context.Context, opts ListOptions) (Page, error) {
+	opts, err := opts.norm()
+	if err != nil {
+		return Page{}, err
+	}
+	if err := s.check(ctx); err != nil {
+		return Page{}, err
+	}
+	off := int64(0)
+	if opts.Cursor != "" {
+		if off, err = strconv.ParseInt(opts.Cursor, 10, 64); err != nil || off < 0 {
+			return Page{}, fmt.Errorf("%w: bad cursor %q", ErrInvalid, opts.Cursor)
+		}
+	}
+	base := s.base(opts.Queue)
+	key := base + string(opts.State)
+	stop := off + int64(opts.Limit) // one more, to know if there is a next page
+	var ids []string
+	switch opts.State {
+	case Pending:
+		ids, err = s.client.LRange(ctx, key, off, stop).Result()
+	case Scheduled, Retry, Active:
+		ids, err = s.client.ZRange(ctx, key, off, stop).Result()
+	default:
+		ids, err = s.client.ZRevRange(ctx, key, off, stop).Result()
+	}
+	if err != nil {
+		return Page{}, fmt.Errorf("tasks: list: %w", err)
+	}
+	var p Page
+	if len(ids) > opts.Limit {
+		ids = ids[:opts.Limit]
+		p.Next = strconv.FormatInt(off+int64(opts.Limit), 10)
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, base+"t:"+id)
+	}
+	if len(ids) > 0 {
+		_, _ = pipe.Exec(ctx)
+	}
+	for _, c := range cmds {
+		m, err := c.Result()
+		if err != nil {
+			return Page{}, fmt.Errorf("tasks: list: %w", err)
+		}
+		if m["state"] == "" {
+			continue // gone since (retention)
+		}
+		flat := make([]any, 0, 2*len(m))
+		for k, v := range m {
+			flat = append(flat, k, v)
+		}
+		t, _ := parseTask(flat)
+		t.Queue = opts.Queue
+		p.Tasks = append(p.Tasks, t)
+	}
+	return p, nil
+}
+
+// Counts implements [Store].
+func (s *RedisStore) Counts(ctx context.Context) (map[string]map[State]int, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	qs, err := s.queues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pipe := s.client.Pipeline()
+	cmds := make(map[string][]*redis.IntCmd, len(qs))
+	for _, q := range qs {
+		base := s.base(q)
+		for _, st := range States {
+			if st == Pending {
+				cmds[q] = append(cmds[q], pipe.LLen(ctx, base+string(st)))
+			} else {
+				cmds[q] = append(cmds[q], pipe.ZCard(ctx, base+string(st)))
+			}
+		}
+	}
+	if len(qs) > 0 {
+		_, _ = pipe.Exec(ctx)
+	}
+	out := make(map[string]map[State]int, len(qs))
+	for q, cs := range cmds {
+		m := make(map[State]int, len(States))
+		for i, c := range cs {
+			n, err := c.Result()
+			if err != nil {
+				return nil, fmt.Errorf("tasks: counts: %w", err)
+			}
+			m[States[i]] = int(n)
+		}
+		out[q] = m
+	}
+	return out, nil
+}
+
+func (s *RedisStore) change(ctx context.Context, op, id string) (*Task, error) {
+	q, _, err := s.find(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.run(ctx, changeScript, q, op, id, s.retMS(), s.keep).Slice()
+	switch {
+	case redis.HasErrorPrefix(err, "NOTFOUND"):
+		return nil, ErrNotFound
+	case redis.HasErrorPrefix(err, "BADSTATE"):
+		return nil, fmt.Errorf("%w: %s a %s task", ErrBadState, op, strings.TrimPrefix(err.Error(), "BADSTATE "))
+	case err != nil:
+		return nil, fmt.Errorf("tasks: %s: %w", op, err)
+	}
+	t, _ := parseTask(res)
+	t.Queue = q
+	return t, nil
+}
+
+// Retry implements [Store].
+func (s *RedisStore) Retry(ctx context.Context, id string) (*Task, error) {
+	return s.change(ctx, "retry", id)
+}
+
+// Cancel implements [Store].
+func (s *RedisStore) Cancel(ctx context.Context, id string) (*Task, error) {
+	return s.change(ctx, "cancel", id)
+}
+
+// Delete implements [Store].
+func (s *RedisStore) Delete(ctx context.Context, id string) error {
+	_, err := s.change(ctx, "delete", id)
+	return err
+}
+
+// Close implements [Store]: it stops the pub/sub reader, waits for
+// batches in flight, and makes later calls return [ErrClosed].
+func (s *RedisStore) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.wait.close()
+	s.wg.Wait()
+	return nil
+}
