@@ -270,7 +270,9 @@ func (r *Runner) interruptAll() {
 		if !a.done.CompareAndSwap(false, true) {
 			continue
 		}
-		wg.Go(func() { r.report(a, Outcome{State: Pending, Error: "tasks: interrupted by shutdown"}, EventInterrupted) })
+		wg.Go(func() {
+			r.report(a, Outcome{State: Pending, Error: "tasks: interrupted by shutdown"}, EventInterrupted)
+		})
 	}
 	wg.Wait()
 }
