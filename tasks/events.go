@@ -57,10 +57,13 @@ func newEvent(kind EventKind, t *Task, node string) Event {
 	return Event{Kind: kind, TaskID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, Time: time.Now(), Node: node}
 }
 
-// emit publishes e on the runner's events topic. A runner without a
-// backplane of its own choosing skips the work while nobody listens.
+// listening reports whether events may have a listener: a runner on its
+// private backplane skips the work until something subscribes.
+func (r *Runner) listening() bool { return !r.ownBP || r.listeners.Load() > 0 }
+
+// emit publishes e on the runner's events topic.
 func (r *Runner) emit(e Event) {
-	if r.ownBP && r.listeners.Load() == 0 {
+	if !r.listening() {
 		return
 	}
 	data, err := json.Marshal(e)

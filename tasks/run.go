@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -46,10 +47,10 @@ func (a *attempt) stop(why int32) {
 // (expired leases, retention) and the periodic scheduler; all end before
 // it returns. Run traps no signal: cancel ctx on SIGTERM yourself.
 func (r *Runner) Run(ctx context.Context) error {
-	if !r.running.CompareAndSwap(false, true) {
+	if !r.started.CompareAndSwap(false, true) {
 		return errors.New("tasks: Run called while the runner is running")
 	}
-	defer r.running.Store(false)
+	defer r.started.Store(false)
 
 	// work outlives ctx by the drain budget.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -68,7 +69,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 
 	var tasks sync.WaitGroup
-	r.dispatch(ctx, work, &tasks)
+	jobs := make(chan *Lease, r.conc)
+	for i := range r.slots {
+		tasks.Go(func() { r.worker(work, jobs, &r.slots[i]) })
+	}
+	r.dispatch(ctx, jobs)
+	close(jobs)
 
 	// Drain.
 	budget := time.NewTimer(r.drain)
@@ -89,22 +95,23 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// dispatch claims tasks while ctx lasts and starts them on work.
-func (r *Runner) dispatch(ctx, work context.Context, tasks *sync.WaitGroup) {
+// dispatch claims tasks while ctx lasts and hands them to the workers.
+func (r *Runner) dispatch(ctx context.Context, jobs chan<- *Lease) {
 	queues := make([]string, len(r.queues))
 	for i, q := range r.queues {
 		queues[i] = q.name
 	}
 	errs := 0
 	for ctx.Err() == nil {
-		r.mu.Lock()
-		free := r.conc - r.inflight
-		r.mu.Unlock()
+		free := r.conc - int(r.inflight.Load())
 		if free <= 0 {
 			select {
 			case <-r.freed:
 			case <-ctx.Done():
 			}
+			// Let other workers finish too, so that the next claim takes
+			// a batch rather than one task per round.
+			runtime.Gosched()
 			continue
 		}
 		leases, err := r.store.Claim(ctx, r.node, r.order(), free, r.leaseTTL)
@@ -118,8 +125,9 @@ func (r *Runner) dispatch(ctx, work context.Context, tasks *sync.WaitGroup) {
 			continue
 		}
 		errs = 0
+		r.inflight.Add(int64(len(leases)))
 		for _, l := range leases {
-			r.start(work, l, tasks)
+			jobs <- l // never blocks: jobs holds conc leases
 		}
 		if len(leases) == 0 {
 			if err := r.store.Wait(ctx, queues); err != nil && ctx.Err() == nil {
@@ -139,31 +147,35 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// start runs one leased task in its own goroutine.
-func (r *Runner) start(work context.Context, l *Lease, tasks *sync.WaitGroup) {
+// worker runs leased tasks until jobs is closed. Workers are long-lived,
+// so a task costs no goroutine start and no stack growth.
+func (r *Runner) worker(work context.Context, jobs <-chan *Lease, slot *atomic.Pointer[attempt]) {
+	for l := range jobs {
+		r.execute(work, l, slot)
+	}
+}
+
+// execute runs one leased task: its attempt was counted in inflight by
+// the dispatcher.
+func (r *Runner) execute(work context.Context, l *Lease, slot *atomic.Pointer[attempt]) {
 	t := l.Task
 	ctx, cancel := context.WithTimeout(work, cmpDur(t.Timeout, DefaultTimeout))
 	a := &attempt{r: r, lease: l, cancel: cancel}
-	r.mu.Lock()
-	r.active[t.ID] = a
-	r.inflight++
-	r.mu.Unlock()
-	tasks.Go(func() {
-		defer func() {
-			cancel()
-			r.mu.Lock()
-			delete(r.active, t.ID)
-			r.inflight--
-			r.mu.Unlock()
-			select {
-			case r.freed <- struct{}{}:
-			default:
-			}
-		}()
+	slot.Store(a)
+	defer func() {
+		cancel()
+		slot.Store(nil)
+		r.inflight.Add(-1)
+		select {
+		case r.freed <- struct{}{}:
+		default:
+		}
+	}()
+	if r.listening() {
 		r.emit(newEvent(EventStarted, t, r.node))
-		err := r.call(ctx, a)
-		r.finish(a, err, ctx)
-	})
+	}
+	err := r.call(ctx, a)
+	r.finish(a, err, ctx)
 }
 
 func cmpDur(d, def time.Duration) time.Duration {
@@ -247,6 +259,9 @@ func (r *Runner) report(a *attempt, o Outcome, kind EventKind) {
 		r.log.Error("tasks: reporting a task's outcome failed", "task", t.ID, "state", o.State, "err", err)
 		return
 	}
+	if !r.listening() {
+		return
+	}
 	e := newEvent(kind, t, r.node)
 	e.Error, e.RunAt = o.Error, o.RunAt
 	if o.State == Pending {
@@ -255,15 +270,21 @@ func (r *Runner) report(a *attempt, o Outcome, kind EventKind) {
 	r.emit(e)
 }
 
+// running returns the attempts running now.
+func (r *Runner) running() []*attempt {
+	var out []*attempt
+	for i := range r.slots {
+		if a := r.slots[i].Load(); a != nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // interruptAll hands back every running task: their contexts are
 // cancelled and the store takes them back without counting the attempt.
 func (r *Runner) interruptAll() {
-	r.mu.Lock()
-	running := make([]*attempt, 0, len(r.active))
-	for _, a := range r.active {
-		running = append(running, a)
-	}
-	r.mu.Unlock()
+	running := r.running()
 	var wg sync.WaitGroup
 	for _, a := range running {
 		a.stop(stopInterrupt)
@@ -290,17 +311,15 @@ func (r *Runner) renewLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := time.Now()
-		r.mu.Lock()
-		leases := make([]*Lease, 0, len(r.active))
-		byID := make(map[string]*attempt, len(r.active))
-		for id, a := range r.active {
+		var leases []*Lease
+		byID := make(map[string]*attempt)
+		for _, a := range r.running() {
 			if a.done.Load() || now.Sub(a.lease.Task.StartedAt) > a.lease.Task.Timeout+r.leaseTTL {
 				continue
 			}
 			leases = append(leases, a.lease)
-			byID[id] = a
+			byID[a.lease.Task.ID] = a
 		}
-		r.mu.Unlock()
 		if len(leases) == 0 {
 			continue
 		}

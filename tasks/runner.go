@@ -82,16 +82,15 @@ type Runner struct {
 	log      *slog.Logger
 
 	listeners atomic.Int32
-	running   atomic.Bool
+	started   atomic.Bool
+	inflight  atomic.Int64              // leases claimed and not yet finished
+	slots     []atomic.Pointer[attempt] // the attempt each worker runs
 
 	hmu      sync.RWMutex
 	handlers map[string]handlerFunc
 	periodic []*periodicTask
 
-	mu       sync.Mutex
-	active   map[string]*attempt
-	inflight int
-	freed    chan struct{} // signalled when a task ends
+	freed chan struct{} // signalled when a task ends
 }
 
 type weighted struct {
@@ -116,9 +115,9 @@ func NewRunner(opts Options) *Runner {
 		node:     opts.Node,
 		log:      opts.Logger,
 		handlers: make(map[string]handlerFunc),
-		active:   make(map[string]*attempt),
 		freed:    make(chan struct{}, 1),
 	}
+	r.slots = make([]atomic.Pointer[attempt], r.conc)
 	if r.store == nil {
 		r.store = NewMemoryStore(MemoryOptions{})
 	}
@@ -324,14 +323,13 @@ func (r *Runner) Cancel(ctx context.Context, id string) (*Task, error) {
 
 // cancelLocal cancels the task's attempt if it runs here.
 func (r *Runner) cancelLocal(id string) bool {
-	r.mu.Lock()
-	a := r.active[id]
-	r.mu.Unlock()
-	if a == nil {
-		return false
+	for _, a := range r.running() {
+		if a.lease.Task.ID == id {
+			a.stop(stopCancel)
+			return true
+		}
 	}
-	a.stop(stopCancel)
-	return true
+	return false
 }
 
 // order returns the queues in the order to claim from: by weight, either
