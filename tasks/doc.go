@@ -1,0 +1,96 @@
+// Package tasks runs background tasks: typed handlers, retries with
+// backoff, delays, timeouts, unique tasks, periodic tasks, progress
+// events, inspection and cancellation, on a memory store for one process
+// or a Redis store for many nodes.
+//
+// It is what FastAPI's BackgroundTasks is not: a task survives a restart
+// (with the Redis store), is retried when it fails, runs on any node, and
+// can be watched and cancelled while it runs.
+//
+//	r := tasks.NewRunner(tasks.Options{})      // memory store, "default" queue, 10 workers
+//	tasks.Handle(r, "email.send", func(ctx context.Context, j *tasks.Job[Email]) error {
+//		return send(ctx, j.Payload)           // an error retries with backoff
+//	})
+//	go r.Run(ctx)                             // until ctx ends, then drains
+//	r.Enqueue(ctx, "email.send", Email{To: "ada@example.com"}, tasks.Delay(time.Minute))
+//
+// # Life of a task
+//
+// [Runner.Enqueue] stores a task as [Pending] (or [Scheduled], with [Delay]
+// or [RunAt]). A runner's dispatcher claims due tasks in batches and leases
+// them to its workers ([Options.Concurrency]); the handler registered with
+// [Handle] for the task's type runs with the decoded payload. Its outcome:
+//
+//   - nil: [Succeeded];
+//   - an error: [Retry], due after the task's [Backoff] (exponential with
+//     jitter by default) or after the delay of a [RetryAfter] error, until
+//     its [MaxAttempts] are spent: then [Dead];
+//   - an error wrapping [ErrSkipRetry] ([SkipRetry]): [Dead] at once;
+//   - a panic: a failed attempt with a [*PanicError];
+//   - running past its [Timeout]: the handler's context ends and the
+//     attempt fails.
+//
+// Final tasks are kept for the store's retention (24h and 10,000 per queue
+// and state by default) for inspection with [Runner.Get], [Runner.List] and
+// [Runner.Counts]; [Runner.Retry], [Runner.Cancel] and [Runner.Delete]
+// change them.
+//
+// # Delivery
+//
+// Tasks are delivered at least once. A worker holds a lease on each task
+// it runs and renews it every LeaseTTL/4; if the worker's node dies, the
+// lease expires and another node's maintenance hands the task back within
+// about [Options.LeaseTTL] (8s by default) plus a second, counting the
+// attempt. A fencing token rejects the late result of a worker that lost
+// its lease ([ErrLeaseLost]). Handlers should therefore be idempotent, or
+// use [Unique] keys and their own deduplication.
+//
+// [Runner.Run] never abandons work on shutdown: when its context ends it
+// stops claiming, lets running tasks finish within
+// [Options.ShutdownTimeout], then cancels the rest and hands them back
+// without counting the attempt ([EventInterrupted]).
+//
+// # Queues
+//
+// A runner serves the queues of [Options.Queues] in proportion to their
+// weights, or strictly by weight with [Options.StrictPriority]. A task
+// picks its queue with [Queue].
+//
+// # Periodic tasks
+//
+// [Runner.Periodic] enqueues a task at every tick of a [Schedule]: [Every]
+// for fixed intervals, [ParseCron] for cron expressions. Ticks are absolute
+// instants, and the store accepts each tick once (a tick at or before the
+// last one enqueued is refused), so any number of runners may register the
+// same schedule: each tick fires exactly once, whichever node gets there
+// first, with no double firing when nodes start, stop or disagree slightly
+// about the time.
+//
+// # Events
+//
+// Every change is an [Event] (enqueued, started, progress, succeeded,
+// retrying, failed, dead, interrupted, cancelled) published as JSON on a
+// backplane topic ([Options.EventsTopic], default "tasks");
+// [Runner.Subscribe] delivers them. With the nodes' shared
+// rtkit.RedisBackplane as [Options.Backplane], events of every node reach
+// every subscriber, cancellations reach the node running the task at
+// once, and an sse.Broker on the same backplane streams the topic to a
+// dashboard as it is.
+//
+// # Stores
+//
+// [MemoryStore] (the default) keeps tasks in memory for one process.
+// [RedisStore] is durable and shared by any number of runners; see its
+// documentation for how it stays consistent and fast. Both pass one
+// conformance suite.
+//
+// # Performance
+//
+// Measured on a shared 2-vCPU cloud VM (Go 1.26, Redis 7.0 on loopback);
+// see bench/README.md for the side-by-side run against asynq:
+//
+//   - memory store: BenchmarkMemoryProcess runs ~270,000 no-op tasks/s
+//     and BenchmarkMemoryThroughput (enqueue and run together) ~160,000/s;
+//   - Redis store: BenchmarkRedisThroughput ~15,600 tasks/s end to end
+//     (enqueue, claim, run, finish), concurrency 50.
+package tasks
