@@ -6,6 +6,7 @@
 //	cd bench && go run . -suite sse
 //	cd bench && go run . -suite backplane
 //	cd bench && go run . -suite cache
+//	cd bench && go run . -suite tasks
 //
 // Every measurement is repeated (-runs) and reported as the median with the
 // minimum and maximum, and the ratio of the median to rtkit's. Timings on a
@@ -54,6 +55,9 @@ type config struct {
 	rate        int
 	profiles    string
 	trace       bool
+
+	// tasks
+	pickups int
 }
 
 // want reports whether name passes the filter list (nil passes all).
@@ -91,6 +95,7 @@ func main() {
 		"cache":     cacheSuite,
 		"realtime":  realtimeSuite.run,
 		"sse":       sseSuite.run,
+		"tasks":     tasksSuite,
 	}
 	var names []string
 	for name := range suites {
@@ -106,7 +111,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of the fanout and latency workloads (realtime, sse)")
 	flag.StringVar(&servers, "servers", "", "comma-separated servers to run (default all)")
 	flag.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (default all)")
-	flag.StringVar(&cfg.redisAddr, "redis", "127.0.0.1:6379", "Redis address for suites that need one (backplane, cache)")
+	flag.StringVar(&cfg.redisAddr, "redis", "127.0.0.1:6379", "Redis address for suites that need one (backplane, cache, tasks)")
 	flag.IntVar(&cfg.n, "n", 200000, "backplane: messages per measurement")
 	flag.IntVar(&cfg.clients, "c", 64, "backplane: concurrent publishers")
 	flag.IntVar(&cfg.subscribers, "subs", 1000, "realtime, sse: subscribers in fanout and latency")
@@ -115,6 +120,7 @@ func main() {
 	flag.IntVar(&cfg.rate, "rate", 200, "realtime, sse: latency messages per second")
 	flag.StringVar(&cfg.profiles, "profiles", "profiles", "realtime, sse: directory for the servers' pprof profiles (empty: none)")
 	flag.BoolVar(&cfg.trace, "trace", false, "realtime, sse: print the fanout rate every 500ms")
+	flag.IntVar(&cfg.pickups, "pickups", 60, "tasks: pickup samples per run (asynq takes about 1 s each)")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	serve := flag.String("serve", "", "internal: serve this server (realtime, sse/NAME) in this process")
 	addr := flag.String("addr", "127.0.0.1:0", "internal: listen address for -serve")

@@ -1,6 +1,10 @@
 package tasks
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // The Redis store's scripts. KEYS[1] is the queue's key prefix,
 // "<Prefix>{<queue>}:", so every key a script touches shares the queue's
@@ -102,7 +106,7 @@ const enqueueFields = 11
 // per task: "" or the holder of its unique key.
 var enqueueScript = redis.NewScript(luaPrelude + `
 local res = {}
-for i = 1, #ARGV, ` + "11" + ` do res[#res + 1] = enqueue(i) end
+for i = 1, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do res[#res + 1] = enqueue(i) end
 flushwake()
 return res
 `)

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -356,5 +355,3 @@ func (r *Runner) order() []string {
 	}
 	return names
 }
-
-var errStopped = errors.New("tasks: runner stopped")
