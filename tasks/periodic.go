@@ -40,6 +40,9 @@ func (r *Runner) Periodic(name string, sched Schedule, typ string, payload any, 
 	r.periodic = append(r.periodic, &periodicTask{name, sched, typ, payload, opts})
 }
 
+// clock is the scheduler's idea of now; tests skew it.
+func (r *Runner) clock() time.Time { return time.Now().Add(r.skew) }
+
 // scheduleLoop fires periodic tasks until ctx ends.
 func (r *Runner) scheduleLoop(ctx context.Context) {
 	r.hmu.RLock()
@@ -49,7 +52,7 @@ func (r *Runner) scheduleLoop(ctx context.Context) {
 		return
 	}
 	next := make([]time.Time, len(ps))
-	now := time.Now()
+	now := r.clock()
 	for i, p := range ps {
 		next[i] = p.sched.Next(now)
 	}
@@ -63,7 +66,7 @@ func (r *Runner) scheduleLoop(ctx context.Context) {
 		if first < 0 {
 			return
 		}
-		timer := time.NewTimer(time.Until(next[first]))
+		timer := time.NewTimer(next[first].Sub(r.clock()))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -72,7 +75,13 @@ func (r *Runner) scheduleLoop(ctx context.Context) {
 		}
 		p, tick := ps[first], next[first]
 		r.fire(ctx, p, tick)
-		next[first] = p.sched.Next(tick)
+		// After a stall (a suspended process), skip to the next tick
+		// from now rather than firing the missed ones.
+		from := tick
+		if now := r.clock(); now.After(from) {
+			from = now
+		}
+		next[first] = p.sched.Next(from)
 	}
 }
 

@@ -90,6 +90,7 @@ type Runner struct {
 	periodic []*periodicTask
 
 	freed chan struct{} // signalled when a task ends
+	skew  time.Duration // added to the scheduler's clock, in tests
 }
 
 type weighted struct {
