@@ -151,7 +151,10 @@ func record(t *testing.T, r *Runner) *recorder {
 	return rec
 }
 
-// kinds returns the kinds of the task's events, in order.
+// kinds returns the kinds of the task's events, in order, except that
+// "enqueued" goes first: the enqueuing goroutine publishes it after the
+// store accepted the task, so a worker's "started" may overtake it (as
+// documented on Event).
 func (rec *recorder) kinds(id string) []EventKind {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -160,6 +163,9 @@ func (rec *recorder) kinds(id string) []EventKind {
 		if e.TaskID == id {
 			out = append(out, e.Kind)
 		}
+	}
+	if len(out) >= 2 && out[0] == EventStarted && out[1] == EventEnqueued {
+		out[0], out[1] = out[1], out[0]
 	}
 	return out
 }
