@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/mail"
 	"slices"
 	"sync"
 	"time"
@@ -18,35 +19,57 @@ import (
 	"github.com/rtkit/rtkit/cache"
 	"github.com/rtkit/rtkit/realtime"
 	"github.com/rtkit/rtkit/sse"
+	"github.com/rtkit/rtkit/tasks"
 )
 
 //go:embed web
 var webFS embed.FS
 
-// app wires the pieces: a backplane and presence (memory, or Redis with
-// REDIS_URL), the hub, and the HTTP routes.
+// app wires the pieces: a backplane, presence and a task store (memory,
+// or Redis with REDIS_URL), the hub, the task runner and its mailer, and
+// the HTTP routes.
 type app struct {
-	cfg    config
-	log    *slog.Logger
-	node   string
-	redis  *redis.Client // nil in memory mode
-	bp     rtkit.Backplane
-	hub    *realtime.Hub
-	events *sse.Broker
-	cache  *cache.Cache
-	users  *userDB
+	cfg       config
+	log       *slog.Logger
+	node      string
+	redis     *redis.Client // nil in memory mode
+	bp        rtkit.Backplane
+	hub       *realtime.Hub
+	events    *sse.Broker
+	cache     *cache.Cache
+	users     *userDB
+	taskStore tasks.Store
+	tasks     *tasks.Runner
+	from      *mail.Address
+	mailer    mailer
+	mentions  *mentionFeed
 
 	stop context.CancelFunc // ends the app's own goroutines
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup     // the stats publisher, the mention worker and the task runner
 }
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
 	if cfg.StatsEvery <= 0 {
 		cfg.StatsEvery = 2 * time.Second
 	}
-	a := &app{cfg: cfg, log: log, node: nodeName(cfg.Addr), users: newUserDB()}
+	if cfg.SMTPFrom == "" {
+		cfg.SMTPFrom = "chat@localhost"
+	}
+	if cfg.MailAttempts <= 0 {
+		cfg.MailAttempts = defaultMailAttempts
+	}
+	if cfg.MailRetry == (tasks.Backoff{}) {
+		cfg.MailRetry = defaultMailRetry
+	}
+	from, err := mail.ParseAddress(cfg.SMTPFrom)
+	if err != nil {
+		return nil, fmt.Errorf("SMTP_FROM: %w", err)
+	}
+	a := &app{cfg: cfg, log: log, node: nodeName(cfg.Addr), users: newUserDB(), from: from,
+		mentions: newMentionFeed(cfg.Rooms, log)}
 	var presence realtime.Presence
 	var store cache.Store
+	var taskStore tasks.Store = tasks.NewMemoryStore(tasks.MemoryOptions{})
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -62,6 +85,9 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 			return nil, err
 		}
 		store = cache.NewRedisStore(a.redis, cfg.Prefix+"cache:")
+		if taskStore, err = tasks.NewRedisStore(tasks.RedisOptions{Client: a.redis, Prefix: cfg.Prefix + "tasks:", Logger: log}); err != nil {
+			return nil, err
+		}
 	} else {
 		a.bp = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{TopicHistory: topicHistory})
 	}
@@ -70,6 +96,8 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		Presence:       presence,
 		Authenticate:   a.authenticate,
 		Authorize:      a.authorize,
+		OnConnect:      func(c realtime.ConnInfo) { a.mentions.connected(a.bp, c) },
+		OnDisconnect:   a.mentions.disconnected,
 		OriginPatterns: cfg.Origins,
 		Logger:         log,
 	})
@@ -87,17 +115,33 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		Expires:   a.tokenExpiry,
 		Logger:    log,
 	})
+	a.taskStore = taskStore
+	// The app's backplane carries the runner's events to every replica's
+	// dashboard, and cancellations to the replica running a task.
+	a.tasks = tasks.NewRunner(tasks.Options{Store: taskStore, Backplane: a.bp, EventsTopic: tasksTopic, Logger: log, ShutdownTimeout: 5 * time.Second})
+	a.mailer = newMailer(cfg, from, a.bp, log)
+	tasks.Handle(a.tasks, mailTask, a.sendMail)
+
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	a.wg.Go(func() { a.publishStats(ctx) })
+	a.wg.Go(func() { a.notifyMentions(ctx) })
+	a.wg.Go(func() {
+		if err := a.tasks.Run(ctx); err != nil {
+			log.Error("task runner", "err", err)
+		}
+	})
 	return a, nil
 }
 
-// topicHistory keeps 500 messages per room and the last 10 minutes of
-// dashboard stats.
+// topicHistory keeps 500 messages per room (and task events), the last 10
+// minutes of dashboard stats and the outbox's last 100 mails.
 func topicHistory(topic string) (int, time.Duration) {
-	if topic == statsTopic {
+	switch topic {
+	case statsTopic:
 		return 600, 10 * time.Minute
+	case outboxTopic:
+		return outboxSize, 7 * 24 * time.Hour
 	}
 	return 500, 24 * time.Hour
 }
@@ -114,6 +158,7 @@ func (a *app) handler() http.Handler {
 	mux.Handle("GET /rtkit.js", realtime.ClientHandler())
 	mux.Handle("GET /ws", a.hub)
 	mux.Handle("GET /events", a.events)
+	mux.Handle("GET /outbox", securityHeaders(http.HandlerFunc(a.outboxPage)))
 	mux.HandleFunc("POST /api/login", a.login)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", a.ready)
@@ -130,10 +175,17 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
+// shutdown closes the WebSockets first (no new messages), then ends the
+// app's goroutines: the task runner drains, giving running tasks up to
+// its ShutdownTimeout and handing back the rest (another replica, or the
+// next start with Redis, runs them). Then the streams, the cache, the
+// stores and the backplane close.
 func (a *app) shutdown(ctx context.Context) error {
+	herr := a.hub.Shutdown(ctx)
 	a.stop()
 	a.wg.Wait()
-	err := errors.Join(a.hub.Shutdown(ctx), a.events.Shutdown(ctx), a.cache.Shutdown(ctx))
+	a.mentions.close()
+	err := errors.Join(herr, a.events.Shutdown(ctx), a.cache.Shutdown(ctx), a.taskStore.Close())
 	_ = a.bp.Close()
 	if a.redis != nil {
 		_ = a.redis.Close()

@@ -8,14 +8,19 @@ import (
 	"time"
 
 	"github.com/rtkit/rtkit/sse"
+	"github.com/rtkit/rtkit/tasks"
 )
 
 // The live dashboard: every replica publishes its counters to the
-// dashboard topic every StatsEvery; the page streams that topic and the
-// chat rooms (their messages and presence changes come through as "msg"
-// and "presence" events) over one EventSource.
+// dashboard topic every StatsEvery; the page streams that topic, the chat
+// rooms (their messages and presence changes come through as "msg" and
+// "presence" events) and the task runners' events (JSON objects without an
+// event type: "message" events) over one EventSource.
 
-const statsTopic = "dashboard:stats"
+const (
+	statsTopic = "dashboard:stats"
+	tasksTopic = "tasks"
+)
 
 // nodeStats is what a replica publishes.
 type nodeStats struct {
@@ -29,6 +34,9 @@ type nodeStats struct {
 	SlowClosed  int64  `json:"slowClosed"`
 	CacheHits   int64  `json:"cacheHits"`
 	CacheMisses int64  `json:"cacheMisses"`
+	// Tasks counts the tasks by state, all queues together: those of the
+	// shared store with Redis, so every replica reports the same.
+	Tasks map[tasks.State]int `json:"tasks,omitempty"`
 }
 
 func nodeName(addr string) string {
@@ -50,8 +58,9 @@ func (a *app) publishStats(ctx context.Context) {
 		st := nodeStats{Node: a.node, Time: time.Now().UnixMilli(), Connections: hs.Connections, Rooms: hs.Rooms,
 			Members: hs.Memberships, Published: hs.Published, Streams: ss.Streams, SlowClosed: hs.SlowConsumers,
 			CacheHits: cs.LocalHits + cs.Hits + cs.StaleServed, CacheMisses: cs.Misses + cs.StoreErrors}
-		data, _ := json.Marshal(st)
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.StatsEvery)
+		st.Tasks = a.taskCounts(pctx)
+		data, _ := json.Marshal(st)
 		if _, err := a.events.Publish(pctx, statsTopic, sse.Event{Type: "stats", Data: data}); err != nil && ctx.Err() == nil {
 			a.log.Warn("publishing dashboard stats", "err", err)
 		}
@@ -59,9 +68,31 @@ func (a *app) publishStats(ctx context.Context) {
 	}
 }
 
-// dashboardTopics streams the stats and every room.
+// taskCounts sums the task counts of all queues, or returns nil when the
+// store does not answer.
+func (a *app) taskCounts(ctx context.Context) map[tasks.State]int {
+	counts, err := a.tasks.Counts(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("counting tasks", "err", err)
+		}
+		return nil
+	}
+	sum := make(map[tasks.State]int, len(tasks.States))
+	for _, s := range tasks.States {
+		sum[s] = 0
+	}
+	for _, byState := range counts {
+		for s, n := range byState {
+			sum[s] += n
+		}
+	}
+	return sum
+}
+
+// dashboardTopics streams the stats, the task events and every room.
 func (a *app) dashboardTopics(r *http.Request) ([]string, error) {
-	return append([]string{statsTopic}, a.cfg.Rooms...), nil
+	return append([]string{statsTopic, tasksTopic}, a.cfg.Rooms...), nil
 }
 
 // authorizeDashboard lets signed-in users watch (EventSource cannot set

@@ -85,7 +85,34 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitText("#feed", "ada in #general: hello dashboard"),
 		waitText("#connections", "1"),
 	))
+
+	// A mention of an offline user runs a mail task: the counts and the
+	// task feed show it, and the mail is in the outbox (no SMTP_ADDR).
+	login(t, base, "bob")
+	_, err = ada.Publish(context.Background(), "general", map[string]string{"text": "@bob <i>see this</i>"})
+	require.NoError(t, err)
+	require.NoError(t, chromedp.Do(ctx,
+		waitText("#task-feed", "email.send"),
+		waitText("#task-feed", "succeeded"),
+		waitText("#tasks-succeeded", "1"),
+		waitText("#tasks-dead", "0"),
+	))
 	screenshot(t, ctx, "dashboard")
+	outbox, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("outbox-link").href`))
+	require.NoError(t, err)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(outbox),
+		waitText("#mails .to", "bob@example.com"),
+		waitText("#mails .body", "<i>see this</i>"),
+	))
+	italics, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#mails i").length`))
+	require.NoError(t, err)
+	require.Zero(t, italics, "mail text is never interpreted as HTML")
+	screenshot(t, ctx, "outbox")
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(base+"/dashboard.html"),
+		waitText("#status", "live"),
+	))
 
 	// The server restarts (in memory: its history is gone); the page
 	// reconnects by itself and goes on.

@@ -30,7 +30,14 @@ func testConfig() config {
 // startApp runs the app on a loopback server until the test ends.
 func startApp(t *testing.T, cfg config) string {
 	t.Helper()
-	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+	_, base := startAppWith(t, cfg, slog.New(slog.DiscardHandler))
+	return base
+}
+
+// startAppWith is startApp with a logger, returning the app too.
+func startAppWith(t *testing.T, cfg config, log *slog.Logger) (*app, string) {
+	t.Helper()
+	a, err := newApp(cfg, log)
 	require.NoError(t, err)
 	srv := httptest.NewServer(a.handler())
 	t.Cleanup(func() {
@@ -39,7 +46,7 @@ func startApp(t *testing.T, cfg config) string {
 		require.NoError(t, a.shutdown(ctx))
 		srv.Close()
 	})
-	return srv.URL
+	return a, srv.URL
 }
 
 func login(t *testing.T, base, name string) string {

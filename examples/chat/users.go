@@ -13,7 +13,8 @@ import (
 )
 
 // userDB stands in for the users table of a real application (with the
-// latency of one): profiles are read through the cache.
+// latency of one): profiles are read through the cache. Each replica has
+// its own: a user is known where they signed in.
 type userDB struct {
 	mu    sync.Mutex
 	users map[string]profile
@@ -23,6 +24,7 @@ type userDB struct {
 type profile struct {
 	Name      string    `json:"name"`
 	FirstSeen time.Time `json:"firstSeen"`
+	Email     string    `json:"email,omitempty"` // private: user.profile leaves it out
 }
 
 func newUserDB() *userDB { return &userDB{users: make(map[string]profile)} }
@@ -31,7 +33,7 @@ func (db *userDB) seen(name string) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if _, ok := db.users[name]; !ok {
-		db.users[name] = profile{Name: name, FirstSeen: time.Now().UTC().Truncate(time.Second)}
+		db.users[name] = profile{Name: name, FirstSeen: time.Now().UTC().Truncate(time.Second), Email: name + "@example.com"}
 	}
 }
 
@@ -68,5 +70,6 @@ func (a *app) userProfile(ctx context.Context, c *realtime.Call) (any, error) {
 		}
 		return nil, err
 	}
+	p.Email = "" // other users' addresses are not theirs to read
 	return p, nil
 }

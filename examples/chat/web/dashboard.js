@@ -1,5 +1,5 @@
-// The dashboard: one plain EventSource over the replicas' stats and the
-// chat rooms. EventSource reconnects by itself and resumes with
+// The dashboard: one plain EventSource over the replicas' stats, the task
+// runners' events and the chat rooms. EventSource reconnects by itself and resumes with
 // Last-Event-ID; an "rtkit-reset" event means history was lost, so the
 // page starts its counters over.
 import { login, savedToken } from "/session.js";
@@ -25,12 +25,14 @@ else $("login").hidden = false;
 function start() {
   $("login").hidden = true;
   $("dash").hidden = false;
+  $("outbox-link").href = "/outbox?token=" + encodeURIComponent(savedToken());
   const es = new EventSource("/events?token=" + encodeURIComponent(savedToken()));
   es.onopen = () => setStatus("live", true);
   es.onerror = () => setStatus("reconnecting…", false);
   es.addEventListener("stats", (e) => onStats(JSON.parse(e.data)));
   es.addEventListener("msg", (e) => onRoomEvent(JSON.parse(e.data)));
   es.addEventListener("presence", (e) => onRoomEvent(JSON.parse(e.data)));
+  es.addEventListener("message", (e) => onTaskEvent(JSON.parse(e.data))); // task events have no type
   es.addEventListener("rtkit-reset", () => {
     nodes.clear();
     samples = [];
@@ -63,6 +65,12 @@ function onStats(s) {
   $("messages").textContent = messages;
   $("streams").textContent = streams;
   $("nodes").textContent = nodes.size;
+  // Task counts are the store's: with Redis every replica reports the
+  // same, so the latest report stands.
+  if (s.tasks) for (const [state, n] of Object.entries(s.tasks)) {
+    const cell = $("tasks-" + state);
+    if (cell) cell.textContent = n;
+  }
 
   // Messages in the last minute (or since the page started, if sooner).
   samples.push({ t: now, total: messages });
@@ -90,14 +98,26 @@ function onRoomEvent(e) {
   }
 }
 
-function feed(text, time) {
+// onTaskEvent shows one task event: "email.send 0193ab12 retrying
+// (attempt 1/…): dial tcp …".
+function onTaskEvent(e) {
+  if (!e || typeof e.kind !== "string" || typeof e.task_id !== "string") return;
+  let text = `${e.type} ${e.task_id.slice(-8)} ${e.kind}`;
+  if (e.attempt) text += ` (attempt ${e.attempt})`;
+  if (e.error) text += `: ${String(e.error).slice(0, 120)}`;
+  const li = feed(text, Date.parse(e.time) || Date.now(), "task-feed");
+  li.className = "kind-" + e.kind.replace(/[^a-z]/g, "");
+}
+
+function feed(text, time, list = "feed") {
   time = time ?? Date.now();
   const li = document.createElement("li");
   const t = document.createElement("time");
   t.textContent = new Date(time).toLocaleTimeString();
   li.append(t, document.createTextNode(text));
-  $("feed").prepend(li);
-  while ($("feed").children.length > 50) $("feed").lastChild.remove();
+  $(list).prepend(li);
+  while ($(list).children.length > 50) $(list).lastChild.remove();
+  return li;
 }
 
 // Tests (and people) can tell the page is ready to use.
