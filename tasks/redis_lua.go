@@ -14,7 +14,9 @@ import (
 //	scheduled, retry         zsets of waiting task IDs by due time (ms)
 //	active                   zset of leased task IDs by lease deadline (ms)
 //	succeeded, dead, cancelled  zsets of final task IDs by finish time (ms)
-//	t:<id>                   hash: the task
+//	t:<id>                   hash: the task: "def" packs what never changes
+//	                         (see packDef), beside state, attempt, token, times
+//	                         and the latest error and progress
 //	u:<key>                  string: the ID holding a unique key (PX ttl)
 //	periodic                 hash: schedule name → last tick enqueued (ms)
 //	wake                     pub/sub channel: due time of a new task, "0" for now
@@ -50,7 +52,8 @@ local function finalize(k, id, st, ret, keep)
     redis.call('DEL', k)
     return
   end
-  redis.call('HSET', k, 'state', st, 'fin', now, 'worker', '', 'cancel', '')
+  redis.call('HSET', k, 'state', st, 'fin', now)
+  redis.call('HDEL', k, 'cancel')
   redis.call('PEXPIRE', k, ret + 60000)
   local set = base .. st
   redis.call('ZADD', set, now, id)
@@ -61,7 +64,7 @@ local function finalize(k, id, st, ret, keep)
   end
 end
 local function makepending(k, id, front)
-  redis.call('HSET', k, 'state', 'pending', 'worker', '', 'cancel', '', 'run_at', 0)
+  redis.call('HSET', k, 'state', 'pending', 'run_at', 0)
   if front then
     redis.call('LPUSH', base .. 'pending', id)
   else
@@ -69,44 +72,48 @@ local function makepending(k, id, front)
   end
   wake(0)
 end
--- enqueue adds the task whose 11 fields start at ARGV[i]: id, type,
--- payload, max attempts, timeout ms, backoff, delay ms, unique key,
--- unique ttl ms, periodic name, local enqueue time (unused by Redis).
+-- enqueue adds the task whose enqueueFields fields start at ARGV[i]: id,
+-- packed definition, max attempts, delay ms, unique key, unique ttl ms.
+-- A due task's ID is appended to pend (the caller pushes them at once).
 -- It returns "" or the ID holding the unique key.
-local function enqueue(i)
-  local id, ukey = ARGV[i], ARGV[i + 7]
+local function enqueue(i, pend)
+  local id, ukey = ARGV[i], ARGV[i + 4]
   if ukey ~= '' then
     local uk = base .. 'u:' .. ukey
-    if not redis.call('SET', uk, id, 'NX', 'PX', ARGV[i + 8]) then
+    if not redis.call('SET', uk, id, 'NX', 'PX', ARGV[i + 5]) then
       return redis.call('GET', uk) or '?'
     end
   end
   local k = tkey(id)
-  local delay = tonumber(ARGV[i + 6])
-  local st, at = 'pending', 0
-  if delay > 0 then st, at = 'scheduled', now + delay end
-  redis.call('HSET', k, 'id', id, 'type', ARGV[i + 1], 'payload', ARGV[i + 2],
-    'max', ARGV[i + 3], 'timeout', ARGV[i + 4], 'backoff', ARGV[i + 5],
-    'ukey', ukey, 'uttl', ARGV[i + 8], 'periodic', ARGV[i + 9],
-    'state', st, 'attempt', 0, 'token', 0, 'enq', now, 'run_at', at)
-  if st == 'pending' then
-    redis.call('RPUSH', base .. 'pending', id)
-    wake(0)
-  else
+  local delay = tonumber(ARGV[i + 3])
+  if delay > 0 then
+    local at = now + delay
+    redis.call('HSET', k, 'def', ARGV[i + 1], 'max', ARGV[i + 2], 'state', 'scheduled', 'enq', now, 'run_at', at)
     redis.call('ZADD', base .. 'scheduled', at, id)
     wake(at)
+  else
+    redis.call('HSET', k, 'def', ARGV[i + 1], 'max', ARGV[i + 2], 'state', 'pending', 'enq', now)
+    pend[#pend + 1] = id
   end
+  if ukey ~= '' then redis.call('HSET', k, 'ukey', ukey) end
   return ''
+end
+local function pushpending(pend)
+  if #pend > 0 then
+    redis.call('RPUSH', base .. 'pending', unpack(pend))
+    wake(0)
+  end
 end
 `
 
-const enqueueFields = 11
+const enqueueFields = 6
 
 // enqueueScript: ARGV = tasks of enqueueFields each. Returns one string
 // per task: "" or the holder of its unique key.
 var enqueueScript = redis.NewScript(luaPrelude + `
-local res = {}
-for i = 1, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do res[#res + 1] = enqueue(i) end
+local res, pend = {}, {}
+for i = 1, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do res[#res + 1] = enqueue(i, pend) end
+pushpending(pend)
 flushwake()
 return res
 `)
@@ -117,27 +124,34 @@ return res
 var periodicScript = redis.NewScript(luaPrelude + `
 local last = redis.call('HGET', base .. 'periodic', ARGV[1])
 if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
-local dup = enqueue(3)
+local pend = {}
+local dup = enqueue(3, pend)
 if dup ~= '' then return dup end
+pushpending(pend)
 redis.call('HSET', base .. 'periodic', ARGV[1], ARGV[2])
 flushwake()
 return 1
 `)
 
 // claimScript: ARGV = worker, max, lease ttl ms. Promotes due tasks, then
-// leases up to max pending ones. Returns {now, next due or -1, task
-// hashes...}.
+// leases up to max pending ones. Returns {now, next due or -1, then per
+// task: definition, token, attempt, enqueue time}.
 var claimScript = redis.NewScript(luaPrelude + `
 local worker, max, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local nd = -1
 for _, z in ipairs({'scheduled', 'retry'}) do
   local due = redis.call('ZRANGEBYSCORE', base .. z, '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', base .. z, id)
-    if redis.call('EXISTS', tkey(id)) == 1 then
-      redis.call('HSET', tkey(id), 'state', 'pending', 'run_at', 0)
-      redis.call('RPUSH', base .. 'pending', id)
+  if #due > 0 then
+    local pend = {}
+    for _, id in ipairs(due) do
+      if redis.call('HSET', tkey(id), 'state', 'pending', 'run_at', 0) == 0 then
+        pend[#pend + 1] = id
+      else
+        redis.call('DEL', tkey(id)) -- the hash was gone: HSET created it
+      end
     end
+    redis.call('ZREM', base .. z, unpack(due))
+    if #pend > 0 then redis.call('RPUSH', base .. 'pending', unpack(pend)) end
   end
   local f = redis.call('ZRANGE', base .. z, 0, 0, 'WITHSCORES')
   if f[2] then
@@ -146,20 +160,28 @@ for _, z in ipairs({'scheduled', 'retry'}) do
   end
 end
 local out = {now, nd}
-while #out - 2 < max do
-  local ids = redis.call('LPOP', base .. 'pending', max - (#out - 2))
+local leased = {}
+local n = 0
+while n < max do
+  local ids = redis.call('LPOP', base .. 'pending', max - n)
   if not ids then break end
   for _, id in ipairs(ids) do
     local k = tkey(id)
-    if redis.call('HGET', k, 'state') == 'pending' then
-      redis.call('HINCRBY', k, 'token', 1)
-      redis.call('HINCRBY', k, 'attempt', 1)
-      redis.call('HSET', k, 'state', 'active', 'worker', worker, 'start', now)
-      redis.call('ZADD', base .. 'active', now + ttl, id)
-      out[#out + 1] = redis.call('HGETALL', k)
+    local v = redis.call('HMGET', k, 'state', 'def', 'token', 'attempt', 'enq')
+    if v[1] == 'pending' then
+      local tok, att = tonumber(v[3] or 0) + 1, tonumber(v[4] or 0) + 1
+      redis.call('HSET', k, 'state', 'active', 'worker', worker, 'start', now, 'token', tok, 'attempt', att)
+      leased[#leased + 1] = now + ttl
+      leased[#leased + 1] = id
+      out[#out + 1] = v[2]
+      out[#out + 1] = tok
+      out[#out + 1] = att
+      out[#out + 1] = v[5]
+      n = n + 1
     end
   end
 end
+if #leased > 0 then redis.call('ZADD', base .. 'active', unpack(leased)) end
 return out
 `)
 
@@ -167,17 +189,19 @@ return out
 // IDs asked to cancel}.
 var renewScript = redis.NewScript(luaPrelude + `
 local ttl = tonumber(ARGV[1])
-local lost, cancel = {}, {}
+local lost, cancel, renewed = {}, {}, {}
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   local v = redis.call('HMGET', tkey(id), 'token', 'state', 'cancel')
   if v[1] ~= ARGV[i + 1] or v[2] ~= 'active' then
     lost[#lost + 1] = id
   else
-    redis.call('ZADD', base .. 'active', now + ttl, id)
+    renewed[#renewed + 1] = now + ttl
+    renewed[#renewed + 1] = id
     if v[3] == '1' then cancel[#cancel + 1] = id end
   end
 end
+if #renewed > 0 then redis.call('ZADD', base .. 'active', unpack(renewed)) end
 return {lost, cancel}
 `)
 
@@ -186,28 +210,56 @@ return {lost, cancel}
 // per lease lost.
 var finishScript = redis.NewScript(luaPrelude + `
 local ret, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
-local res = {}
+local res, done, dels = {}, {}, {}
+local finals = {}
 for i = 3, #ARGV, 5 do
   local id, st, err = ARGV[i], ARGV[i + 2], ARGV[i + 4]
   local k = tkey(id)
-  local v = redis.call('HMGET', k, 'token', 'state')
+  local v = redis.call('HMGET', k, 'token', 'state', 'ukey', 'cancel')
   if v[1] ~= ARGV[i + 1] or v[2] ~= 'active' then
     res[#res + 1] = 0
   else
     res[#res + 1] = 1
-    redis.call('ZREM', base .. 'active', id)
+    done[#done + 1] = id
     if err ~= '' then redis.call('HSET', k, 'err', err) end
+    if v[4] == '1' then redis.call('HDEL', k, 'cancel') end
     if st == 'pending' then
       redis.call('HINCRBY', k, 'attempt', -1)
       makepending(k, id, true)
     elseif st == 'retry' then
       local at = now + math.max(tonumber(ARGV[i + 3]), 0)
-      redis.call('HSET', k, 'state', 'retry', 'run_at', at, 'worker', '', 'cancel', '')
+      redis.call('HSET', k, 'state', 'retry', 'run_at', at)
       redis.call('ZADD', base .. 'retry', at, id)
       wake(at)
     else
-      finalize(k, id, st, ret, keep)
+      if v[3] then
+        local uk = base .. 'u:' .. v[3]
+        if redis.call('GET', uk) == id then redis.call('DEL', uk) end
+      end
+      if ret <= 0 then
+        dels[#dels + 1] = k
+      else
+        redis.call('HSET', k, 'state', st, 'fin', now)
+        redis.call('PEXPIRE', k, ret + 60000)
+        local l = finals[st]
+        if not l then l = {}; finals[st] = l end
+        l[#l + 1] = now
+        l[#l + 1] = id
+      end
     end
+  end
+end
+if #done > 0 then redis.call('ZREM', base .. 'active', unpack(done)) end
+if #dels > 0 then redis.call('DEL', unpack(dels)) end
+for st, l in pairs(finals) do
+  local set = base .. st
+  redis.call('ZADD', set, unpack(l))
+  local n = redis.call('ZCARD', set) - keep
+  if n > 0 then
+    local old = redis.call('ZPOPMIN', set, n)
+    local ks = {}
+    for j = 1, #old, 2 do ks[#ks + 1] = tkey(old[j]) end
+    redis.call('DEL', unpack(ks))
   end
 end
 flushwake()
@@ -237,6 +289,7 @@ for _, id in ipairs(exp) do
   local v = redis.call('HMGET', k, 'attempt', 'max', 'state')
   if v[3] == 'active' then
     redis.call('HSET', k, 'err', ARGV[3])
+    redis.call('HDEL', k, 'cancel')
     if tonumber(v[1]) >= tonumber(v[2]) then
       local h = redis.call('HGETALL', k)
       finalize(k, id, 'dead', ret, keep)
@@ -267,12 +320,26 @@ return back
 // without state. Returns how many it repaired.
 var reconcileScript = redis.NewScript(luaPrelude + `
 local fixed = 0
+-- pending reports whether the pending list holds id, reading the list
+-- once; a list too long to read is trusted.
+local inpending, skip = nil, false
+local function pending(id)
+  if inpending == nil then
+    inpending = {}
+    if redis.call('LLEN', base .. 'pending') > 100000 then
+      skip = true
+    else
+      for _, x in ipairs(redis.call('LRANGE', base .. 'pending', 0, -1)) do inpending[x] = true end
+    end
+  end
+  return skip or inpending[id] or false
+end
 for _, id in ipairs(ARGV) do
   local k = tkey(id)
   local v = redis.call('HMGET', k, 'state', 'run_at', 'fin')
   local st = v[1]
   if st == 'pending' then
-    if not redis.call('LPOS', base .. 'pending', id, 'MAXLEN', 100000) and redis.call('LLEN', base .. 'pending') < 100000 then
+    if not pending(id) then
       redis.call('RPUSH', base .. 'pending', id)
       wake(0)
       fixed = fixed + 1

@@ -247,9 +247,8 @@ func (r *Runner) report(a *attempt, o Outcome, kind EventKind) {
 	t := a.lease.Task
 	var err error
 	for i := range 5 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = r.store.Finish(ctx, a.lease, o)
-		cancel()
+		// No timeout of its own: the stores bound their calls.
+		err = r.store.Finish(context.Background(), a.lease, o)
 		if err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrClosed) {
 			break
 		}

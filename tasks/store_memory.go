@@ -138,7 +138,6 @@ func (s *MemoryStore) move(t *memTask, st State, now time.Time) {
 		q.active[t.ID] = t
 	default: // final
 		t.FinishedAt = now
-		t.Worker = ""
 		q.final[st] = append(q.final[st], memEntry{t: t, gen: t.gen})
 		s.releaseUnique(&t.Task)
 		s.trim(q, st, now)

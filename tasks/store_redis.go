@@ -136,22 +136,27 @@ func (s *RedisStore) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// batcher sends queued requests in batches from one goroutine, which
-// exits when the queue is empty.
+// batchesInFlight is how many batches a batcher keeps on the wire: while
+// one waits for its reply, the next ones gather and go, so round trips
+// overlap instead of bounding the rate.
+const batchesInFlight = 3
+
+// batcher sends queued requests in batches from up to batchesInFlight
+// goroutines, which exit when the queue is empty.
 type batcher[R any] struct {
 	wg      *sync.WaitGroup
 	flush   func([]R)
 	mu      sync.Mutex
 	pending []R
-	running bool
+	running int
 }
 
 func (b *batcher[R]) add(r R) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.pending = append(b.pending, r)
-	if !b.running {
-		b.running = true
+	if b.running < batchesInFlight {
+		b.running++
 		b.wg.Add(1)
 		go b.loop()
 	}
@@ -164,7 +169,7 @@ func (b *batcher[R]) loop() {
 		batch := b.pending
 		b.pending = nil
 		if len(batch) == 0 {
-			b.running = false
+			b.running--
 			b.mu.Unlock()
 			return
 		}
@@ -221,16 +226,61 @@ type enqReq struct {
 }
 
 func taskArgs(args []any, t *Task) []any {
-	var backoff []byte
-	if t.Backoff != (Backoff{}) {
-		backoff, _ = json.Marshal(t.Backoff)
-	}
 	delay := int64(0)
 	if !t.RunAt.IsZero() {
 		delay = max(time.Until(t.RunAt).Milliseconds(), 0)
 	}
-	return append(args, t.ID, t.Type, []byte(t.Payload), t.MaxAttempts, t.Timeout.Milliseconds(),
-		backoff, delay, t.UniqueKey, t.UniqueTTL.Milliseconds(), t.Periodic, 0)
+	return append(args, t.ID, packDef(t), t.MaxAttempts, delay, t.UniqueKey, t.UniqueTTL.Milliseconds())
+}
+
+// packDef encodes the parts of a task that never change as one string,
+// fields separated by NUL (which neither names nor JSON contain), the
+// payload last. One field is cheaper for Redis to store and return than
+// eight.
+func packDef(t *Task) string {
+	var b strings.Builder
+	b.Grow(64 + len(t.ID) + len(t.Type) + len(t.Payload))
+	b.WriteString(t.ID)
+	b.WriteByte(0)
+	b.WriteString(t.Type)
+	b.WriteByte(0)
+	b.WriteString(strconv.Itoa(t.MaxAttempts))
+	b.WriteByte(0)
+	b.WriteString(strconv.FormatInt(t.Timeout.Milliseconds(), 10))
+	b.WriteByte(0)
+	if t.Backoff != (Backoff{}) {
+		fmt.Fprintf(&b, "%d,%d,%g,%g", t.Backoff.Initial.Milliseconds(), t.Backoff.Max.Milliseconds(), t.Backoff.Factor, t.Backoff.Jitter)
+	}
+	b.WriteByte(0)
+	b.WriteString(t.Periodic)
+	b.WriteByte(0)
+	b.WriteString(strconv.FormatInt(t.UniqueTTL.Milliseconds(), 10))
+	b.WriteByte(0)
+	b.Write(t.Payload)
+	return b.String()
+}
+
+// unpackDef fills t from packDef's string.
+func unpackDef(t *Task, def string) {
+	var f [7]string
+	for i := range f {
+		f[i], def, _ = strings.Cut(def, "\x00")
+	}
+	t.ID, t.Type = f[0], f[1]
+	t.MaxAttempts, _ = strconv.Atoi(f[2])
+	ms, _ := strconv.ParseInt(f[3], 10, 64)
+	t.Timeout = time.Duration(ms) * time.Millisecond
+	if f[4] != "" {
+		var ini, mx int64
+		_, _ = fmt.Sscanf(f[4], "%d,%d,%g,%g", &ini, &mx, &t.Backoff.Factor, &t.Backoff.Jitter)
+		t.Backoff.Initial, t.Backoff.Max = time.Duration(ini)*time.Millisecond, time.Duration(mx)*time.Millisecond
+	}
+	t.Periodic = f[5]
+	ms, _ = strconv.ParseInt(f[6], 10, 64)
+	t.UniqueTTL = time.Duration(ms) * time.Millisecond
+	if def != "" {
+		t.Payload = json.RawMessage(def)
+	}
 }
 
 // Enqueue implements [Store].
@@ -372,9 +422,17 @@ func (s *RedisStore) Claim(ctx context.Context, worker string, queues []string, 
 				next = at
 			}
 		}
-		for _, h := range res[2:] {
-			t, token := parseTask(h)
-			t.Queue = q
+		started := time.UnixMilli(now)
+		for i := 2; i+3 < len(res); i += 4 {
+			def, _ := res[i].(string)
+			token, _ := res[i+1].(int64)
+			attempt, _ := res[i+2].(int64)
+			t := &Task{Queue: q, State: Active, Attempt: int(attempt), StartedAt: started, Worker: worker}
+			unpackDef(t, def)
+			if enq, _ := res[i+3].(string); enq != "" {
+				ms, _ := strconv.ParseInt(enq, 10, 64)
+				t.EnqueuedAt = time.UnixMilli(ms)
+			}
 			out = append(out, &Lease{Task: t, Token: token, Worker: worker})
 		}
 		if len(out) >= max {
@@ -612,6 +670,8 @@ func parseTask(v any) (*Task, int64) {
 		k, _ := l[i].(string)
 		val, _ := l[i+1].(string)
 		switch k {
+		case "def":
+			unpackDef(t, val)
 		case "id":
 			t.ID = val
 		case "type":
