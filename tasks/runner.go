@@ -198,7 +198,7 @@ func Handle[T any](r *Runner, typ string, fn func(ctx context.Context, job *Job[
 	h := func(ctx context.Context, a *attempt) error {
 		t := a.lease.Task
 		j := &Job[T]{ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, a: a}
-		if len(t.Payload) > 0 {
+		if len(t.Payload) > 0 && string(t.Payload) != "null" {
 			if err := json.Unmarshal(t.Payload, &j.Payload); err != nil {
 				return SkipRetry(fmt.Errorf("tasks: decoding the %s payload: %w", typ, err))
 			}

@@ -138,6 +138,10 @@ func (s *MemoryStore) move(t *memTask, st State, now time.Time) {
 		q.active[t.ID] = t
 	default: // final
 		t.FinishedAt = now
+		if s.retention < 0 {
+			s.remove(t)
+			return
+		}
 		q.final[st] = append(q.final[st], memEntry{t: t, gen: t.gen})
 		s.releaseUnique(&t.Task)
 		s.trim(q, st, now)
