@@ -113,7 +113,7 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 		return nil, errors.New("tasks: RedisOptions.Prefix must not contain '{' or '}'")
 	}
 	s.enq = batcher[*enqReq]{wg: &s.wg, flush: s.flushEnqueue}
-	s.fin = batcher[*finReq]{wg: &s.wg, flush: s.flushFinish}
+	s.fin = batcher[*finReq]{max: 1, wg: &s.wg, flush: s.flushFinish}
 	s.wait.s = s
 	return s, nil
 }
@@ -144,6 +144,7 @@ const batchesInFlight = 3
 // batcher sends queued requests in batches from up to batchesInFlight
 // goroutines, which exit when the queue is empty.
 type batcher[R any] struct {
+	max     int // batches in flight; default batchesInFlight
 	wg      *sync.WaitGroup
 	flush   func([]R)
 	mu      sync.Mutex
@@ -155,7 +156,7 @@ func (b *batcher[R]) add(r R) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.pending = append(b.pending, r)
-	if b.running < batchesInFlight {
+	if b.running < cmp.Or(b.max, batchesInFlight) {
 		b.running++
 		b.wg.Add(1)
 		go b.loop()
