@@ -37,8 +37,8 @@ const (
 // Event is one change in a task's life, as [Runner.Subscribe] delivers it.
 //
 // A task's events arrive in order, with one exception: the enqueuing
-// goroutine publishes "enqueued" after the store accepted the task, so a
-// worker that starts it at once may publish "started" first.
+// goroutine publishes "enqueued" after the store accepted the task, so the
+// events of a worker that starts it at once may come first.
 type Event struct {
 	Kind    EventKind `json:"kind"`
 	TaskID  string    `json:"task_id"`

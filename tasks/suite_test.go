@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,7 +154,7 @@ func record(t *testing.T, r *Runner) *recorder {
 
 // kinds returns the kinds of the task's events, in order, except that
 // "enqueued" goes first: the enqueuing goroutine publishes it after the
-// store accepted the task, so a worker's "started" may overtake it (as
+// store accepted the task, so a worker's events may overtake it (as
 // documented on Event).
 func (rec *recorder) kinds(id string) []EventKind {
 	rec.mu.Lock()
@@ -164,8 +165,8 @@ func (rec *recorder) kinds(id string) []EventKind {
 			out = append(out, e.Kind)
 		}
 	}
-	if len(out) >= 2 && out[0] == EventStarted && out[1] == EventEnqueued {
-		out[0], out[1] = out[1], out[0]
+	if i := slices.Index(out, EventEnqueued); i > 0 {
+		out = append([]EventKind{EventEnqueued}, slices.Delete(out, i, i+1)...)
 	}
 	return out
 }
