@@ -38,30 +38,44 @@ local function flushwake()
     redis.call('PUBLISH', base .. 'wake', woke)
   end
 end
-local function release(k, id)
-  local u = redis.call('HGET', k, 'ukey')
+-- release drops the task's unique key if the task still holds it; u is
+-- the key when the caller read it already.
+local function release(k, id, u)
+  if u == nil then u = redis.call('HGET', k, 'ukey') end
   if u and u ~= '' then
     local uk = base .. 'u:' .. u
     if redis.call('GET', uk) == id then redis.call('DEL', uk) end
   end
 end
--- finalize moves a task to a final state and trims that state's set.
-local function finalize(k, id, st, ret, keep)
-  release(k, id)
+-- finalize moves a task to a final state; flushfinals then indexes the
+-- moved tasks with one ZADD per state, trims each state's set to keep,
+-- and deletes the hashes of tasks not retained, with one DEL. Final
+-- hashes carry no TTL: maintenance drops them past retention.
+local finals, dels = {}, {}
+local function finalize(k, id, st, ret, u)
+  release(k, id, u)
   if ret <= 0 then
-    redis.call('DEL', k)
+    dels[#dels + 1] = k
     return
   end
   redis.call('HSET', k, 'state', st, 'fin', now)
-  redis.call('HDEL', k, 'cancel')
-  redis.call('PEXPIRE', k, ret + 60000)
-  local set = base .. st
-  redis.call('ZADD', set, now, id)
-  local n = redis.call('ZCARD', set) - keep
-  if n > 0 then
-    local old = redis.call('ZPOPMIN', set, n)
-    for i = 1, #old, 2 do redis.call('DEL', tkey(old[i])) end
+  local l = finals[st]
+  if not l then l = {}; finals[st] = l end
+  l[#l + 1] = now
+  l[#l + 1] = id
+end
+local function flushfinals(keep)
+  for st, l in pairs(finals) do
+    local set = base .. st
+    redis.call('ZADD', set, unpack(l))
+    local n = redis.call('ZCARD', set) - keep
+    if n > 0 then
+      local old = redis.call('ZPOPMIN', set, n)
+      for j = 1, #old, 2 do dels[#dels + 1] = tkey(old[j]) end
+    end
   end
+  if #dels > 0 then redis.call('DEL', unpack(dels)) end
+  finals, dels = {}, {}
 end
 local function makepending(k, id, front)
   redis.call('HSET', k, 'state', 'pending', 'run_at', 0)
@@ -210,8 +224,7 @@ return {lost, cancel}
 // per lease lost.
 var finishScript = redis.NewScript(luaPrelude + `
 local ret, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
-local res, done, dels = {}, {}, {}
-local finals = {}
+local res, done = {}, {}
 for i = 3, #ARGV, 5 do
   local id, st, err = ARGV[i], ARGV[i + 2], ARGV[i + 4]
   local k = tkey(id)
@@ -232,37 +245,12 @@ for i = 3, #ARGV, 5 do
       redis.call('ZADD', base .. 'retry', at, id)
       wake(at)
     else
-      if v[3] then
-        local uk = base .. 'u:' .. v[3]
-        if redis.call('GET', uk) == id then redis.call('DEL', uk) end
-      end
-      if ret <= 0 then
-        dels[#dels + 1] = k
-      else
-        -- No PEXPIRE: maintenance drops hashes past retention with their
-        -- index entries, which costs a call per task less here.
-        redis.call('HSET', k, 'state', st, 'fin', now)
-        local l = finals[st]
-        if not l then l = {}; finals[st] = l end
-        l[#l + 1] = now
-        l[#l + 1] = id
-      end
+      finalize(k, id, st, ret, v[3] or '')
     end
   end
 end
 if #done > 0 then redis.call('ZREM', base .. 'active', unpack(done)) end
-if #dels > 0 then redis.call('DEL', unpack(dels)) end
-for st, l in pairs(finals) do
-  local set = base .. st
-  redis.call('ZADD', set, unpack(l))
-  local n = redis.call('ZCARD', set) - keep
-  if n > 0 then
-    local old = redis.call('ZPOPMIN', set, n)
-    local ks = {}
-    for j = 1, #old, 2 do ks[#ks + 1] = tkey(old[j]) end
-    redis.call('DEL', unpack(ks))
-  end
-end
+flushfinals(keep)
 flushwake()
 return res
 `)
@@ -293,7 +281,7 @@ for _, id in ipairs(exp) do
     redis.call('HDEL', k, 'cancel')
     if tonumber(v[1]) >= tonumber(v[2]) then
       local h = redis.call('HGETALL', k)
-      finalize(k, id, 'dead', ret, keep)
+      finalize(k, id, 'dead', ret)
       h[#h + 1] = 'state'
       h[#h + 1] = 'dead'
       back[#back + 1] = h
@@ -312,6 +300,7 @@ if ret > 0 then
     end
   end
 end
+flushfinals(keep)
 flushwake()
 return back
 `)
@@ -396,7 +385,8 @@ elseif op == 'cancel' then
   if st == 'pending' or st == 'scheduled' or st == 'retry' then
     unlink()
     local h = redis.call('HGETALL', k)
-    finalize(k, id, 'cancelled', ret, keep)
+    finalize(k, id, 'cancelled', ret)
+    flushfinals(keep)
     if ret <= 0 then
       h[#h + 1] = 'state'
       h[#h + 1] = 'cancelled'

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -333,7 +334,7 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 	var newQueues []string
 	for _, r := range batch {
 		q := r.t.Queue
-		if _, ok := s.known.Load(q); !ok && !containsStr(newQueues, q) {
+		if _, ok := s.known.Load(q); !ok && !slices.Contains(newQueues, q) {
 			newQueues = append(newQueues, q)
 		}
 		if r.periodic != "" {
@@ -387,15 +388,6 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 			close(r.done)
 		}
 	}
-}
-
-func containsStr(l []string, s string) bool {
-	for _, v := range l {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Claim implements [Store]. It takes the queues in order, one script call
@@ -673,28 +665,8 @@ func parseTask(v any) (*Task, int64) {
 		switch k {
 		case "def":
 			unpackDef(t, val)
-		case "id":
-			t.ID = val
-		case "type":
-			t.Type = val
-		case "payload":
-			if val != "" {
-				t.Payload = json.RawMessage(val)
-			}
-		case "max":
-			t.MaxAttempts = num(val)
-		case "timeout":
-			t.Timeout = time.Duration(num(val)) * time.Millisecond
-		case "backoff":
-			if val != "" {
-				_ = json.Unmarshal([]byte(val), &t.Backoff)
-			}
 		case "ukey":
 			t.UniqueKey = val
-		case "uttl":
-			t.UniqueTTL = time.Duration(num(val)) * time.Millisecond
-		case "periodic":
-			t.Periodic = val
 		case "state":
 			t.State = State(val)
 		case "attempt":
@@ -724,6 +696,16 @@ func parseTask(v any) (*Task, int64) {
 	return t, token
 }
 
+// taskFromMap decodes a task hash read with HGETALL.
+func taskFromMap(m map[string]string) *Task {
+	flat := make([]any, 0, 2*len(m))
+	for k, v := range m {
+		flat = append(flat, k, v)
+	}
+	t, _ := parseTask(flat)
+	return t
+}
+
 // find returns the queue holding the task with the ID.
 func (s *RedisStore) find(ctx context.Context, id string) (string, *Task, error) {
 	if err := s.check(ctx); err != nil {
@@ -748,11 +730,7 @@ func (s *RedisStore) find(ctx context.Context, id string) (string, *Task, error)
 			return "", nil, fmt.Errorf("tasks: get: %w", err)
 		}
 		if len(m) > 0 && m["state"] != "" {
-			flat := make([]any, 0, 2*len(m))
-			for k, v := range m {
-				flat = append(flat, k, v)
-			}
-			t, _ := parseTask(flat)
+			t := taskFromMap(m)
 			t.Queue = qs[i]
 			return qs[i], t, nil
 		}
@@ -817,11 +795,7 @@ func (s *RedisStore) List(ctx context.Context, opts ListOptions) (Page, error) {
 		if m["state"] == "" {
 			continue // gone since (retention)
 		}
-		flat := make([]any, 0, 2*len(m))
-		for k, v := range m {
-			flat = append(flat, k, v)
-		}
-		t, _ := parseTask(flat)
+		t := taskFromMap(m)
 		t.Queue = opts.Queue
 		p.Tasks = append(p.Tasks, t)
 	}
