@@ -12,123 +12,234 @@ import (
 //
 //	pending                  list of due task IDs, in pickup order
 //	scheduled, retry         zsets of waiting task IDs by due time (ms)
-//	active                   zset of leased task IDs by lease deadline (ms)
+//	active                   set of leased task IDs
+//	leases                   zset of workers by lease deadline (ms)
 //	succeeded, dead, cancelled  zsets of final task IDs by finish time (ms)
-//	t:<id>                   hash: the task: "def" packs what never changes
-//	                         (see packDef), beside state, attempt, token, times
-//	                         and the latest error and progress
+//	f:def                    hash: ID → enqueue time (ms), NUL, and what
+//	                         never changes (see packDef)
+//	f:st                     hash: ID → the task's state line (below)
+//	f:runat                  hash: ID → due time while scheduled or retrying
+//	f:ukey, f:err, f:prog    hashes: ID → unique key, latest error, progress
+//	                         (only for tasks that have one)
+//	cancel                   set: IDs of active tasks asked to cancel
+//	seq                      counter: the fencing token of the latest claim
 //	u:<key>                  string: the ID holding a unique key (PX ttl)
 //	periodic                 hash: schedule name → last tick enqueued (ms)
 //	wake                     pub/sub channel: due time of a new task, "0" for now
 //
+// A state line is "state|attempt", then for a task that has run
+// "|token|started|worker"; a final state puts its finish time after the
+// state: "succeeded|fin|attempt|token|started|worker" (times in ms).
+//
+// The layout keeps each transition's Lua work per task small: a script
+// reads and writes a whole batch with one variadic command per hash, and
+// per task it only compares and joins strings it has. Inside a script
+// each command, each number formatted and each string built costs more
+// than the command's own work, so a claim writes one field per task and
+// shares the rest: one fencing token per claim (from seq: tokens must
+// differ between claims of a task, not between the tasks of a claim),
+// and one lease per worker in leases rather than one per task. A live
+// worker's renewal keeps all its tasks; maintenance hands back the
+// active tasks of workers whose lease expired.
+//
 // Times come from the Redis server (TIME), so nodes with skewed clocks
-// agree; clients send delays, not instants.
+// agree; clients send delays, not instants. Needs Redis 6.2 or later
+// (LPOP with a count, SMISMEMBER).
 const luaPrelude = `
 local base = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function tkey(id) return base .. 't:' .. id end
+local nows = tostring(now)
+local fields = {'def', 'st', 'runat', 'ukey', 'err', 'prog'}
+-- vcall runs a variadic command over list in chunks that unpack can take.
+local function vcall(cmd, key, list)
+  for i = 1, #list, 4000 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 3999, #list)))
+  end
+end
+-- hmget reads field f of every ID in ids.
+local function hmget(f, ids)
+  if #ids == 0 then return {} end
+  if #ids <= 4000 then return redis.call('HMGET', base .. 'f:' .. f, unpack(ids)) end
+  local out = {}
+  for i = 1, #ids, 4000 do
+    local r = redis.call('HMGET', base .. 'f:' .. f, unpack(ids, i, math.min(i + 3999, #ids)))
+    for j = 1, #r do out[#out + 1] = r[j] end
+  end
+  return out
+end
+-- sets collects field writes: sets[f] is an ID, value list; flushsets
+-- writes them with one HSET per field.
+local sets = {}
+local function set(f, id, v)
+  local l = sets[f]
+  if not l then l = {}; sets[f] = l end
+  l[#l + 1] = id
+  l[#l + 1] = v
+end
+local function flushsets()
+  for f, l in pairs(sets) do vcall('HSET', base .. 'f:' .. f, l) end
+  sets = {}
+end
+-- stateof returns the state in a state line.
+local function stateof(line) return line and string.match(line, '^%l+') end
+-- runof returns a state line's "|attempt..." part.
+local function runof(line)
+  local st = stateof(line)
+  if st == 'succeeded' or st == 'dead' or st == 'cancelled' then
+    return string.match(line, '^%l+|%d+(|.*)$')
+  end
+  return string.sub(line, #st + 1)
+end
+-- attemptof returns a state line's attempt count.
+local function attemptof(line) return tonumber(string.match(runof(line), '^|(%d+)')) end
 local woke = nil
 local function wake(at)
   if woke == nil or at < woke then woke = at end
 end
-local function flushwake()
-  if woke ~= nil then
-    if woke <= now then woke = 0 end
-    redis.call('PUBLISH', base .. 'wake', woke)
-  end
-end
 -- release drops the task's unique key if the task still holds it; u is
 -- the key when the caller read it already.
-local function release(k, id, u)
-  if u == nil then u = redis.call('HGET', k, 'ukey') end
+local function release(id, u)
+  if u == nil then u = redis.call('HGET', base .. 'f:ukey', id) end
   if u and u ~= '' then
     local uk = base .. 'u:' .. u
     if redis.call('GET', uk) == id then redis.call('DEL', uk) end
   end
 end
--- finalize moves a task to a final state; flushfinals then indexes the
--- moved tasks with one ZADD per state, trims each state's set to keep,
--- and deletes the hashes of tasks not retained, with one DEL. Final
--- hashes carry no TTL: maintenance drops them past retention.
-local finals, dels = {}, {}
-local function finalize(k, id, st, ret, u)
-  release(k, id, u)
-  if ret <= 0 then
-    dels[#dels + 1] = k
-    return
-  end
-  redis.call('HSET', k, 'state', st, 'fin', now)
-  local l = finals[st]
-  if not l then l = {}; finals[st] = l end
-  l[#l + 1] = now
-  l[#l + 1] = id
-end
-local function flushfinals(keep)
-  for st, l in pairs(finals) do
-    local set = base .. st
-    redis.call('ZADD', set, unpack(l))
-    local n = redis.call('ZCARD', set) - keep
-    if n > 0 then
-      local old = redis.call('ZPOPMIN', set, n)
-      for j = 1, #old, 2 do dels[#dels + 1] = tkey(old[j]) end
+local function hascancel() return redis.call('SCARD', base .. 'cancel') > 0 end
+-- drop deletes every trace of the tasks but their index entries.
+local function drop(ids)
+  if #ids == 0 then return end
+  for _, f in ipairs(fields) do
+    if f == 'def' or f == 'st' or redis.call('EXISTS', base .. 'f:' .. f) == 1 then
+      vcall('HDEL', base .. 'f:' .. f, ids)
     end
   end
-  if #dels > 0 then redis.call('DEL', unpack(dels)) end
-  finals, dels = {}, {}
+  if hascancel() then vcall('SREM', base .. 'cancel', ids) end
 end
-local function makepending(k, id, front)
-  redis.call('HSET', k, 'state', 'pending', 'run_at', 0)
-  if front then
-    redis.call('LPUSH', base .. 'pending', id)
-  else
-    redis.call('RPUSH', base .. 'pending', id)
+-- finalize moves a task whose state line is line to a final state; flush
+-- then indexes the moved tasks with one ZADD per state, trims each
+-- state's set to keep, and drops the tasks not retained.
+local finals, drops = {}, {}
+local function finalize(id, line, st, ret, u)
+  release(id, u)
+  set('st', id, st .. '|' .. nows .. runof(line))
+  if ret <= 0 then
+    drops[#drops + 1] = id
+    return
   end
+  local l = finals[st]
+  if not l then l = {}; finals[st] = l end
+  l[#l + 1] = nows
+  l[#l + 1] = id
+end
+-- flush writes the collected fields, final indexes and drops, and
+-- publishes the earliest wake-up.
+local function flush(keep)
+  flushsets()
+  for st, l in pairs(finals) do
+    local z = base .. st
+    vcall('ZADD', z, l)
+    local n = redis.call('ZCARD', z) - keep
+    if n > 0 then
+      local old = redis.call('ZPOPMIN', z, n)
+      for j = 1, #old, 2 do drops[#drops + 1] = old[j] end
+    end
+  end
+  drop(drops)
+  finals, drops = {}, {}
+  if woke ~= nil then
+    if woke <= now then woke = 0 end
+    redis.call('PUBLISH', base .. 'wake', woke)
+  end
+  woke = nil
+end
+-- views returns, per ID in ids that names a task, the ID and its fields
+-- in the order of fields (false as ""), then 1 if a cancel was asked,
+-- else 0.
+local function views(ids)
+  if #ids == 0 then return {} end
+  local cols = {}
+  for i, f in ipairs(fields) do cols[i] = hmget(f, ids) end
+  local c = {}
+  if hascancel() then c = redis.call('SMISMEMBER', base .. 'cancel', unpack(ids)) end
+  local out = {}
+  for j, id in ipairs(ids) do
+    if cols[2][j] then
+      out[#out + 1] = id
+      for i = 1, #fields do out[#out + 1] = cols[i][j] or '' end
+      out[#out + 1] = c[j] or 0
+    end
+  end
+  return out
+end
+-- maxof returns a task's max attempts, from its definition.
+local function maxof(def)
+  return tonumber(string.match(def or '', '^[^%z]*%z[^%z]*%z[^%z]*%z(%d+)')) or 1
+end
+-- handback makes the active tasks in ids (state lines lines) pending
+-- again at the front of the queue; with uncount, their attempt does not
+-- count.
+local function handback(ids, lines, uncount)
+  if #ids == 0 then return end
+  for j, id in ipairs(ids) do
+    local a, rest = string.match(lines[j], '^active|(%d+)(.*)$')
+    a = tonumber(a)
+    if uncount then a = math.max(a - 1, 0) end
+    set('st', id, 'pending|' .. a .. rest)
+  end
+  vcall('LPUSH', base .. 'pending', ids)
   wake(0)
 end
 -- enqueue adds the task whose enqueueFields fields start at ARGV[i]: id,
--- packed definition, max attempts, delay ms, unique key, unique ttl ms.
--- A due task's ID is appended to pend (the caller pushes them at once).
--- It returns "" or the ID holding the unique key.
-local function enqueue(i, pend)
-  local id, ukey = ARGV[i], ARGV[i + 4]
+-- packed definition, delay ms, unique key, unique ttl ms. flushenq then
+-- writes every task added. enqueue returns "" or the ID holding the
+-- unique key.
+local pend, sched = {}, {}
+local enqpre = nows .. '\0'
+local function enqueue(i)
+  local id, ukey = ARGV[i], ARGV[i + 3]
   if ukey ~= '' then
     local uk = base .. 'u:' .. ukey
-    if not redis.call('SET', uk, id, 'NX', 'PX', ARGV[i + 5]) then
+    if not redis.call('SET', uk, id, 'NX', 'PX', ARGV[i + 4]) then
       return redis.call('GET', uk) or '?'
     end
+    set('ukey', id, ukey)
   end
-  local k = tkey(id)
-  local delay = tonumber(ARGV[i + 3])
+  set('def', id, enqpre .. ARGV[i + 1])
+  local delay = tonumber(ARGV[i + 2])
   if delay > 0 then
     local at = now + delay
-    redis.call('HSET', k, 'def', ARGV[i + 1], 'max', ARGV[i + 2], 'state', 'scheduled', 'enq', now, 'run_at', at)
-    redis.call('ZADD', base .. 'scheduled', at, id)
+    set('st', id, 'scheduled|0')
+    set('runat', id, tostring(at))
+    sched[#sched + 1] = at
+    sched[#sched + 1] = id
     wake(at)
   else
-    redis.call('HSET', k, 'def', ARGV[i + 1], 'max', ARGV[i + 2], 'state', 'pending', 'enq', now)
+    set('st', id, 'pending|0')
     pend[#pend + 1] = id
   end
-  if ukey ~= '' then redis.call('HSET', k, 'ukey', ukey) end
   return ''
 end
-local function pushpending(pend)
+local function flushenq()
+  flushsets()
   if #pend > 0 then
-    redis.call('RPUSH', base .. 'pending', unpack(pend))
+    vcall('RPUSH', base .. 'pending', pend)
     wake(0)
   end
+  if #sched > 0 then vcall('ZADD', base .. 'scheduled', sched) end
 end
 `
 
-const enqueueFields = 6
+const enqueueFields = 5
 
 // enqueueScript: ARGV = tasks of enqueueFields each. Returns one string
 // per task: "" or the holder of its unique key.
 var enqueueScript = redis.NewScript(luaPrelude + `
-local res, pend = {}, {}
-for i = 1, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do res[#res + 1] = enqueue(i, pend) end
-pushpending(pend)
-flushwake()
+local res = {}
+for i = 1, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do res[#res + 1] = enqueue(i) end
+flushenq()
+flush(0)
 return res
 `)
 
@@ -138,34 +249,35 @@ return res
 var periodicScript = redis.NewScript(luaPrelude + `
 local last = redis.call('HGET', base .. 'periodic', ARGV[1])
 if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
-local pend = {}
-local dup = enqueue(3, pend)
+local dup = enqueue(3)
 if dup ~= '' then return dup end
-pushpending(pend)
+flushenq()
 redis.call('HSET', base .. 'periodic', ARGV[1], ARGV[2])
-flushwake()
+flush(0)
 return 1
 `)
 
 // claimScript: ARGV = worker, max, lease ttl ms. Promotes due tasks, then
-// leases up to max pending ones. Returns {now, next due or -1, then per
-// task: definition, token, attempt, enqueue time}.
+// leases up to max pending ones, and extends the worker's lease. Returns
+// {now, next due or -1, token, then per task: stored definition,
+// attempt}.
 var claimScript = redis.NewScript(luaPrelude + `
 local worker, max, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local nd = -1
 for _, z in ipairs({'scheduled', 'retry'}) do
   local due = redis.call('ZRANGEBYSCORE', base .. z, '-inf', now, 'LIMIT', 0, 1000)
   if #due > 0 then
-    local pend = {}
-    for _, id in ipairs(due) do
-      if redis.call('HSET', tkey(id), 'state', 'pending', 'run_at', 0) == 0 then
-        pend[#pend + 1] = id
-      else
-        redis.call('DEL', tkey(id)) -- the hash was gone: HSET created it
+    local lines, p = hmget('st', due), {}
+    for j, id in ipairs(due) do
+      if stateof(lines[j]) == z then
+        set('st', id, 'pending' .. runof(lines[j]))
+        p[#p + 1] = id
       end
     end
-    redis.call('ZREM', base .. z, unpack(due))
-    if #pend > 0 then redis.call('RPUSH', base .. 'pending', unpack(pend)) end
+    vcall('ZREM', base .. z, due)
+    flushsets()
+    vcall('HDEL', base .. 'f:runat', p)
+    vcall('RPUSH', base .. 'pending', p)
   end
   local f = redis.call('ZRANGE', base .. z, 0, 0, 'WITHSCORES')
   if f[2] then
@@ -173,141 +285,178 @@ for _, z in ipairs({'scheduled', 'retry'}) do
     if nd < 0 or s < nd then nd = s end
   end
 end
-local out = {now, nd}
-local leased = {}
-local n = 0
-while n < max do
-  local ids = redis.call('LPOP', base .. 'pending', max - n)
+local got, atts = {}, {}
+while #got < max do
+  local ids = redis.call('LPOP', base .. 'pending', max - #got)
   if not ids then break end
-  for _, id in ipairs(ids) do
-    local k = tkey(id)
-    local v = redis.call('HMGET', k, 'state', 'def', 'token', 'attempt', 'enq')
-    if v[1] == 'pending' then
-      local tok, att = tonumber(v[3] or 0) + 1, tonumber(v[4] or 0) + 1
-      redis.call('HSET', k, 'state', 'active', 'worker', worker, 'start', now, 'token', tok, 'attempt', att)
-      leased[#leased + 1] = now + ttl
-      leased[#leased + 1] = id
-      out[#out + 1] = v[2]
-      out[#out + 1] = tok
-      out[#out + 1] = att
-      out[#out + 1] = v[5]
-      n = n + 1
+  local lines = hmget('st', ids)
+  for j, id in ipairs(ids) do
+    local a = lines[j] and string.match(lines[j], '^pending|(%d+)')
+    if a then
+      got[#got + 1] = id
+      atts[#atts + 1] = a
     end
   end
 end
-if #leased > 0 then redis.call('ZADD', base .. 'active', unpack(leased)) end
+if #got == 0 then return {now, nd, 0} end
+local tok = redis.call('INCR', base .. 'seq')
+local suffix = '|' .. tok .. '|' .. nows .. '|' .. worker
+redis.call('ZADD', base .. 'leases', now + ttl, worker)
+local d = hmget('def', got)
+local out = {now, nd, tok}
+local incs = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5'}
+for j, id in ipairs(got) do
+  local a = incs[atts[j]] or tostring(tonumber(atts[j]) + 1)
+  set('st', id, 'active|' .. a .. suffix)
+  out[#out + 1] = d[j] or ''
+  out[#out + 1] = a
+end
+flushsets()
+vcall('SADD', base .. 'active', got)
 return out
 `)
 
-// renewScript: ARGV = ttl ms, then id, token pairs. Returns {lost IDs,
-// IDs asked to cancel}.
+// renewScript: ARGV = worker, ttl ms, then id, "active|attempt|token|"
+// pairs. Extends the worker's lease. Returns {lost IDs, IDs asked to
+// cancel}.
 var renewScript = redis.NewScript(luaPrelude + `
-local ttl = tonumber(ARGV[1])
-local lost, cancel, renewed = {}, {}, {}
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  local v = redis.call('HMGET', tkey(id), 'token', 'state', 'cancel')
-  if v[1] ~= ARGV[i + 1] or v[2] ~= 'active' then
+redis.call('ZADD', base .. 'leases', now + tonumber(ARGV[2]), ARGV[1])
+local ids, pre = {}, {}
+for i = 3, #ARGV, 2 do
+  ids[#ids + 1] = ARGV[i]
+  pre[#pre + 1] = ARGV[i + 1]
+end
+local lines = hmget('st', ids)
+local c = {}
+if hascancel() then c = redis.call('SMISMEMBER', base .. 'cancel', unpack(ids)) end
+local lost, cancel = {}, {}
+for j, id in ipairs(ids) do
+  if not lines[j] or string.find(lines[j], pre[j], 1, true) ~= 1 then
     lost[#lost + 1] = id
-  else
-    renewed[#renewed + 1] = now + ttl
-    renewed[#renewed + 1] = id
-    if v[3] == '1' then cancel[#cancel + 1] = id end
+  elseif c[j] == 1 then
+    cancel[#cancel + 1] = id
   end
 end
-if #renewed > 0 then redis.call('ZADD', base .. 'active', unpack(renewed)) end
 return {lost, cancel}
 `)
 
 // finishScript: ARGV = retention ms, keep count, then per lease: id,
-// token, state, retry delay ms, error. Returns 1 per lease finished, 0
-// per lease lost.
+// "active|attempt|token|", state, retry delay ms, error. Returns 1 per
+// lease finished, 0 per lease lost.
 var finishScript = redis.NewScript(luaPrelude + `
 local ret, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
-local res, done = {}, {}
-for i = 3, #ARGV, 5 do
-  local id, st, err = ARGV[i], ARGV[i + 2], ARGV[i + 4]
-  local k = tkey(id)
-  local v = redis.call('HMGET', k, 'token', 'state', 'ukey', 'cancel')
-  if v[1] ~= ARGV[i + 1] or v[2] ~= 'active' then
+local ids = {}
+for i = 3, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+local lines = hmget('st', ids)
+local uk = {}
+if redis.call('EXISTS', base .. 'f:ukey') == 1 then uk = hmget('ukey', ids) end
+local res, done, back, backl, retry = {}, {}, {}, {}, {}
+for j, id in ipairs(ids) do
+  local i = 3 + (j - 1) * 5
+  local line, to, err = lines[j], ARGV[i + 2], ARGV[i + 4]
+  if not line or string.find(line, ARGV[i + 1], 1, true) ~= 1 then
     res[#res + 1] = 0
   else
     res[#res + 1] = 1
     done[#done + 1] = id
-    if err ~= '' then redis.call('HSET', k, 'err', err) end
-    if v[4] == '1' then redis.call('HDEL', k, 'cancel') end
-    if st == 'pending' then
-      redis.call('HINCRBY', k, 'attempt', -1)
-      makepending(k, id, true)
-    elseif st == 'retry' then
+    if err ~= '' then set('err', id, err) end
+    if to == 'pending' then
+      back[#back + 1] = id
+      backl[#backl + 1] = line
+    elseif to == 'retry' then
       local at = now + math.max(tonumber(ARGV[i + 3]), 0)
-      redis.call('HSET', k, 'state', 'retry', 'run_at', at)
-      redis.call('ZADD', base .. 'retry', at, id)
+      set('st', id, 'retry' .. string.sub(line, 7))
+      set('runat', id, tostring(at))
+      retry[#retry + 1] = at
+      retry[#retry + 1] = id
       wake(at)
     else
-      finalize(k, id, st, ret, v[3] or '')
+      finalize(id, line, to, ret, uk[j] or '')
     end
   end
 end
-if #done > 0 then redis.call('ZREM', base .. 'active', unpack(done)) end
-flushfinals(keep)
-flushwake()
+vcall('SREM', base .. 'active', done)
+if hascancel() then vcall('SREM', base .. 'cancel', done) end
+handback(back, backl, true)
+vcall('ZADD', base .. 'retry', retry)
+flush(keep)
 return res
 `)
 
-// progressScript: ARGV = id, token, value. Returns 1, or 0 if the lease
-// is lost.
+// progressScript: ARGV = id, "active|attempt|token|", value. Returns 1,
+// or 0 if the lease is lost.
 var progressScript = redis.NewScript(luaPrelude + `
-local k = tkey(ARGV[1])
-local v = redis.call('HMGET', k, 'token', 'state')
-if v[1] ~= ARGV[2] or v[2] ~= 'active' then return 0 end
-redis.call('HSET', k, 'prog', ARGV[3])
+local line = redis.call('HGET', base .. 'f:st', ARGV[1])
+if not line or string.find(line, ARGV[2], 1, true) ~= 1 then return 0 end
+redis.call('HSET', base .. 'f:prog', ARGV[1], ARGV[3])
 return 1
 `)
 
 // maintainScript: ARGV = retention ms, keep count, error text. Hands back
-// up to 100 tasks whose lease expired and drops final tasks past
-// retention. Returns the hashes of the tasks handed back.
+// the active tasks of up to 100 workers whose lease expired and drops
+// final tasks past retention. Returns the views (see views) of the tasks
+// handed back.
 var maintainScript = redis.NewScript(luaPrelude + `
 local ret, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
-local back = {}
-local exp = redis.call('ZRANGEBYSCORE', base .. 'active', '-inf', now, 'LIMIT', 0, 100)
-for _, id in ipairs(exp) do
-  local k = tkey(id)
-  redis.call('ZREM', base .. 'active', id)
-  local v = redis.call('HMGET', k, 'attempt', 'max', 'state')
-  if v[3] == 'active' then
-    redis.call('HSET', k, 'err', ARGV[3])
-    redis.call('HDEL', k, 'cancel')
-    if tonumber(v[1]) >= tonumber(v[2]) then
-      local h = redis.call('HGETALL', k)
-      finalize(k, id, 'dead', ret)
-      h[#h + 1] = 'state'
-      h[#h + 1] = 'dead'
-      back[#back + 1] = h
-    else
-      makepending(k, id, true)
-      back[#back + 1] = redis.call('HGETALL', k)
+local seen = {}
+local exp = redis.call('ZRANGEBYSCORE', base .. 'leases', '-inf', now, 'LIMIT', 0, 100)
+for _, w in ipairs(exp) do seen[w] = true end
+local out = {}
+if #exp > 0 then
+  local act = redis.call('SMEMBERS', base .. 'active')
+  local lines = hmget('st', act)
+  local ids, ls, stale = {}, {}, {}
+  for j, id in ipairs(act) do
+    local w = lines[j] and string.match(lines[j], '^active|%d+|%d+|%d+|(.*)$')
+    if not w then
+      stale[#stale + 1] = id -- not active: an index entry a crash left
+    elseif seen[w] then
+      ids[#ids + 1] = id
+      ls[#ls + 1] = lines[j]
     end
   end
+  vcall('SREM', base .. 'active', stale)
+  vcall('SREM', base .. 'active', ids)
+  vcall('ZREM', base .. 'leases', exp)
+  if hascancel() then vcall('SREM', base .. 'cancel', ids) end
+  local d, uk = hmget('def', ids), hmget('ukey', ids)
+  local back, backl = {}, {}
+  for j, id in ipairs(ids) do
+    set('err', id, ARGV[3])
+    if attemptof(ls[j]) >= maxof(d[j]) then
+      finalize(id, ls[j], 'dead', ret, uk[j] or '')
+    else
+      back[#back + 1] = id
+      backl[#backl + 1] = ls[j]
+    end
+  end
+  handback(back, backl, false)
+  out = ids
 end
 if ret > 0 then
   for _, st in ipairs({'succeeded', 'dead', 'cancelled'}) do
     local old = redis.call('ZRANGEBYSCORE', base .. st, '-inf', now - ret, 'LIMIT', 0, 500)
-    for _, id in ipairs(old) do
-      redis.call('ZREM', base .. st, id)
-      redis.call('DEL', tkey(id))
-    end
+    vcall('ZREM', base .. st, old)
+    for _, id in ipairs(old) do drops[#drops + 1] = id end
   end
 end
-flushfinals(keep)
-flushwake()
-return back
+flushsets()
+local v = views(out)
+flush(keep)
+return v
 `)
 
-// reconcileScript: ARGV = task IDs found by SCAN. Puts back into its
-// state's structure every task a crash left out of it; drops hashes left
-// without state. Returns how many it repaired.
+// viewScript: ARGV = task IDs. Returns the views (see views) of those
+// that exist.
+var viewScript = redis.NewScript(luaPrelude + `
+return views(ARGV)
+`)
+
+// reconcileScript: ARGV = task IDs found by HSCAN of f:st. Puts back into
+// its state's index every task a crash left out of it (an active task
+// whose worker holds no lease gets an expired one, for maintenance to
+// hand back), and drops tasks whose state is unknown or whose definition
+// is gone. Returns how many it repaired.
 var reconcileScript = redis.NewScript(luaPrelude + `
 local fixed = 0
 -- pending reports whether the pending list holds id, reading the list
@@ -324,44 +473,52 @@ local function pending(id)
   end
   return skip or inpending[id] or false
 end
-for _, id in ipairs(ARGV) do
-  local k = tkey(id)
-  local v = redis.call('HMGET', k, 'state', 'run_at', 'fin')
-  local st = v[1]
-  if st == 'pending' then
+local known = {pending = true, scheduled = true, retry = true, active = true, succeeded = true, dead = true, cancelled = true}
+local lines, d, ra = hmget('st', ARGV), hmget('def', ARGV), hmget('runat', ARGV)
+for j, id in ipairs(ARGV) do
+  local s = stateof(lines[j])
+  if not s or not known[s] or not d[j] then
+    if lines[j] or d[j] then
+      drops[#drops + 1] = id
+      fixed = fixed + 1
+    end
+  elseif s == 'pending' then
     if not pending(id) then
       redis.call('RPUSH', base .. 'pending', id)
       wake(0)
       fixed = fixed + 1
     end
-  elseif st == 'scheduled' or st == 'retry' or st == 'active' then
-    if not redis.call('ZSCORE', base .. st, id) then
-      local at = tonumber(v[2]) or now
-      if st == 'active' then at = now end
-      redis.call('ZADD', base .. st, at, id)
-      fixed = fixed + 1
+  elseif s == 'active' then
+    local w = string.match(lines[j], '^active|%d+|%d+|%d+|(.*)$')
+    local f = 0
+    if redis.call('SADD', base .. 'active', id) == 1 then f = 1 end
+    if w and not redis.call('ZSCORE', base .. 'leases', w) then
+      redis.call('ZADD', base .. 'leases', now, w)
+      f = 1
     end
-  elseif st == 'succeeded' or st == 'dead' or st == 'cancelled' then
-    if not redis.call('ZSCORE', base .. st, id) then
-      redis.call('ZADD', base .. st, tonumber(v[3]) or now, id)
-      fixed = fixed + 1
+    fixed = fixed + f
+  elseif not redis.call('ZSCORE', base .. s, id) then
+    local at = now
+    if s == 'scheduled' or s == 'retry' then
+      at = tonumber(ra[j]) or now
+    else
+      at = tonumber(string.match(lines[j], '^%l+|(%d+)')) or now
     end
-  elseif not st and redis.call('EXISTS', k) == 1 then
-    redis.call('DEL', k)
+    redis.call('ZADD', base .. s, at, id)
     fixed = fixed + 1
   end
 end
-flushwake()
+flush(0)
 return fixed
 `)
 
 // changeScript: ARGV = op (retry, cancel, delete), id, retention ms,
-// keep count. Returns the task's hash after the change, {} when deleted,
-// or an error reply "NOTFOUND" or "BADSTATE <state>".
+// keep count. Returns the task's view (see views) after the change, {}
+// when deleted, or an error reply "NOTFOUND" or "BADSTATE <state>".
 var changeScript = redis.NewScript(luaPrelude + `
 local op, id, ret, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local k = tkey(id)
-local st = redis.call('HGET', k, 'state')
+local line = redis.call('HGET', base .. 'f:st', id)
+local st = stateof(line)
 if not st then return redis.error_reply('NOTFOUND') end
 local function unlink()
   if st == 'pending' then
@@ -373,37 +530,37 @@ end
 if op == 'retry' then
   if st == 'dead' or st == 'cancelled' then
     unlink()
-    redis.call('PERSIST', k)
-    redis.call('HSET', k, 'attempt', 0, 'fin', 0)
+    set('st', id, 'pending|0')
   elseif st == 'scheduled' or st == 'retry' then
     unlink()
+    redis.call('HDEL', base .. 'f:runat', id)
+    set('st', id, 'pending' .. runof(line))
   else
     return redis.error_reply('BADSTATE ' .. st)
   end
-  makepending(k, id, false)
+  redis.call('RPUSH', base .. 'pending', id)
+  wake(0)
 elseif op == 'cancel' then
   if st == 'pending' or st == 'scheduled' or st == 'retry' then
     unlink()
-    local h = redis.call('HGETALL', k)
-    finalize(k, id, 'cancelled', ret)
-    flushfinals(keep)
-    if ret <= 0 then
-      h[#h + 1] = 'state'
-      h[#h + 1] = 'cancelled'
-      return h
-    end
+    redis.call('HDEL', base .. 'f:runat', id)
+    finalize(id, line, 'cancelled', ret)
+    flushsets()
+    local v = views({id})
+    flush(keep)
+    return v
   elseif st == 'active' then
-    redis.call('HSET', k, 'cancel', '1')
+    redis.call('SADD', base .. 'cancel', id)
   else
     return redis.error_reply('BADSTATE ' .. st)
   end
 elseif op == 'delete' then
   if st == 'active' then return redis.error_reply('BADSTATE ' .. st) end
   unlink()
-  release(k, id)
-  redis.call('DEL', k)
+  release(id)
+  drop({id})
   return {}
 end
-flushwake()
-return redis.call('HGETALL', k)
+flush(keep)
+return views({id})
 `)

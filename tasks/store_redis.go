@@ -69,7 +69,6 @@ type RedisOptions struct {
 // them and waits for them.
 type RedisStore struct {
 	client    redis.UniversalClient
-	cluster   *redis.ClusterClient
 	prefix    string
 	ret       time.Duration
 	keep      int
@@ -102,13 +101,11 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 		log:       cmp.Or(opts.Logger, slog.Default()),
 		cursors:   make(map[string]uint64),
 	}
-	switch c := opts.Client.(type) {
+	switch opts.Client.(type) {
 	case nil:
 		return nil, errors.New("tasks: RedisOptions.Client is nil")
 	case *redis.Ring:
 		return nil, errors.New("tasks: redis.Ring is not supported; use a Client or ClusterClient")
-	case *redis.ClusterClient:
-		s.cluster = c
 	}
 	if strings.ContainsAny(s.prefix, "{}") {
 		return nil, errors.New("tasks: RedisOptions.Prefix must not contain '{' or '}'")
@@ -232,7 +229,7 @@ func taskArgs(args []any, t *Task) []any {
 	if !t.RunAt.IsZero() {
 		delay = max(time.Until(t.RunAt).Milliseconds(), 0)
 	}
-	return append(args, t.ID, packDef(t), t.MaxAttempts, delay, t.UniqueKey, t.UniqueTTL.Milliseconds())
+	return append(args, t.ID, packDef(t), delay, t.UniqueKey, t.UniqueTTL.Milliseconds())
 }
 
 // packDef encodes the parts of a task that never change as one string,
@@ -260,6 +257,22 @@ func packDef(t *Task) string {
 	b.WriteByte(0)
 	b.Write(t.Payload)
 	return b.String()
+}
+
+// unpackStored fills t from a stored definition: the enqueue time in ms,
+// NUL, and packDef's string.
+func unpackStored(t *Task, stored string) {
+	enq, def, _ := strings.Cut(stored, "\x00")
+	if ms, _ := strconv.ParseInt(enq, 10, 64); ms > 0 {
+		t.EnqueuedAt = time.UnixMilli(ms)
+	}
+	unpackDef(t, def)
+}
+
+// fence is the start of the state line of a task leased by l: a store
+// call for the lease goes through only while the line starts with it.
+func fence(l *Lease) string {
+	return "active|" + strconv.Itoa(l.Task.Attempt) + "|" + strconv.FormatInt(l.Token, 10) + "|"
 }
 
 // unpackDef fills t from packDef's string.
@@ -404,7 +417,7 @@ func (s *RedisStore) Claim(ctx context.Context, worker string, queues []string, 
 		if err != nil {
 			return out, fmt.Errorf("tasks: claim from %q: %w", q, err)
 		}
-		if len(res) < 2 {
+		if len(res) < 3 {
 			return out, fmt.Errorf("tasks: claim: unexpected reply")
 		}
 		now, _ := res[0].(int64)
@@ -416,16 +429,13 @@ func (s *RedisStore) Claim(ctx context.Context, worker string, queues []string, 
 			}
 		}
 		started := time.UnixMilli(now)
-		for i := 2; i+3 < len(res); i += 4 {
-			def, _ := res[i].(string)
-			token, _ := res[i+1].(int64)
-			attempt, _ := res[i+2].(int64)
-			t := &Task{Queue: q, State: Active, Attempt: int(attempt), StartedAt: started, Worker: worker}
-			unpackDef(t, def)
-			if enq, _ := res[i+3].(string); enq != "" {
-				ms, _ := strconv.ParseInt(enq, 10, 64)
-				t.EnqueuedAt = time.UnixMilli(ms)
-			}
+		token, _ := res[2].(int64)
+		for i := 3; i+1 < len(res); i += 2 {
+			stored, _ := res[i].(string)
+			attempt, _ := res[i+1].(string)
+			t := &Task{Queue: q, State: Active, StartedAt: started, Worker: worker}
+			t.Attempt, _ = strconv.Atoi(attempt)
+			unpackStored(t, stored)
 			out = append(out, &Lease{Task: t, Token: token, Worker: worker})
 		}
 		if len(out) >= max {
@@ -449,11 +459,11 @@ func (s *RedisStore) Renew(ctx context.Context, leases []*Lease, ttl time.Durati
 	for _, l := range leases {
 		c := byQueue[l.Task.Queue]
 		if c == nil {
-			c = &call{script: renewScript, keys: []string{s.base(l.Task.Queue)}, args: []any{ttl.Milliseconds()}}
+			c = &call{script: renewScript, keys: []string{s.base(l.Task.Queue)}, args: []any{l.Worker, ttl.Milliseconds()}}
 			byQueue[l.Task.Queue] = c
 			calls = append(calls, c)
 		}
-		c.args = append(c.args, l.Task.ID, l.Token)
+		c.args = append(c.args, l.Task.ID, fence(l))
 	}
 	s.runCalls(ctx, calls)
 	for _, c := range calls {
@@ -529,7 +539,7 @@ func (s *RedisStore) flushFinish(batch []*finReq) {
 		if r.o.State == Retry {
 			delay = max(time.Until(r.o.RunAt).Milliseconds(), 0)
 		}
-		calls[i].args = append(calls[i].args, r.l.Task.ID, r.l.Token, string(r.o.State), delay, r.o.Error)
+		calls[i].args = append(calls[i].args, r.l.Task.ID, fence(r.l), string(r.o.State), delay, r.o.Error)
 		reqs[i] = append(reqs[i], r)
 	}
 	s.runCalls(ctx, calls)
@@ -551,7 +561,7 @@ func (s *RedisStore) Progress(ctx context.Context, l *Lease, data []byte) error 
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	n, err := s.run(ctx, progressScript, l.Task.Queue, l.Task.ID, l.Token, data).Int64()
+	n, err := s.run(ctx, progressScript, l.Task.Queue, l.Task.ID, fence(l), data).Int64()
 	if err != nil {
 		return fmt.Errorf("tasks: progress: %w", err)
 	}
@@ -590,15 +600,11 @@ func (s *RedisStore) Maintain(ctx context.Context) ([]*Task, error) {
 	s.runCalls(ctx, calls)
 	var back []*Task
 	for i, c := range calls {
-		res, err := c.cmd.Slice()
+		res, err := c.cmd.Result()
 		if err != nil {
 			return back, fmt.Errorf("tasks: maintenance: %w", err)
 		}
-		for _, h := range res {
-			t, _ := parseTask(h)
-			t.Queue = qs[i]
-			back = append(back, t)
-		}
+		back = append(back, parseViews(res, qs[i])...)
 	}
 	if time.Since(s.lastRec) >= s.reconcile {
 		s.lastRec = time.Now()
@@ -611,30 +617,19 @@ func (s *RedisStore) Maintain(ctx context.Context) ([]*Task, error) {
 	return back, nil
 }
 
-// reconcileQueue repairs the next slice of a queue's task hashes.
+// reconcileQueue repairs the next slice of a queue's tasks.
 func (s *RedisStore) reconcileQueue(ctx context.Context, q string) error {
-	base := s.base(q)
-	var scanner interface {
-		Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd
-	} = s.client
-	if s.cluster != nil {
-		node, err := s.cluster.MasterForKey(ctx, base)
-		if err != nil {
-			return fmt.Errorf("tasks: reconcile: %w", err)
-		}
-		scanner = node
-	}
-	keys, cursor, err := scanner.Scan(ctx, s.cursors[q], base+"t:*", 500).Result()
+	kv, cursor, err := s.client.HScan(ctx, s.base(q)+"f:st", s.cursors[q], "", 500).Result()
 	if err != nil {
 		return fmt.Errorf("tasks: reconcile: %w", err)
 	}
 	s.cursors[q] = cursor
-	if len(keys) == 0 {
+	if len(kv) == 0 {
 		return nil
 	}
-	args := make([]any, len(keys))
-	for i, k := range keys {
-		args[i] = strings.TrimPrefix(k, base+"t:")
+	args := make([]any, 0, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		args = append(args, kv[i])
 	}
 	n, err := s.run(ctx, reconcileScript, q, args...).Int64()
 	if err != nil {
@@ -646,64 +641,61 @@ func (s *RedisStore) reconcileQueue(ctx context.Context, q string) error {
 	return nil
 }
 
-// parseTask decodes a task hash (a flat field/value list).
-func parseTask(v any) (*Task, int64) {
+// viewFields is the number of values in a script's view of a task (see
+// views in luaPrelude): the ID, the fields def, st, runat, ukey, err and
+// prog, and the cancel flag.
+const viewFields = 8
+
+// parseViews decodes the tasks of a script's reply made of views.
+func parseViews(v any, queue string) []*Task {
 	l, _ := v.([]any)
-	t := &Task{}
-	var token int64
-	ms := func(s string) time.Time {
-		n, _ := strconv.ParseInt(s, 10, 64)
-		if n <= 0 {
-			return time.Time{}
+	var out []*Task
+	for i := 0; i+viewFields <= len(l); i += viewFields {
+		str := func(k int) string { s, _ := l[i+k].(string); return s }
+		t := &Task{Queue: queue}
+		unpackStored(t, str(1))
+		t.ID = str(0)
+		parseLine(t, str(2))
+		if t.State == Scheduled || t.State == Retry {
+			t.RunAt = msTime(str(3))
 		}
-		return time.UnixMilli(n)
-	}
-	num := func(s string) int { n, _ := strconv.Atoi(s); return n }
-	for i := 0; i+1 < len(l); i += 2 {
-		k, _ := l[i].(string)
-		val, _ := l[i+1].(string)
-		switch k {
-		case "def":
-			unpackDef(t, val)
-		case "ukey":
-			t.UniqueKey = val
-		case "state":
-			t.State = State(val)
-		case "attempt":
-			t.Attempt = num(val)
-		case "token":
-			token, _ = strconv.ParseInt(val, 10, 64)
-		case "enq":
-			t.EnqueuedAt = ms(val)
-		case "run_at":
-			t.RunAt = ms(val)
-		case "start":
-			t.StartedAt = ms(val)
-		case "fin":
-			t.FinishedAt = ms(val)
-		case "worker":
-			t.Worker = val
-		case "cancel":
-			t.CancelRequested = val == "1"
-		case "err":
-			t.LastError = val
-		case "prog":
-			if val != "" {
-				t.Progress = json.RawMessage(val)
-			}
+		t.UniqueKey, t.LastError = str(4), str(5)
+		if p := str(6); p != "" {
+			t.Progress = json.RawMessage(p)
 		}
+		t.CancelRequested = l[i+7] == int64(1)
+		out = append(out, t)
 	}
-	return t, token
+	return out
 }
 
-// taskFromMap decodes a task hash read with HGETALL.
-func taskFromMap(m map[string]string) *Task {
-	flat := make([]any, 0, 2*len(m))
-	for k, v := range m {
-		flat = append(flat, k, v)
+// parseLine fills t from a state line (see redis_lua.go):
+// "state[|finished]|attempt[|token|started|worker]".
+func parseLine(t *Task, line string) {
+	st, rest, _ := strings.Cut(line, "|")
+	t.State = State(st)
+	var f string
+	if t.State.Final() {
+		f, rest, _ = strings.Cut(rest, "|")
+		t.FinishedAt = msTime(f)
 	}
-	t, _ := parseTask(flat)
-	return t
+	f, rest, _ = strings.Cut(rest, "|")
+	t.Attempt, _ = strconv.Atoi(f)
+	if rest == "" {
+		return
+	}
+	_, rest, _ = strings.Cut(rest, "|") // token
+	f, t.Worker, _ = strings.Cut(rest, "|")
+	t.StartedAt = msTime(f)
+}
+
+// msTime converts a time in ms to a time, "0" or "" to the zero time.
+func msTime(s string) time.Time {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	if n <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
 }
 
 // find returns the queue holding the task with the ID.
@@ -718,21 +710,18 @@ func (s *RedisStore) find(ctx context.Context, id string) (string, *Task, error)
 	if err != nil {
 		return "", nil, err
 	}
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(qs))
+	calls := make([]*call, len(qs))
 	for i, q := range qs {
-		cmds[i] = pipe.HGetAll(ctx, s.base(q)+"t:"+id)
+		calls[i] = &call{script: viewScript, keys: []string{s.base(q)}, args: []any{id}}
 	}
-	_, _ = pipe.Exec(ctx)
-	for i, c := range cmds {
-		m, err := c.Result()
+	s.runCalls(ctx, calls)
+	for i, c := range calls {
+		res, err := c.cmd.Result()
 		if err != nil {
 			return "", nil, fmt.Errorf("tasks: get: %w", err)
 		}
-		if len(m) > 0 && m["state"] != "" {
-			t := taskFromMap(m)
-			t.Queue = qs[i]
-			return qs[i], t, nil
+		if ts := parseViews(res, qs[i]); len(ts) > 0 {
+			return qs[i], ts[0], nil
 		}
 	}
 	return "", nil, ErrNotFound
@@ -766,7 +755,12 @@ func (s *RedisStore) List(ctx context.Context, opts ListOptions) (Page, error) {
 	switch opts.State {
 	case Pending:
 		ids, err = s.client.LRange(ctx, key, off, stop).Result()
-	case Scheduled, Retry, Active:
+	case Active: // a set: its IDs are sorted, and UUIDv7s sort by enqueue time
+		if ids, err = s.client.SMembers(ctx, key).Result(); err == nil {
+			slices.Sort(ids)
+			ids = ids[min(off, int64(len(ids))):min(stop+1, int64(len(ids)))]
+		}
+	case Scheduled, Retry:
 		ids, err = s.client.ZRange(ctx, key, off, stop).Result()
 	default:
 		ids, err = s.client.ZRevRange(ctx, key, off, stop).Result()
@@ -779,25 +773,16 @@ func (s *RedisStore) List(ctx context.Context, opts ListOptions) (Page, error) {
 		ids = ids[:opts.Limit]
 		p.Next = strconv.FormatInt(off+int64(opts.Limit), 10)
 	}
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, base+"t:"+id)
-	}
 	if len(ids) > 0 {
-		_, _ = pipe.Exec(ctx)
-	}
-	for _, c := range cmds {
-		m, err := c.Result()
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
+		}
+		res, err := s.run(ctx, viewScript, opts.Queue, args...).Result()
 		if err != nil {
 			return Page{}, fmt.Errorf("tasks: list: %w", err)
 		}
-		if m["state"] == "" {
-			continue // gone since (retention)
-		}
-		t := taskFromMap(m)
-		t.Queue = opts.Queue
-		p.Tasks = append(p.Tasks, t)
+		p.Tasks = parseViews(res, opts.Queue) // tasks gone since (retention) are left out
 	}
 	return p, nil
 }
@@ -816,9 +801,12 @@ func (s *RedisStore) Counts(ctx context.Context) (map[string]map[State]int, erro
 	for _, q := range qs {
 		base := s.base(q)
 		for _, st := range States {
-			if st == Pending {
+			switch st {
+			case Pending:
 				cmds[q] = append(cmds[q], pipe.LLen(ctx, base+string(st)))
-			} else {
+			case Active:
+				cmds[q] = append(cmds[q], pipe.SCard(ctx, base+string(st)))
+			default:
 				cmds[q] = append(cmds[q], pipe.ZCard(ctx, base+string(st)))
 			}
 		}
@@ -846,7 +834,7 @@ func (s *RedisStore) change(ctx context.Context, op, id string) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.run(ctx, changeScript, q, op, id, s.retMS(), s.keep).Slice()
+	res, err := s.run(ctx, changeScript, q, op, id, s.retMS(), s.keep).Result()
 	switch {
 	case redis.HasErrorPrefix(err, "NOTFOUND"):
 		return nil, ErrNotFound
@@ -855,9 +843,11 @@ func (s *RedisStore) change(ctx context.Context, op, id string) (*Task, error) {
 	case err != nil:
 		return nil, fmt.Errorf("tasks: %s: %w", op, err)
 	}
-	t, _ := parseTask(res)
-	t.Queue = q
-	return t, nil
+	ts := parseViews(res, q)
+	if len(ts) == 0 {
+		return nil, nil // deleted
+	}
+	return ts[0], nil
 }
 
 // Retry implements [Store].

@@ -31,14 +31,15 @@ func TestRedisReconciler(t *testing.T) {
 	require.NoError(t, err)
 	base := prefix + "{default}:"
 	require.NoError(t, rdb.LRem(ctx, base+"pending", 0, orphan.ID).Err())
-	stray, err := r.Enqueue(ctx, "job", nil) // claimed, but missing from the lease index
+	stray, err := r.Enqueue(ctx, "job", nil) // claimed, but missing from the active set and its worker's lease gone
 	require.NoError(t, err)
 	leases, err := s.Claim(ctx, "ghost", []string{DefaultQueue}, 1, time.Hour)
 	require.NoError(t, err)
 	require.Len(t, leases, 1)
 	require.Equal(t, stray.ID, leases[0].Task.ID)
-	require.NoError(t, rdb.ZRem(ctx, base+"active", stray.ID).Err())
-	require.NoError(t, rdb.HSet(ctx, base+"t:junk", "type", "x").Err()) // a hash without state
+	require.NoError(t, rdb.SRem(ctx, base+"active", stray.ID).Err())
+	require.NoError(t, rdb.ZRem(ctx, base+"leases", "ghost").Err())
+	require.NoError(t, rdb.HSet(ctx, base+"f:st", "junk", "garbage").Err()) // an unreadable task
 
 	startRun(t, r)
 	got := map[string]bool{}
@@ -51,7 +52,7 @@ func TestRedisReconciler(t *testing.T) {
 		}
 	}
 	assert.True(t, got[orphan.ID] && got[stray.ID])
-	eventually(t, 5*time.Second, func() bool { return rdb.Exists(ctx, base+"t:junk").Val() == 0 }, "junk hash dropped")
+	eventually(t, 5*time.Second, func() bool { return rdb.HExists(ctx, base+"f:st", "junk").Val() == false }, "junk task dropped")
 }
 
 // TestRedisStoreOptions checks NewRedisStore's validation.
