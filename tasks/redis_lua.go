@@ -14,7 +14,7 @@ import (
 //	scheduled, retry         zsets of waiting task IDs by due time (ms)
 //	active                   set of leased task IDs
 //	leases                   zset of workers by lease deadline (ms)
-//	succeeded, dead, cancelled  zsets of final task IDs by finish time (ms)
+//	succeeded, dead, cancelled  lists of final task IDs, oldest first
 //	f:def                    hash: ID → enqueue time (ms), NUL, and what
 //	                         never changes (see packDef)
 //	f:st                     hash: ID → the task's state line (below)
@@ -29,7 +29,9 @@ import (
 //
 // A state line is "state|attempt", then for a task that has run
 // "|token|started|worker"; a final state puts its finish time after the
-// state: "succeeded|fin|attempt|token|started|worker" (times in ms).
+// state: "succeeded|fin|attempt|token|started|worker" (times in ms). An
+// active task's line is its lease's fence: a Finish, Renew or Progress
+// goes through only if it sends the line its claim wrote.
 //
 // The layout keeps each transition's Lua work per task small: a script
 // reads and writes a whole batch with one variadic command per hash, and
@@ -118,19 +120,26 @@ local function drop(ids)
   if hascancel() then vcall('SREM', base .. 'cancel', ids) end
 end
 -- finalize moves a task whose state line is line to a final state; flush
--- then indexes the moved tasks with one ZADD per state, trims each
--- state's set to keep, and drops the tasks not retained.
-local finals, drops = {}, {}
+-- then appends the moved tasks to their state's list with one RPUSH per
+-- state, trims each list to keep, and drops the tasks not retained.
+local finals, drops, finlines = {}, {}, {}
 local function finalize(id, line, st, ret, u)
   release(id, u)
-  set('st', id, st .. '|' .. nows .. runof(line))
+  -- the tasks of a claim share their state line: build each final line once
+  local c = finlines[st]
+  if not c then c = {}; finlines[st] = c end
+  local fl = c[line]
+  if not fl then
+    fl = st .. '|' .. nows .. runof(line)
+    c[line] = fl
+  end
+  set('st', id, fl)
   if ret <= 0 then
     drops[#drops + 1] = id
     return
   end
   local l = finals[st]
   if not l then l = {}; finals[st] = l end
-  l[#l + 1] = nows
   l[#l + 1] = id
 end
 -- flush writes the collected fields, final indexes and drops, and
@@ -138,12 +147,11 @@ end
 local function flush(keep)
   flushsets()
   for st, l in pairs(finals) do
-    local z = base .. st
-    vcall('ZADD', z, l)
-    local n = redis.call('ZCARD', z) - keep
+    local k = base .. st
+    vcall('RPUSH', k, l)
+    local n = redis.call('LLEN', k) - keep
     if n > 0 then
-      local old = redis.call('ZPOPMIN', z, n)
-      for j = 1, #old, 2 do drops[#drops + 1] = old[j] end
+      for _, id in ipairs(redis.call('LPOP', k, n)) do drops[#drops + 1] = id end
     end
   end
   drop(drops)
@@ -233,11 +241,27 @@ end
 
 const enqueueFields = 5
 
-// enqueueScript: ARGV = tasks of enqueueFields each. Returns one string
-// per task: "" or the holder of its unique key.
+// enqueueScript: ARGV = the number n of plain tasks (due now, no unique
+// key), their id, packed definition pairs, then other tasks of
+// enqueueFields each. Returns one string per other task: "" or the
+// holder of its unique key.
 var enqueueScript = redis.NewScript(luaPrelude + `
+local n = tonumber(ARGV[1])
+local defs = {}
+for i = 2, 2 * n, 2 do
+  defs[#defs + 1] = ARGV[i]
+  defs[#defs + 1] = enqpre .. ARGV[i + 1]
+  pend[#pend + 1] = ARGV[i]
+end
+vcall('HSET', base .. 'f:def', defs)
+local st = {}
+for i = 1, n do
+  st[#st + 1] = pend[i]
+  st[#st + 1] = 'pending|0'
+end
+vcall('HSET', base .. 'f:st', st)
 local res = {}
-for i = 1, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do res[#res + 1] = enqueue(i) end
+for i = 2 * n + 2, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do res[#res + 1] = enqueue(i) end
 flushenq()
 flush(0)
 return res
@@ -291,7 +315,10 @@ while #got < max do
   if not ids then break end
   local lines = hmget('st', ids)
   for j, id in ipairs(ids) do
-    local a = lines[j] and string.match(lines[j], '^pending|(%d+)')
+    local l = lines[j]
+    -- a never-run task's line is the same string for all (interned:
+    -- comparing is free); others are parsed
+    local a = (l == 'pending|0' and '0') or (l and string.match(l, '^pending|(%d+)'))
     if a then
       got[#got + 1] = id
       atts[#atts + 1] = a
@@ -303,21 +330,28 @@ local tok = redis.call('INCR', base .. 'seq')
 local suffix = '|' .. tok .. '|' .. nows .. '|' .. worker
 redis.call('ZADD', base .. 'leases', now + ttl, worker)
 local d = hmget('def', got)
-local out = {now, nd, tok}
-local incs = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5'}
+local out, sl = {now, nd, tok}, {}
+local first = 'active|1' .. suffix
 for j, id in ipairs(got) do
-  local a = incs[atts[j]] or tostring(tonumber(atts[j]) + 1)
-  set('st', id, 'active|' .. a .. suffix)
+  local a = atts[j]
+  if a == '0' then
+    a = '1'
+    sl[#sl + 1] = id
+    sl[#sl + 1] = first
+  else
+    a = tostring(tonumber(a) + 1)
+    sl[#sl + 1] = id
+    sl[#sl + 1] = 'active|' .. a .. suffix
+  end
   out[#out + 1] = d[j] or ''
   out[#out + 1] = a
 end
-flushsets()
+vcall('HSET', base .. 'f:st', sl)
 vcall('SADD', base .. 'active', got)
 return out
 `)
 
-// renewScript: ARGV = worker, ttl ms, then id, "active|attempt|token|"
-// pairs. Extends the worker's lease. Returns {lost IDs, IDs asked to
+// renewScript: ARGV = worker, ttl ms, then id, state line pairs. Extends the worker's lease. Returns {lost IDs, IDs asked to
 // cancel}.
 var renewScript = redis.NewScript(luaPrelude + `
 redis.call('ZADD', base .. 'leases', now + tonumber(ARGV[2]), ARGV[1])
@@ -331,7 +365,7 @@ local c = {}
 if hascancel() then c = redis.call('SMISMEMBER', base .. 'cancel', unpack(ids)) end
 local lost, cancel = {}, {}
 for j, id in ipairs(ids) do
-  if not lines[j] or string.find(lines[j], pre[j], 1, true) ~= 1 then
+  if lines[j] ~= pre[j] then
     lost[#lost + 1] = id
   elseif c[j] == 1 then
     cancel[#cancel + 1] = id
@@ -341,8 +375,8 @@ return {lost, cancel}
 `)
 
 // finishScript: ARGV = retention ms, keep count, then per lease: id,
-// "active|attempt|token|", state, retry delay ms, error. Returns 1 per
-// lease finished, 0 per lease lost.
+// its state line, state, retry delay ms, error. Returns the positions
+// (from 1) of the leases lost.
 var finishScript = redis.NewScript(luaPrelude + `
 local ret, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ids = {}
@@ -354,10 +388,9 @@ local res, done, back, backl, retry = {}, {}, {}, {}, {}
 for j, id in ipairs(ids) do
   local i = 3 + (j - 1) * 5
   local line, to, err = lines[j], ARGV[i + 2], ARGV[i + 4]
-  if not line or string.find(line, ARGV[i + 1], 1, true) ~= 1 then
-    res[#res + 1] = 0
+  if line ~= ARGV[i + 1] then
+    res[#res + 1] = j
   else
-    res[#res + 1] = 1
     done[#done + 1] = id
     if err ~= '' then set('err', id, err) end
     if to == 'pending' then
@@ -383,11 +416,10 @@ flush(keep)
 return res
 `)
 
-// progressScript: ARGV = id, "active|attempt|token|", value. Returns 1,
-// or 0 if the lease is lost.
+// progressScript: ARGV = id, state line, value. Returns 1, or 0 if the
+// lease is lost.
 var progressScript = redis.NewScript(luaPrelude + `
-local line = redis.call('HGET', base .. 'f:st', ARGV[1])
-if not line or string.find(line, ARGV[2], 1, true) ~= 1 then return 0 end
+if redis.call('HGET', base .. 'f:st', ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', base .. 'f:prog', ARGV[1], ARGV[3])
 return 1
 `)
@@ -434,10 +466,20 @@ if #exp > 0 then
   out = ids
 end
 if ret > 0 then
+  -- a final list is in finish order: pop from its head while too old
   for _, st in ipairs({'succeeded', 'dead', 'cancelled'}) do
-    local old = redis.call('ZRANGEBYSCORE', base .. st, '-inf', now - ret, 'LIMIT', 0, 500)
-    vcall('ZREM', base .. st, old)
-    for _, id in ipairs(old) do drops[#drops + 1] = id end
+    local k = base .. st
+    local head = redis.call('LRANGE', k, 0, 499)
+    local lines, n = hmget('st', head), 0
+    for j = 1, #head do
+      local fin = lines[j] and tonumber(string.match(lines[j], '^%l+|(%d+)'))
+      if fin and fin > now - ret then break end
+      n = j
+    end
+    if n > 0 then
+      redis.call('LTRIM', k, n, -1)
+      for j = 1, n do drops[#drops + 1] = head[j] end
+    end
   end
 end
 flushsets()
@@ -459,19 +501,21 @@ return views(ARGV)
 // is gone. Returns how many it repaired.
 var reconcileScript = redis.NewScript(luaPrelude + `
 local fixed = 0
--- pending reports whether the pending list holds id, reading the list
--- once; a list too long to read is trusted.
-local inpending, skip = nil, false
-local function pending(id)
-  if inpending == nil then
-    inpending = {}
-    if redis.call('LLEN', base .. 'pending') > 100000 then
-      skip = true
+-- inlist reports whether the list of state st holds id, reading each
+-- list once; a list too long to read is trusted.
+local lists = {}
+local function inlist(st, id)
+  local m = lists[st]
+  if m == nil then
+    m = {}
+    if redis.call('LLEN', base .. st) > 100000 then
+      m = true
     else
-      for _, x in ipairs(redis.call('LRANGE', base .. 'pending', 0, -1)) do inpending[x] = true end
+      for _, x in ipairs(redis.call('LRANGE', base .. st, 0, -1)) do m[x] = true end
     end
+    lists[st] = m
   end
-  return skip or inpending[id] or false
+  return m == true or m[id] or false
 end
 local known = {pending = true, scheduled = true, retry = true, active = true, succeeded = true, dead = true, cancelled = true}
 local lines, d, ra = hmget('st', ARGV), hmget('def', ARGV), hmget('runat', ARGV)
@@ -482,10 +526,10 @@ for j, id in ipairs(ARGV) do
       drops[#drops + 1] = id
       fixed = fixed + 1
     end
-  elseif s == 'pending' then
-    if not pending(id) then
-      redis.call('RPUSH', base .. 'pending', id)
-      wake(0)
+  elseif s == 'pending' or s == 'succeeded' or s == 'dead' or s == 'cancelled' then
+    if not inlist(s, id) then
+      redis.call('RPUSH', base .. s, id)
+      if s == 'pending' then wake(0) end
       fixed = fixed + 1
     end
   elseif s == 'active' then
@@ -498,13 +542,7 @@ for j, id in ipairs(ARGV) do
     end
     fixed = fixed + f
   elseif not redis.call('ZSCORE', base .. s, id) then
-    local at = now
-    if s == 'scheduled' or s == 'retry' then
-      at = tonumber(ra[j]) or now
-    else
-      at = tonumber(string.match(lines[j], '^%l+|(%d+)')) or now
-    end
-    redis.call('ZADD', base .. s, at, id)
+    redis.call('ZADD', base .. s, tonumber(ra[j]) or now, id)
     fixed = fixed + 1
   end
 end
@@ -521,10 +559,10 @@ local line = redis.call('HGET', base .. 'f:st', id)
 local st = stateof(line)
 if not st then return redis.error_reply('NOTFOUND') end
 local function unlink()
-  if st == 'pending' then
-    redis.call('LREM', base .. 'pending', 1, id)
-  else
+  if st == 'scheduled' or st == 'retry' then
     redis.call('ZREM', base .. st, id)
+  else
+    redis.call('LREM', base .. st, 1, id)
   end
 end
 if op == 'retry' then

@@ -20,19 +20,100 @@ const (
 	stopInterrupt       // the shutdown budget ran out
 )
 
-// attempt is one running attempt of a task.
+// attempt is one running attempt of a task, and its handler's context.
+//
+// The context is lazy: most handlers of small tasks never look at their
+// context, so an attempt costs no context, no timer and no channel until
+// the handler calls Done (directly or by deriving a context). Until then
+// Err compares the time with the deadline, and stop records the reason;
+// Done then makes a real context with the deadline, cancelled at once if
+// the attempt was already stopped.
 type attempt struct {
-	r      *Runner
-	lease  *Lease
+	r        *Runner
+	job      jobRunner // runs the handler: nil without one
+	lease    *Lease
+	base     context.Context // Run's ctx values, without its cancellation
+	deadline time.Time
+	why      atomic.Int32
+	done     atomic.Bool // Finish was called (by the worker or the drain)
+
+	mu     sync.Mutex
+	err    error           // before ctx exists: Canceled or DeadlineExceeded once ended
+	ctx    context.Context // made by the first Done
 	cancel context.CancelFunc
-	why    atomic.Int32
-	done   atomic.Bool // Finish was called (by the worker or the drain)
 }
 
+var _ context.Context = (*attempt)(nil)
+
+// stop cancels the attempt's context, recording why first.
 func (a *attempt) stop(why int32) {
 	a.why.CompareAndSwap(stopNone, why)
-	a.cancel()
+	a.end()
 }
+
+// end cancels the attempt's context: a timeout that came first stays the
+// context's error.
+func (a *attempt) end() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ctx != nil {
+		a.cancel()
+	} else if a.errLocked() == nil {
+		a.err = context.Canceled
+	}
+}
+
+func (a *attempt) errLocked() error {
+	if a.err == nil && !time.Now().Before(a.deadline) {
+		a.err = context.DeadlineExceeded
+	}
+	return a.err
+}
+
+// Deadline implements [context.Context]: the task's timeout.
+func (a *attempt) Deadline() (time.Time, bool) { return a.deadline, true }
+
+// Done implements [context.Context].
+func (a *attempt) Done() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ctx == nil {
+		// base has no cancellation, so the new context registers
+		// nowhere; its only cost is its timer.
+		if a.errLocked() == context.Canceled {
+			a.ctx, a.cancel = context.WithCancel(a.base)
+			a.cancel()
+		} else {
+			a.ctx, a.cancel = context.WithDeadline(a.base, a.deadline)
+		}
+	}
+	return a.ctx.Done()
+}
+
+// Err implements [context.Context].
+func (a *attempt) Err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ctx != nil {
+		return a.ctx.Err()
+	}
+	return a.errLocked()
+}
+
+// Value implements [context.Context]. Before Done, base answers: it hides
+// Run's cancellation, so that context.Cause falls back to Err.
+func (a *attempt) Value(key any) any {
+	a.mu.Lock()
+	ctx := a.ctx
+	a.mu.Unlock()
+	if ctx == nil {
+		ctx = a.base
+	}
+	return ctx.Value(key)
+}
+
+// String identifies the context in the messages of the context package.
+func (a *attempt) String() string { return "tasks.attempt(" + a.lease.Task.ID + ")" }
 
 // Run claims and runs tasks until ctx ends, then drains: it stops
 // claiming, gives running tasks the rest of [Options.ShutdownTimeout] to
@@ -51,9 +132,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer r.started.Store(false)
 
-	// work outlives ctx by the drain budget.
-	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
+	// Attempts outlive ctx by the drain budget: each attempt's context
+	// ends on its own (timeout, Cancel, lease loss, interruption, return).
+	base := context.WithoutCancel(ctx)
 	var bg sync.WaitGroup
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	bg.Go(func() { r.renewLoop(bgCtx) })
@@ -68,9 +149,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 
 	var tasks sync.WaitGroup
-	jobs := make(chan *Lease, r.conc)
+	jobs := make(chan claimed, r.conc)
 	for i := range r.slots {
-		tasks.Go(func() { r.worker(work, jobs, &r.slots[i]) })
+		tasks.Go(func() { r.worker(base, jobs, &r.slots[i]) })
 	}
 	r.dispatch(ctx, jobs)
 	close(jobs)
@@ -94,12 +175,20 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
+// claimed is a lease handed to a worker, with the time it was claimed.
+type claimed struct {
+	lease *Lease
+	at    time.Time
+}
+
 // dispatch claims tasks while ctx lasts and hands them to the workers.
-func (r *Runner) dispatch(ctx context.Context, jobs chan<- *Lease) {
+func (r *Runner) dispatch(ctx context.Context, jobs chan<- claimed) {
 	queues := make([]string, len(r.queues))
 	for i, q := range r.queues {
 		queues[i] = q.name
 	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	errs := 0
 	backlog := false // the last claim filled every free slot
 	for ctx.Err() == nil {
@@ -108,10 +197,15 @@ func (r *Runner) dispatch(ctx context.Context, jobs chan<- *Lease) {
 			// With a backlog, gather freed slots for up to a millisecond
 			// so that a claim takes a batch rather than one task: a claim
 			// costs the store about as much for one task as for ten.
-			r.gather(ctx, free)
+			if free <= 0 {
+				r.waitFree(ctx, 1, nil)
+			}
+			timer.Reset(time.Millisecond)
+			r.waitFree(ctx, r.conc/4, timer.C)
+			timer.Stop()
 			continue
 		}
-		leases, err := r.store.Claim(ctx, r.node, r.order(), free, r.leaseTTL)
+		leases, err := r.store.Claim(ctx, r.node, r.order(queues), free, r.leaseTTL)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -124,37 +218,44 @@ func (r *Runner) dispatch(ctx context.Context, jobs chan<- *Lease) {
 		errs = 0
 		backlog = len(leases) == free
 		r.inflight.Add(int64(len(leases)))
-		for _, l := range leases {
-			jobs <- l // never blocks: jobs holds conc leases
-		}
 		if len(leases) == 0 {
 			if err := r.store.Wait(ctx, queues); err != nil && ctx.Err() == nil {
 				r.log.Error("tasks: waiting for tasks failed", "err", err, "node", r.node)
 				sleep(ctx, time.Second)
 			}
+			continue
+		}
+		now := time.Now()
+		for _, l := range leases {
+			jobs <- claimed{l, now} // never blocks: jobs holds conc leases
 		}
 	}
 }
 
-// gather waits for a slot to free up when none is free, and otherwise for
-// more slots, at most a millisecond.
-func (r *Runner) gather(ctx context.Context, free int) {
-	if free <= 0 {
+// waitFree waits until n slots are free, or until timeout fires or ctx
+// ends. Workers signal freed only when they free the n-th slot, so that a
+// backlog costs one wake-up per batch rather than one per task.
+func (r *Runner) waitFree(ctx context.Context, n int, timeout <-chan time.Time) {
+	r.want.Store(int64(n))
+	defer r.want.Store(0)
+	for r.conc-int(r.inflight.Load()) < n {
 		select {
 		case <-r.freed:
+		case <-timeout:
+			return
 		case <-ctx.Done():
 			return
 		}
 	}
-	t := time.NewTimer(time.Millisecond)
-	defer t.Stop()
-	for r.conc-int(r.inflight.Load()) < r.conc/4 {
+}
+
+// release frees the slot of a task that ended.
+func (r *Runner) release() {
+	n := r.inflight.Add(-1)
+	if want := r.want.Load(); want > 0 && int64(r.conc)-n >= want {
 		select {
-		case <-r.freed:
-		case <-t.C:
-			return
-		case <-ctx.Done():
-			return
+		case r.freed <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -170,33 +271,29 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // worker runs leased tasks until jobs is closed. Workers are long-lived,
 // so a task costs no goroutine start and no stack growth.
-func (r *Runner) worker(work context.Context, jobs <-chan *Lease, slot *atomic.Pointer[attempt]) {
-	for l := range jobs {
-		r.execute(work, l, slot)
+func (r *Runner) worker(base context.Context, jobs <-chan claimed, slot *atomic.Pointer[attempt]) {
+	for c := range jobs {
+		r.execute(base, c, slot)
 	}
 }
 
 // execute runs one leased task: its attempt was counted in inflight by
 // the dispatcher.
-func (r *Runner) execute(work context.Context, l *Lease, slot *atomic.Pointer[attempt]) {
-	t := l.Task
-	ctx, cancel := context.WithTimeout(work, cmpDur(t.Timeout, DefaultTimeout))
-	a := &attempt{r: r, lease: l, cancel: cancel}
+func (r *Runner) execute(base context.Context, c claimed, slot *atomic.Pointer[attempt]) {
+	t := c.lease.Task
+	a := r.newAttempt(t.Type)
+	a.r, a.lease, a.base, a.deadline = r, c.lease, base, c.at.Add(cmpDur(t.Timeout, DefaultTimeout))
 	slot.Store(a)
 	defer func() {
-		cancel()
+		a.end()
 		slot.Store(nil)
-		r.inflight.Add(-1)
-		select {
-		case r.freed <- struct{}{}:
-		default:
-		}
+		r.release()
 	}()
 	if r.listening() {
 		r.emit(newEvent(EventStarted, t, r.node))
 	}
-	err := r.call(ctx, a)
-	r.finish(a, err, ctx)
+	err := r.call(a)
+	r.finish(a, err)
 }
 
 func cmpDur(d, def time.Duration) time.Duration {
@@ -207,12 +304,9 @@ func cmpDur(d, def time.Duration) time.Duration {
 }
 
 // call runs the handler, turning a panic into an error.
-func (r *Runner) call(ctx context.Context, a *attempt) (err error) {
+func (r *Runner) call(a *attempt) (err error) {
 	t := a.lease.Task
-	r.hmu.RLock()
-	h := r.handlers[t.Type]
-	r.hmu.RUnlock()
-	if h == nil {
+	if a.job == nil {
 		return fmt.Errorf("tasks: no handler for task type %q on node %s", t.Type, r.node)
 	}
 	defer func() {
@@ -221,27 +315,26 @@ func (r *Runner) call(ctx context.Context, a *attempt) (err error) {
 			r.log.Error("tasks: handler panicked", "type", t.Type, "task", t.ID, "panic", v, "stack", string(err.(*PanicError).Stack))
 		}
 	}()
-	return h(ctx, a)
+	return a.job.run()
 }
 
 // finish reports the attempt's outcome to the store and emits its event.
-func (r *Runner) finish(a *attempt, err error, ctx context.Context) {
+func (r *Runner) finish(a *attempt, err error) {
 	if !a.done.CompareAndSwap(false, true) {
 		return // handed back by the drain
 	}
-	t := a.lease.Task
-	var o Outcome
-	var kind EventKind
-	if err != nil {
-		o.Error = err.Error()
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && a.why.Load() == stopNone {
-			o.Error = fmt.Sprintf("tasks: attempt timed out after %v: %v", t.Timeout, err)
-		}
+	if err == nil {
+		r.report(a, Outcome{State: Succeeded}, EventSucceeded)
+		return
 	}
-	var ra *RetryAfterError
-	switch why := a.why.Load(); {
-	case err == nil:
-		o.State, kind = Succeeded, EventSucceeded
+	t := a.lease.Task
+	o := Outcome{Error: err.Error()}
+	why := a.why.Load()
+	if why == stopNone && errors.Is(a.Err(), context.DeadlineExceeded) {
+		o.Error = fmt.Sprintf("tasks: attempt timed out after %v: %v", t.Timeout, err)
+	}
+	var kind EventKind
+	switch {
 	case why == stopLost:
 		r.log.Warn("tasks: lease lost; the attempt's result is discarded", "task", t.ID, "type", t.Type)
 		return
@@ -253,12 +346,19 @@ func (r *Runner) finish(a *attempt, err error, ctx context.Context) {
 		o.State, kind = Dead, EventFailed
 	case t.Attempt >= t.MaxAttempts:
 		o.State, kind = Dead, EventDead
-	case errors.As(err, &ra):
-		o.State, kind, o.RunAt = Retry, EventRetrying, time.Now().Add(max(ra.After, 0))
 	default:
-		o.State, kind, o.RunAt = Retry, EventRetrying, time.Now().Add(t.Backoff.Delay(t.Attempt))
+		o.State, kind, o.RunAt = Retry, EventRetrying, time.Now().Add(retryDelay(t, err))
 	}
 	r.report(a, o, kind)
+}
+
+// retryDelay is the delay before a failed task's next attempt.
+func retryDelay(t *Task, err error) time.Duration {
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		return max(ra.After, 0)
+	}
+	return t.Backoff.Delay(t.Attempt)
 }
 
 // report finishes a lease, retrying store errors for a while: a task

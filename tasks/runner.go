@@ -3,6 +3,7 @@ package tasks
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -14,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/rtkit/rtkit"
 )
 
@@ -80,16 +80,18 @@ type Runner struct {
 	node     string
 	log      *slog.Logger
 
+	ids       idGen
 	listeners atomic.Int32
 	started   atomic.Bool
 	inflight  atomic.Int64              // leases claimed and not yet finished
 	slots     []atomic.Pointer[attempt] // the attempt each worker runs
 
 	hmu      sync.RWMutex
-	handlers map[string]handlerFunc
+	handlers map[string]handler
 	periodic []*periodicTask
 
-	freed chan struct{} // signalled when a task ends
+	want  atomic.Int64  // free slots the dispatcher waits for, or 0
+	freed chan struct{} // signalled when the wanted slots are free
 	skew  time.Duration // added to the scheduler's clock, in tests
 }
 
@@ -98,7 +100,57 @@ type weighted struct {
 	weight int
 }
 
-type handlerFunc func(ctx context.Context, a *attempt) error
+// A handler makes the attempts of one task type.
+type handler interface {
+	newAttempt() *attempt
+}
+
+// A jobRunner runs an attempt's handler.
+type jobRunner interface {
+	run() error
+}
+
+// typedHandler is the handler of a type whose payloads decode into T.
+type typedHandler[T any] struct {
+	typ string
+	fn  func(ctx context.Context, job *Job[T]) error
+}
+
+// jobAttempt is an attempt and its Job, in one allocation.
+type jobAttempt[T any] struct {
+	attempt
+	h   *typedHandler[T]
+	job Job[T]
+}
+
+func (h *typedHandler[T]) newAttempt() *attempt {
+	ja := &jobAttempt[T]{h: h}
+	ja.attempt.job = ja
+	return &ja.attempt
+}
+
+func (ja *jobAttempt[T]) run() error {
+	t, j := ja.lease.Task, &ja.job
+	*j = Job[T]{ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, a: &ja.attempt}
+	if needsDecoding(t.Payload, &j.Payload) {
+		if err := json.Unmarshal(t.Payload, &j.Payload); err != nil {
+			return SkipRetry(fmt.Errorf("tasks: decoding the %s payload: %w", ja.h.typ, err))
+		}
+	}
+	return ja.h.fn(&ja.attempt, j)
+}
+
+// newAttempt returns a new attempt of a task of type typ, with its Job
+// if typ has a handler.
+func (r *Runner) newAttempt(typ string) *attempt {
+	r.hmu.RLock()
+	h := r.handlers[typ]
+	r.hmu.RUnlock()
+	if h == nil {
+		return &attempt{}
+	}
+	return h.newAttempt()
+}
 
 // NewRunner returns a runner configured by opts. It panics on invalid
 // options (a bad queue name or weight), which are programming errors.
@@ -114,7 +166,7 @@ func NewRunner(opts Options) *Runner {
 		maxPay:   cmp.Or(max(opts.MaxPayload, 0), 1<<20),
 		node:     opts.Node,
 		log:      opts.Logger,
-		handlers: make(map[string]handlerFunc),
+		handlers: make(map[string]handler),
 		freed:    make(chan struct{}, 1),
 	}
 	r.slots = make([]atomic.Pointer[attempt], r.conc)
@@ -195,22 +247,26 @@ func Handle[T any](r *Runner, typ string, fn func(ctx context.Context, job *Job[
 	if err := checkName("task type", typ); err != nil {
 		panic(err.Error())
 	}
-	h := func(ctx context.Context, a *attempt) error {
-		t := a.lease.Task
-		j := &Job[T]{ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, a: a}
-		if len(t.Payload) > 0 && string(t.Payload) != "null" {
-			if err := json.Unmarshal(t.Payload, &j.Payload); err != nil {
-				return SkipRetry(fmt.Errorf("tasks: decoding the %s payload: %w", typ, err))
-			}
-		}
-		return fn(ctx, j)
-	}
+	h := &typedHandler[T]{typ, fn}
 	r.hmu.Lock()
 	defer r.hmu.Unlock()
 	if _, ok := r.handlers[typ]; ok {
 		panic(fmt.Sprintf("tasks: Handle(%q) called twice; register each task type once", typ))
 	}
 	r.handlers[typ] = h
+}
+
+// needsDecoding reports whether decoding payload into v could change v or
+// fail: not for an empty or null payload, nor for {} into a struct{}.
+func needsDecoding(payload []byte, v any) bool {
+	switch string(payload) {
+	case "", "null":
+		return false
+	case "{}":
+		_, empty := v.(*struct{})
+		return !empty
+	}
+	return true
 }
 
 // Enqueue adds a task of type typ with payload (JSON-encoded;
@@ -234,6 +290,9 @@ func (r *Runner) Enqueue(ctx context.Context, typ string, payload any, opts ...E
 }
 
 func (r *Runner) emitEnqueued(t *Task) {
+	if !r.listening() {
+		return
+	}
 	e := newEvent(EventEnqueued, t, r.node)
 	e.RunAt = t.RunAt
 	r.emit(e)
@@ -245,6 +304,10 @@ func (r *Runner) newTask(typ string, payload any, opts []EnqueueOption) (*Task, 
 	}
 	var data []byte
 	switch p := payload.(type) {
+	case nil:
+		data = []byte("null")
+	case struct{}:
+		data = []byte("{}")
 	case json.RawMessage:
 		if !json.Valid(p) {
 			return nil, fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
@@ -259,17 +322,57 @@ func (r *Runner) newTask(typ string, payload any, opts []EnqueueOption) (*Task, 
 	if len(data) > r.maxPay {
 		return nil, fmt.Errorf("%w: payload of %d bytes exceeds MaxPayload %d", ErrInvalid, len(data), r.maxPay)
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, err
-	}
-	t := &Task{ID: id.String(), Type: typ, Queue: DefaultQueue, Payload: data, MaxAttempts: DefaultMaxAttempts, Timeout: DefaultTimeout}
+	t := &Task{ID: r.ids.next(), Type: typ, Queue: DefaultQueue, Payload: data, MaxAttempts: DefaultMaxAttempts, Timeout: DefaultTimeout}
 	for _, o := range opts {
 		if err := o(t); err != nil {
 			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// idGen makes task IDs: UUIDv7 strings (RFC 9562) whose 12 bits after the
+// millisecond timestamp hold the sub-millisecond time, advanced past the
+// previous ID's when the clock hasn't moved, so that a runner's IDs are
+// strictly increasing (github.com/google/uuid's scheme), followed by 62
+// random bits from math/rand/v2 (the runtime's ChaCha8 generator, seeded
+// by the OS; crypto/rand costs more than the rest of the ID). It is
+// lock-free and allocates only the string.
+type idGen struct {
+	last atomic.Int64 // ms<<12 | sub-ms, of the latest ID
+}
+
+func (g *idGen) next() string {
+	nano := time.Now().UnixNano()
+	ms := nano / 1e6
+	v := ms<<12 | (nano-ms*1e6)>>8 // 1e6>>8 < 1<<12
+	for {
+		last := g.last.Load()
+		if v <= last {
+			v = last + 1
+		}
+		if g.last.CompareAndSwap(last, v) {
+			break
+		}
+	}
+	var u [16]byte
+	binary.BigEndian.PutUint64(u[8:], rand.Uint64())
+	ms = v >> 12
+	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	u[6], u[7] = 0x70|byte(v>>8&0x0f), byte(v) // version 7
+	u[8] = u[8]&0x3f | 0x80                    // variant 10
+	const hex = "0123456789abcdef"
+	var b [36]byte
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = hex[c>>4], hex[c&0x0f]
+		j += 2
+	}
+	return string(b[:])
 }
 
 // Get returns the task with the ID, or [ErrNotFound].
@@ -333,14 +436,11 @@ func (r *Runner) cancelLocal(id string) bool {
 }
 
 // order returns the queues in the order to claim from: by weight, either
-// strictly or at random in proportion (a weighted shuffle).
-func (r *Runner) order() []string {
-	names := make([]string, len(r.queues))
+// strictly or at random in proportion (a weighted shuffle). In strict
+// order it returns fixed, the same slice every time.
+func (r *Runner) order(fixed []string) []string {
 	if r.strict || len(r.queues) == 1 {
-		for i, q := range r.queues {
-			names[i] = q.name
-		}
-		return names
+		return fixed
 	}
 	type keyed struct {
 		name string
@@ -351,6 +451,7 @@ func (r *Runner) order() []string {
 		ks[i] = keyed{q.name, math.Pow(rand.Float64(), 1/float64(q.weight))}
 	}
 	slices.SortFunc(ks, func(a, b keyed) int { return cmp.Compare(b.key, a.key) })
+	names := make([]string, len(ks))
 	for i, k := range ks {
 		names[i] = k.name
 	}

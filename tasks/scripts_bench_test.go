@@ -49,13 +49,14 @@ func BenchmarkRedisScripts(b *testing.B) {
 	var cpu [3]time.Duration
 	b.ResetTimer()
 	for range b.N {
-		args := make([]any, 0, batch*enqueueFields)
+		args := make([]any, 0, 1+2*batch)
+		args = append(args, batch)
 		for range batch {
 			t, err := r.newTask("noop", payload, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			args = taskArgs(args, t)
+			args = append(args, t.ID, packDef(t))
 		}
 		c0 := redisMainCPU(b, client)
 		if err := s.run(ctx, enqueueScript, DefaultQueue, args...).Err(); err != nil {
@@ -69,10 +70,10 @@ func BenchmarkRedisScripts(b *testing.B) {
 		c2 := redisMainCPU(b, client)
 		fin := []any{s.retMS(), s.keep}
 		for _, l := range leases {
-			fin = append(fin, l.Task.ID, l.Token, string(Succeeded), 0, "")
+			fin = append(fin, l.Task.ID, fence(l), string(Succeeded), 0, "")
 		}
-		if err := s.run(ctx, finishScript, DefaultQueue, fin...).Err(); err != nil {
-			b.Fatal(err)
+		if lost, err := s.run(ctx, finishScript, DefaultQueue, fin...).Slice(); err != nil || len(lost) > 0 {
+			b.Fatal(lost, err)
 		}
 		c3 := redisMainCPU(b, client)
 		cpu[0] += c1 - c0

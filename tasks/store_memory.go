@@ -36,7 +36,7 @@ type MemoryStore struct {
 
 	mu       sync.Mutex
 	closed   bool
-	tasks    map[string]*memTask
+	tasks    memIndex
 	queues   map[string]*memQueue
 	unique   map[string]memUnique // queue + "\x00" + key
 	periodic map[string]time.Time // schedule name → last tick
@@ -48,9 +48,19 @@ var _ Store = (*MemoryStore)(nil)
 
 type memTask struct {
 	Task
-	token    int64
-	gen      int64 // bumped on every move, to skip stale queue entries
-	deadline time.Time
+	q          *memQueue
+	prev, next *memTask // in q.pending while the task is pending
+	token      int64
+	gen        int64 // bumped on every move, to skip stale queue entries
+	deadline   time.Time
+	active     int   // index in q.active while the task is active
+	key        memID // the ID's halves, if it is a UUIDv7 (see memIndex)
+}
+
+// memLease is a lease and its task snapshot in one allocation.
+type memLease struct {
+	Lease
+	task Task
 }
 
 type memEntry struct {
@@ -60,12 +70,12 @@ type memEntry struct {
 }
 
 type memQueue struct {
-	ready  []memEntry // FIFO; entries whose gen is stale are skipped
-	head   int
-	due    dueHeap              // scheduled and retry tasks by RunAt
-	active map[string]*memTask  // by ID
-	final  map[State][]memEntry // by finish time, oldest first
-	counts map[State]int        // live and final tasks by state
+	s       *MemoryStore
+	pending memList
+	due     dueHeap               // scheduled and retry tasks by RunAt
+	active  []*memTask            // unordered; memTask.active indexes it
+	final   [numStates][]memEntry // by finish time, oldest first
+	counts  [numStates]int        // live and final tasks by state
 }
 
 type memUnique struct {
@@ -84,7 +94,7 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	return &MemoryStore{
 		retention: opts.Retention,
 		keep:      opts.RetentionCount,
-		tasks:     make(map[string]*memTask),
+		tasks:     memIndex{v7: make(map[int64]*memSpan), other: make(map[string]*memTask)},
 		queues:    make(map[string]*memQueue),
 		unique:    make(map[string]memUnique),
 		periodic:  make(map[string]time.Time),
@@ -95,11 +105,7 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 func (s *MemoryStore) queue(name string) *memQueue {
 	q := s.queues[name]
 	if q == nil {
-		q = &memQueue{
-			active: make(map[string]*memTask),
-			final:  make(map[State][]memEntry),
-			counts: make(map[State]int),
-		}
+		q = &memQueue{s: s}
 		s.queues[name] = q
 	}
 	return q
@@ -116,35 +122,50 @@ func (s *MemoryStore) notify() {
 
 // move puts t in state st and into the matching structure of its queue.
 func (s *MemoryStore) move(t *memTask, st State, now time.Time) {
-	q := s.queue(t.Queue)
+	q := t.q
 	if t.State != "" {
-		q.counts[t.State]--
-		if t.State == Active {
-			delete(q.active, t.ID)
-		}
+		q.counts[t.State.index()]--
+		q.leave(t)
 	}
 	t.gen++
 	t.State = st
-	q.counts[st]++
+	q.counts[st.index()]++
 	switch st {
 	case Pending:
 		t.RunAt = time.Time{}
-		q.ready = append(q.ready, memEntry{t: t, gen: t.gen})
+		q.pending.push(t)
 		s.notify()
 	case Scheduled, Retry:
 		heap.Push(&q.due, memEntry{t, t.gen, t.RunAt})
 		s.notify()
 	case Active:
-		q.active[t.ID] = t
+		t.active = len(q.active)
+		q.active = append(q.active, t)
 	default: // final
 		t.FinishedAt = now
 		if s.retention < 0 {
 			s.remove(t)
 			return
 		}
-		q.final[st] = append(q.final[st], memEntry{t: t, gen: t.gen})
+		i := st.index()
+		q.final[i] = append(q.final[i], memEntry{t: t, gen: t.gen})
 		s.releaseUnique(&t.Task)
 		s.trim(q, st, now)
+	}
+}
+
+// leave takes t out of the pending list or the active tasks, as its
+// state says; other states keep entries that its gen makes stale.
+func (q *memQueue) leave(t *memTask) {
+	switch t.State {
+	case Pending:
+		q.pending.remove(t)
+	case Active:
+		last := len(q.active) - 1
+		moved := q.active[last]
+		q.active[t.active], moved.active = moved, t.active
+		q.active[last] = nil
+		q.active = q.active[:last]
 	}
 }
 
@@ -160,29 +181,30 @@ func (s *MemoryStore) releaseUnique(t *Task) {
 
 // trim drops final tasks of a state past retention, oldest first.
 func (s *MemoryStore) trim(q *memQueue, st State, now time.Time) {
-	l := q.final[st]
+	si := st.index()
+	l := q.final[si]
 	i := 0
 	for ; i < len(l); i++ {
 		e := l[i]
 		if e.t.gen != e.gen {
 			continue // moved since (retried, deleted)
 		}
-		if q.counts[st] <= s.keep && now.Sub(e.t.FinishedAt) < s.retention {
+		if q.counts[si] <= s.keep && now.Sub(e.t.FinishedAt) < s.retention {
 			break
 		}
 		s.remove(e.t)
 	}
 	if i > 0 {
-		q.final[st] = append(l[:0:0], l[i:]...)
+		q.final[si] = append(l[:0:0], l[i:]...)
 	}
 }
 
 // remove forgets t.
 func (s *MemoryStore) remove(t *memTask) {
-	q := s.queue(t.Queue)
-	q.counts[t.State]--
-	delete(q.active, t.ID)
-	delete(s.tasks, t.ID)
+	q := t.q
+	q.counts[t.State.index()]--
+	q.leave(t)
+	s.tasks.remove(t)
 	s.releaseUnique(&t.Task)
 	t.gen++
 }
@@ -196,29 +218,37 @@ func (s *MemoryStore) check(ctx context.Context) error {
 
 // Enqueue implements [Store].
 func (s *MemoryStore) Enqueue(ctx context.Context, t *Task) error {
+	mt := newMemTask(t)
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	return s.enqueueLocked(t, time.Now())
+	return s.enqueueLocked(t, mt, now)
 }
 
-func (s *MemoryStore) enqueueLocked(t *Task, now time.Time) error {
-	if _, ok := s.tasks[t.ID]; ok {
+// newMemTask copies t for enqueueLocked, before the lock is taken.
+func newMemTask(t *Task) *memTask {
+	mt := &memTask{Task: *t}
+	mt.State = ""
+	return mt
+}
+
+func (s *MemoryStore) enqueueLocked(t *Task, mt *memTask, now time.Time) error {
+	if !s.tasks.add(mt) {
 		return fmt.Errorf("%w: task ID %s exists", ErrInvalid, t.ID)
 	}
 	if t.UniqueKey != "" {
 		k := t.Queue + "\x00" + t.UniqueKey
 		if u, ok := s.unique[k]; ok && now.Before(u.expires) {
+			s.tasks.remove(mt)
 			return &DuplicateError{Key: t.UniqueKey, ID: u.id}
 		}
 		s.unique[k] = memUnique{t.ID, now.Add(t.UniqueTTL)}
 	}
-	mt := &memTask{Task: *t}
-	mt.State = ""
+	mt.q = s.queue(t.Queue)
 	mt.EnqueuedAt = now
-	s.tasks[t.ID] = mt
 	st := Pending
 	if t.RunAt.After(now) {
 		st = Scheduled
@@ -230,6 +260,7 @@ func (s *MemoryStore) enqueueLocked(t *Task, now time.Time) error {
 
 // EnqueuePeriodic implements [Store].
 func (s *MemoryStore) EnqueuePeriodic(ctx context.Context, name string, tick time.Time, t *Task) (bool, error) {
+	mt := newMemTask(t)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
@@ -238,7 +269,7 @@ func (s *MemoryStore) EnqueuePeriodic(ctx context.Context, name string, tick tim
 	if last, ok := s.periodic[name]; ok && !tick.After(last) {
 		return false, nil
 	}
-	if err := s.enqueueLocked(t, time.Now()); err != nil {
+	if err := s.enqueueLocked(t, mt, time.Now()); err != nil {
 		return false, err
 	}
 	s.periodic[name] = tick
@@ -247,12 +278,12 @@ func (s *MemoryStore) EnqueuePeriodic(ctx context.Context, name string, tick tim
 
 // Claim implements [Store].
 func (s *MemoryStore) Claim(ctx context.Context, worker string, queues []string, max int, ttl time.Duration) ([]*Lease, error) {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	now := time.Now()
 	var out []*Lease
 	for _, name := range queues {
 		q := s.queues[name]
@@ -260,27 +291,20 @@ func (s *MemoryStore) Claim(ctx context.Context, worker string, queues []string,
 			continue
 		}
 		s.promote(q, now)
-		for len(out) < max && q.head < len(q.ready) {
-			e := q.ready[q.head]
-			q.ready[q.head] = memEntry{}
-			q.head++
-			if e.t.gen != e.gen {
-				continue
-			}
-			t := e.t
+		if out == nil && q.pending.first != nil {
+			out = make([]*Lease, 0, min(max, q.counts[0]))
+		}
+		for len(out) < max && q.pending.first != nil {
+			t := q.pending.first
 			t.token++
 			t.Attempt++
 			t.StartedAt = now
 			t.Worker = worker
 			t.deadline = now.Add(ttl)
 			s.move(t, Active, now)
-			snap := t.Task
-			out = append(out, &Lease{Task: &snap, Token: t.token, Worker: worker})
-		}
-		if q.head == len(q.ready) {
-			q.ready, q.head = q.ready[:0], 0
-		} else if q.head > 1024 && q.head*2 > len(q.ready) {
-			q.ready, q.head = append(q.ready[:0:0], q.ready[q.head:]...), 0
+			ml := &memLease{task: t.Task}
+			ml.Lease = Lease{Task: &ml.task, Token: t.token, Worker: worker, mem: t}
+			out = append(out, &ml.Lease)
 		}
 		if len(out) == max {
 			break
@@ -318,7 +342,7 @@ func (s *MemoryStore) Wait(ctx context.Context, queues []string) error {
 		if q == nil {
 			continue
 		}
-		if q.head < len(q.ready) {
+		if q.pending.first != nil {
 			s.mu.Unlock()
 			return nil
 		}
@@ -349,7 +373,10 @@ func (s *MemoryStore) Wait(ctx context.Context, queues []string) error {
 
 // lease returns the task of l if l still holds it.
 func (s *MemoryStore) lease(l *Lease) (*memTask, error) {
-	t := s.tasks[l.Task.ID]
+	t := l.mem
+	if t == nil || t.q.s != s {
+		t = s.tasks.get(l.Task.ID)
+	}
 	if t == nil || t.State != Active || t.token != l.Token {
 		return nil, ErrLeaseLost
 	}
@@ -380,6 +407,10 @@ func (s *MemoryStore) Renew(ctx context.Context, leases []*Lease, ttl time.Durat
 
 // Finish implements [Store].
 func (s *MemoryStore) Finish(ctx context.Context, l *Lease, o Outcome) error {
+	var now time.Time // the finish time, kept only by a final task kept
+	if o.State.Final() && s.retention >= 0 {
+		now = time.Now()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -402,7 +433,7 @@ func (s *MemoryStore) Finish(ctx context.Context, l *Lease, o Outcome) error {
 		return fmt.Errorf("%w: outcome state %q", ErrInvalid, o.State)
 	}
 	t.CancelRequested = false
-	s.move(t, o.State, time.Now())
+	s.move(t, o.State, now)
 	return nil
 }
 
@@ -431,7 +462,10 @@ func (s *MemoryStore) Maintain(ctx context.Context) ([]*Task, error) {
 	now := time.Now()
 	var back []*Task
 	for _, q := range s.queues {
-		for _, t := range q.active {
+		// Backwards, as move swaps the last active task into the place of
+		// the one it takes out.
+		for i := len(q.active) - 1; i >= 0; i-- {
+			t := q.active[i]
 			if now.Before(t.deadline) {
 				continue
 			}
@@ -468,7 +502,7 @@ func (s *MemoryStore) Get(ctx context.Context, id string) (*Task, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	t := s.tasks[id]
+	t := s.tasks.get(id)
 	if t == nil {
 		return nil, ErrNotFound
 	}
@@ -505,8 +539,8 @@ func (s *MemoryStore) List(ctx context.Context, opts ListOptions) (Page, error) 
 	}
 	switch opts.State {
 	case Pending:
-		for _, e := range q.ready[q.head:] {
-			live(e)
+		for t := q.pending.first; t != nil; t = t.next {
+			all = append(all, t)
 		}
 	case Scheduled, Retry:
 		due := slices.Clone(q.due)
@@ -515,12 +549,10 @@ func (s *MemoryStore) List(ctx context.Context, opts ListOptions) (Page, error) 
 			live(e)
 		}
 	case Active:
-		for _, t := range q.active {
-			all = append(all, t)
-		}
+		all = slices.Clone(q.active)
 		slices.SortFunc(all, func(a, b *memTask) int { return a.deadline.Compare(b.deadline) })
 	default:
-		l := q.final[opts.State]
+		l := q.final[opts.State.index()]
 		for i := len(l) - 1; i >= 0; i-- {
 			live(l[i])
 		}
@@ -549,8 +581,8 @@ func (s *MemoryStore) Counts(ctx context.Context) (map[string]map[State]int, err
 	out := make(map[string]map[State]int, len(s.queues))
 	for name, q := range s.queues {
 		m := make(map[State]int, len(States))
-		for _, st := range States {
-			m[st] = q.counts[st]
+		for i, st := range States {
+			m[st] = q.counts[i]
 		}
 		out[name] = m
 	}
@@ -606,7 +638,7 @@ func (s *MemoryStore) change(ctx context.Context, id string, fn func(*memTask, t
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	t := s.tasks[id]
+	t := s.tasks.get(id)
 	if t == nil {
 		return nil, ErrNotFound
 	}
@@ -641,4 +673,31 @@ func (h *dueHeap) Pop() any {
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
+}
+
+// memList is a FIFO list of tasks linked through their prev and next.
+type memList struct{ first, last *memTask }
+
+func (l *memList) push(t *memTask) {
+	t.prev, t.next = l.last, nil
+	if l.last == nil {
+		l.first = t
+	} else {
+		l.last.next = t
+	}
+	l.last = t
+}
+
+func (l *memList) remove(t *memTask) {
+	if t.prev == nil {
+		l.first = t.next
+	} else {
+		t.prev.next = t.next
+	}
+	if t.next == nil {
+		l.last = t.prev
+	} else {
+		t.next.prev = t.prev
+	}
+	t.prev, t.next = nil, nil
 }

@@ -183,6 +183,7 @@ type call struct {
 	keys   []string
 	args   []any
 	cmd    *redis.Cmd
+	plain  int // enqueueScript: tasks sent as id, definition pairs
 }
 
 // runCalls sends the calls in one pipeline, and those that failed with
@@ -269,10 +270,11 @@ func unpackStored(t *Task, stored string) {
 	unpackDef(t, def)
 }
 
-// fence is the start of the state line of a task leased by l: a store
-// call for the lease goes through only while the line starts with it.
+// fence is the state line the claim of l wrote (see redis_lua.go): a
+// store call for the lease goes through only while the line is unchanged.
 func fence(l *Lease) string {
-	return "active|" + strconv.Itoa(l.Task.Attempt) + "|" + strconv.FormatInt(l.Token, 10) + "|"
+	return "active|" + strconv.Itoa(l.Task.Attempt) + "|" + strconv.FormatInt(l.Token, 10) + "|" +
+		strconv.FormatInt(l.Task.StartedAt.UnixMilli(), 10) + "|" + l.Worker
 }
 
 // unpackDef fills t from packDef's string.
@@ -363,8 +365,37 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 			calls = append(calls, &call{script: enqueueScript, keys: []string{s.base(q)}})
 			reqs = append(reqs, nil)
 		}
-		calls[i].args = taskArgs(calls[i].args, r.t)
 		reqs[i] = append(reqs[i], r)
+	}
+	// An enqueue call takes its plain tasks (due now, no unique key) first,
+	// as id, definition pairs, then the others with all their fields.
+	for i, c := range calls {
+		if c.script != enqueueScript {
+			continue
+		}
+		now := time.Now()
+		rs := make([]*enqReq, 0, len(reqs[i]))
+		for _, r := range reqs[i] {
+			if r.t.UniqueKey == "" && !r.t.RunAt.After(now) {
+				rs = append(rs, r)
+			}
+		}
+		n := len(rs)
+		for _, r := range reqs[i] {
+			if r.t.UniqueKey != "" || r.t.RunAt.After(now) {
+				rs = append(rs, r)
+			}
+		}
+		reqs[i] = rs
+		c.args = make([]any, 0, 1+2*n+enqueueFields*(len(rs)-n))
+		c.args = append(c.args, n)
+		for _, r := range rs[:n] {
+			c.args = append(c.args, r.t.ID, packDef(r.t))
+		}
+		for _, r := range rs[n:] {
+			c.args = taskArgs(c.args, r.t)
+		}
+		c.plain = n
 	}
 	if len(newQueues) > 0 {
 		members := make([]any, len(newQueues))
@@ -391,9 +422,10 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 				case string:
 					r.dup = v
 				}
+			case j < c.plain:
 			default:
-				if l, ok := res.([]any); ok && j < len(l) {
-					r.dup, _ = l[j].(string)
+				if l, ok := res.([]any); ok && j-c.plain < len(l) {
+					r.dup, _ = l[j-c.plain].(string)
 				} else {
 					r.err = fmt.Errorf("tasks: enqueue: unexpected reply %T", res)
 				}
@@ -545,11 +577,14 @@ func (s *RedisStore) flushFinish(batch []*finReq) {
 	s.runCalls(ctx, calls)
 	for i, c := range calls {
 		res, err := c.cmd.Slice()
-		for j, r := range reqs[i] {
+		for _, p := range res {
+			if j, ok := p.(int64); ok && j >= 1 && int(j) <= len(reqs[i]) {
+				reqs[i][j-1].lost = true
+			}
+		}
+		for _, r := range reqs[i] {
 			if err != nil {
 				r.err = fmt.Errorf("tasks: finish: %w", err)
-			} else if j < len(res) {
-				r.lost = res[j] == int64(0)
 			}
 			close(r.done)
 		}
@@ -762,8 +797,10 @@ func (s *RedisStore) List(ctx context.Context, opts ListOptions) (Page, error) {
 		}
 	case Scheduled, Retry:
 		ids, err = s.client.ZRange(ctx, key, off, stop).Result()
-	default:
-		ids, err = s.client.ZRevRange(ctx, key, off, stop).Result()
+	default: // a list, oldest first: pages go from its tail
+		if ids, err = s.client.LRange(ctx, key, -stop-1, -off-1).Result(); err == nil {
+			slices.Reverse(ids)
+		}
 	}
 	if err != nil {
 		return Page{}, fmt.Errorf("tasks: list: %w", err)
@@ -802,7 +839,7 @@ func (s *RedisStore) Counts(ctx context.Context) (map[string]map[State]int, erro
 		base := s.base(q)
 		for _, st := range States {
 			switch st {
-			case Pending:
+			case Pending, Succeeded, Dead, Cancelled:
 				cmds[q] = append(cmds[q], pipe.LLen(ctx, base+string(st)))
 			case Active:
 				cmds[q] = append(cmds[q], pipe.SCard(ctx, base+string(st)))

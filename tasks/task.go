@@ -34,13 +34,30 @@ var States = []State{Pending, Scheduled, Active, Retry, Succeeded, Dead, Cancell
 // Final reports whether s is a final state.
 func (s State) Final() bool { return s == Succeeded || s == Dead || s == Cancelled }
 
-func (s State) valid() bool {
-	for _, v := range States {
-		if s == v {
-			return true
-		}
+func (s State) valid() bool { return s.index() >= 0 }
+
+// numStates is len(States).
+const numStates = 7
+
+// index returns the index of s in States, or -1.
+func (s State) index() int {
+	switch s {
+	case Pending:
+		return 0
+	case Scheduled:
+		return 1
+	case Active:
+		return 2
+	case Retry:
+		return 3
+	case Succeeded:
+		return 4
+	case Dead:
+		return 5
+	case Cancelled:
+		return 6
 	}
-	return false
+	return -1
 }
 
 // Task is a snapshot of one task, as stores keep it and as [Runner.Get]
@@ -95,6 +112,8 @@ type Lease struct {
 	Task   *Task
 	Token  int64
 	Worker string
+
+	mem *memTask // the MemoryStore's record of the task, if it leased it
 }
 
 // Outcome is what a worker reports when it lets go of a task.

@@ -1,0 +1,179 @@
+package tasks
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTaskIDs(t *testing.T) {
+	t.Parallel()
+	var g idGen
+	prev := ""
+	start := time.Now().UnixMilli()
+	for range 10_000 {
+		id := g.next()
+		u, err := uuid.Parse(id)
+		require.NoError(t, err)
+		require.Equal(t, uuid.Version(7), u.Version())
+		require.Equal(t, uuid.RFC4122, u.Variant())
+		require.Equal(t, u.String(), id, "canonical form")
+		require.Greater(t, id, prev, "strictly increasing")
+		sec, nsec := u.Time().UnixTime()
+		require.GreaterOrEqual(t, time.Unix(sec, nsec).UnixMilli(), start, "not before the clock")
+		prev = id
+	}
+}
+
+func TestMemoryIndex(t *testing.T) {
+	t.Parallel()
+	x := memIndex{v7: make(map[int64]*memSpan), other: make(map[string]*memTask)}
+	want := make(map[string]*memTask)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var g idGen
+	var ids []string
+	// The runner's IDs, mostly; others' UUIDv7s, other IDs, and duplicates.
+	for range 30_000 {
+		var id string
+		switch rng.IntN(10) {
+		case 0:
+			id = uuid.NewString()
+		case 1:
+			id = uuid.Must(uuid.NewV7()).String()
+		case 2:
+			id = "task-" + string(rune('a'+rng.IntN(26)))
+		case 3:
+			if len(ids) > 0 {
+				id = ids[rng.IntN(len(ids))]
+				break
+			}
+			fallthrough
+		default:
+			id = g.next()
+		}
+		ids = append(ids, id)
+		require.Same(t, want[id], x.get(id), id)
+		mt := &memTask{Task: Task{ID: id}}
+		if want[id] != nil {
+			require.False(t, x.add(mt), "duplicate %s", id)
+			continue
+		}
+		require.True(t, x.add(mt), id)
+		want[id] = mt
+		if rng.IntN(3) == 0 {
+			if v := want[ids[rng.IntN(len(ids))]]; v != nil {
+				x.remove(v)
+				delete(want, v.ID)
+			}
+		}
+	}
+	for _, id := range ids {
+		require.Same(t, want[id], x.get(id), id)
+	}
+	for _, v := range want {
+		x.remove(v)
+	}
+	assert.Empty(t, x.v7)
+	assert.Empty(t, x.other)
+
+	// IDs far out of order.
+	var ts []*memTask
+	for range 5000 {
+		ts = append(ts, &memTask{Task: Task{ID: g.next()}})
+	}
+	rng.Shuffle(len(ts), func(i, j int) { ts[i], ts[j] = ts[j], ts[i] })
+	for _, mt := range ts {
+		require.True(t, x.add(mt))
+	}
+	for _, mt := range ts {
+		require.Same(t, mt, x.get(mt.ID))
+		require.False(t, x.add(&memTask{Task: Task{ID: mt.ID}}))
+	}
+	for _, mt := range ts {
+		x.remove(mt)
+	}
+	assert.Empty(t, x.v7)
+	assert.Empty(t, x.other)
+}
+
+// TestAttemptContext checks the lazy context of an attempt against what
+// context.WithDeadline does.
+func TestAttemptContext(t *testing.T) {
+	t.Parallel()
+	type key struct{}
+	base := context.WithoutCancel(context.WithValue(context.Background(), key{}, "v"))
+	newAttempt := func(timeout time.Duration) *attempt {
+		return &attempt{lease: &Lease{Task: &Task{ID: "t"}}, base: base, deadline: time.Now().Add(timeout)}
+	}
+	t.Run("Stop", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			a := newAttempt(time.Minute)
+			assert.NoError(t, a.Err())
+			assert.Equal(t, "v", a.Value(key{}))
+			dl, ok := a.Deadline()
+			assert.True(t, ok)
+			assert.Equal(t, time.Now().Add(time.Minute), dl)
+			a.stop(stopCancel)
+			assert.ErrorIs(t, a.Err(), context.Canceled)
+			assert.ErrorIs(t, context.Cause(a), context.Canceled)
+			<-a.Done()
+			assert.ErrorIs(t, a.Err(), context.Canceled)
+			time.Sleep(time.Hour)
+			assert.ErrorIs(t, a.Err(), context.Canceled, "the first error stays")
+			assert.Equal(t, stopCancel, a.why.Load())
+		})
+	})
+	t.Run("StopAfterDone", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			a := newAttempt(time.Minute)
+			child, cancel := context.WithCancel(a)
+			defer cancel()
+			after := make(chan struct{})
+			context.AfterFunc(a, func() { close(after) })
+			a.stop(stopLost)
+			<-child.Done()
+			<-after
+			assert.ErrorIs(t, a.Err(), context.Canceled)
+			assert.ErrorIs(t, child.Err(), context.Canceled)
+			assert.ErrorIs(t, context.Cause(child), context.Canceled)
+			assert.Equal(t, "v", child.Value(key{}))
+		})
+	})
+	t.Run("Timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			a := newAttempt(time.Second)
+			time.Sleep(time.Second)
+			assert.ErrorIs(t, a.Err(), context.DeadlineExceeded, "without Done")
+			assert.ErrorIs(t, context.Cause(a), context.DeadlineExceeded)
+			a.end()
+			assert.ErrorIs(t, a.Err(), context.DeadlineExceeded, "the timeout came first")
+			<-a.Done()
+
+			b := newAttempt(time.Second)
+			child, cancel := context.WithTimeout(b, time.Hour)
+			defer cancel()
+			<-child.Done()
+			assert.Equal(t, time.Second, time.Since(b.deadline.Add(-time.Second)))
+			assert.ErrorIs(t, b.Err(), context.DeadlineExceeded)
+			assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+			b.end()
+			assert.ErrorIs(t, b.Err(), context.DeadlineExceeded)
+		})
+	})
+	t.Run("End", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			a := newAttempt(time.Second)
+			a.end()
+			time.Sleep(time.Hour)
+			<-a.Done()
+			assert.ErrorIs(t, a.Err(), context.Canceled, "the end came first")
+			assert.Equal(t, stopNone, a.why.Load())
+		})
+	})
+}
