@@ -37,9 +37,9 @@
 //
 // # Delivery
 //
-// Tasks are delivered at least once. A worker holds a lease on each task
+// Tasks are delivered at least once. A worker holds a lease on the tasks
 // it runs and renews it every LeaseTTL/4; if the worker's node dies, the
-// lease expires and another node's maintenance hands the task back within
+// lease expires and another node's maintenance hands its tasks back within
 // about [Options.LeaseTTL] (8s by default) plus a second, counting the
 // attempt. A fencing token rejects the late result of a worker that lost
 // its lease ([ErrLeaseLost]). Handlers should therefore be idempotent, or
@@ -90,13 +90,13 @@
 // bench/README.md has the side-by-side run against asynq v0.26 on the same
 // Redis (ratios from one run):
 //
-//   - Redis store: 33,600 tasks/s processed at concurrency 50 (3.2× asynq),
-//     88,700 enqueues/s from 50 goroutines (1.3×), idle pickup p50 0.9 ms
-//     (asynq ~950 ms: it polls), delayed tasks start 1.6 ms late at p99
-//     (asynq ~3.8 s);
-//   - memory store: BenchmarkMemoryProcess runs 380,000–570,000 no-op
+//   - Redis store: 29,500 tasks/s processed at concurrency 50 (5.0× asynq),
+//     56,000 enqueues/s from 50 goroutines (2.5×), idle pickup p50 1.6 ms
+//     (asynq ~950 ms: it polls), delayed tasks start 2.8 ms late at p99
+//     (asynq ~4 s);
+//   - memory store: BenchmarkMemoryProcess runs 390,000–570,000 no-op
 //     tasks/s, BenchmarkMemoryThroughput (enqueue and run together)
-//     210,000–280,000/s, depending on the machine's load; a no-op task
+//     210,000–310,000/s, depending on the machine's load; a no-op task
 //     costs 6 allocations, enqueue included. A handler's context costs
 //     nothing until the handler uses it (ctx.Done, or a derived context).
 package tasks

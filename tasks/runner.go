@@ -53,7 +53,9 @@ type Options struct {
 	// 1 MiB.
 	MaxPayload int
 	// Node names this runner in leases and events. Default
-	// "<hostname>-<pid>-<random>".
+	// "<hostname>-<pid>-<random>". Runners sharing a store need distinct
+	// names: a node's leases are renewed together, so the tasks of a
+	// crashed runner wait while another runner of its name lives.
 	Node string
 	// Logger receives store errors and handler panics. Default
 	// slog.Default().

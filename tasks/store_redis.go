@@ -45,13 +45,15 @@ type RedisOptions struct {
 //
 // Every state change is one Lua script, atomic on the server; an
 // acknowledged Enqueue survives any runner's crash (and a Redis restart,
-// as far as Redis's own persistence goes). A claimed task is leased: the
-// runner renews its leases every LeaseTTL/4 while it lives, so a long task
-// is never taken over from a live worker, and a crashed node's tasks are
-// handed back by any other node's maintenance once their lease expires
-// (LeaseTTL, 8s by default). Each claim increments the task's fencing
-// token; a late Finish, Renew or Progress from a worker that lost its
-// lease is rejected with [ErrLeaseLost]. Times are the Redis server's.
+// as far as Redis's own persistence goes). A claimed task is leased to its
+// worker: each worker (a runner's [Options.Node]) holds one lease per
+// queue, extended by its every claim and renewed every LeaseTTL/4 while it
+// runs tasks, so a long task is never taken over from a live worker, and
+// when a node dies any other node's maintenance hands all its tasks back
+// once its lease expires (LeaseTTL, 8s by default). Every claim writes a
+// new fencing token; a late Finish, Renew or Progress from a worker that
+// lost its lease is rejected with [ErrLeaseLost]. Times are the Redis
+// server's. Needs Redis 6.2 or later.
 //
 // # Throughput
 //
@@ -61,6 +63,14 @@ type RedisOptions struct {
 // runner waits on a pub/sub channel per queue that every enqueue and retry
 // publishes to, so a new task is picked up within a round trip, not at the
 // next poll (a 2s backstop covers lost notifications).
+//
+// Inside Redis, a task's fields live in per-queue hashes keyed by task ID
+// and its state in one short line, so a script touches a whole batch with
+// a few variadic commands and does little string work per task (the
+// layout is documented in redis_lua.go). BenchmarkRedisScripts measures
+// the Redis server's CPU per task in batches of 50: about 10 µs to
+// enqueue, 8 µs to claim and 10 µs to finish on a shared 2-vCPU VM,
+// where the earlier layout of one hash per task took 11, 18 and 21 µs.
 //
 // # Goroutines
 //
