@@ -193,17 +193,21 @@ func (r *Runner) dispatch(ctx context.Context, jobs chan<- claimed) {
 	backlog := false // the last claim filled every free slot
 	for ctx.Err() == nil {
 		free := r.conc - int(r.inflight.Load())
-		if free <= 0 || backlog && free < r.conc/4 {
+		if free <= 0 {
+			r.waitFree(ctx, 1, nil)
+			continue
+		}
+		if backlog && free < r.conc/4 {
 			// With a backlog, gather freed slots for up to a millisecond
 			// so that a claim takes a batch rather than one task: a claim
-			// costs the store about as much for one task as for ten.
-			if free <= 0 {
-				r.waitFree(ctx, 1, nil)
-			}
+			// costs the store about as much for one task as for ten. Then
+			// claim what is free, even if long tasks hold the rest.
 			timer.Reset(time.Millisecond)
 			r.waitFree(ctx, r.conc/4, timer.C)
 			timer.Stop()
-			continue
+			if free = r.conc - int(r.inflight.Load()); ctx.Err() != nil {
+				return
+			}
 		}
 		leases, err := r.store.Claim(ctx, r.node, r.order(queues), free, r.leaseTTL)
 		if err != nil {

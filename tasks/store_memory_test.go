@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -176,4 +177,45 @@ func TestAttemptContext(t *testing.T) {
 			assert.Equal(t, stopNone, a.why.Load())
 		})
 	})
+}
+
+// TestDispatchBesideLongTasks checks that tasks holding most of a runner's
+// slots for a long time don't keep the dispatcher from filling the rest:
+// it gathers freed slots for a batch, but only for a moment.
+func TestDispatchBesideLongTasks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(Options{Concurrency: 8, Logger: quiet})
+		release := make(chan struct{})
+		Handle(r, "long", func(ctx context.Context, j *Job[struct{}]) error {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})
+		var short atomic.Int32
+		Handle(r, "short", func(ctx context.Context, j *Job[struct{}]) error { short.Add(1); return nil })
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan error, 1)
+		go func() { ran <- r.Run(ctx) }()
+		for range 8 { // fills every slot, so the last claim leaves a backlog
+			_, err := r.Enqueue(ctx, "long", nil)
+			require.NoError(t, err)
+		}
+		for range 100 {
+			_, err := r.Enqueue(ctx, "short", nil)
+			require.NoError(t, err)
+		}
+		time.Sleep(time.Second)
+		release <- struct{}{} // one long task ends: 1 slot of 8 is free
+		time.Sleep(time.Second)
+		assert.EqualValues(t, 100, short.Load(), "short tasks run in the one free slot")
+		close(release)
+		cancel()
+		require.NoError(t, <-ran)
+	})
+}
+
+func TestNumStates(t *testing.T) {
+	assert.Equal(t, len(States), numStates)
 }

@@ -64,7 +64,10 @@ func (s State) index() int {
 // and [Runner.List] return it. Changing a snapshot changes nothing in the
 // store.
 type Task struct {
-	// ID is a UUIDv7, unique across the store and ordered by enqueue time.
+	// ID is a UUIDv7, unique across the store, strictly increasing among
+	// one Runner's tasks and roughly ordered by enqueue time across
+	// runners. It is an identifier, not a secret: don't use it as a
+	// capability.
 	ID string `json:"id"`
 	// Type selects the handler.
 	Type string `json:"type"`
@@ -113,7 +116,10 @@ type Lease struct {
 	Token  int64
 	Worker string
 
-	mem *memTask // the MemoryStore's record of the task, if it leased it
+	// mem is the MemoryStore's record of the task if it made the lease,
+	// so that Finish, Renew and Progress skip the lookup by ID; other
+	// stores leave it nil. It makes a Lease unfit for reflect.DeepEqual.
+	mem *memTask
 }
 
 // Outcome is what a worker reports when it lets go of a task.
