@@ -147,7 +147,7 @@ func (s *RedisStore) check(ctx context.Context) error {
 // batchesInFlight is how many batches a batcher keeps on the wire: while
 // one waits for its reply, the next ones gather and go, so round trips
 // overlap instead of bounding the rate.
-const batchesInFlight = 3
+const batchesInFlight = 2
 
 // batcher sends queued requests in batches from up to batchesInFlight
 // goroutines, which exit when the queue is empty.
