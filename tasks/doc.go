@@ -90,11 +90,11 @@
 // bench/README.md has the side-by-side run against asynq v0.26 on the same
 // Redis (ratios from one run):
 //
-//   - Redis store: 29,500 tasks/s processed at concurrency 50 (5.0× asynq),
-//     56,000 enqueues/s from 50 goroutines (2.5×), idle pickup p50 1.6 ms
-//     (asynq ~950 ms: it polls), delayed tasks start 2.8 ms late at p99
-//     (asynq ~4 s);
-//   - memory store: BenchmarkMemoryProcess runs 390,000–570,000 no-op
+//   - Redis store: 31,400 tasks/s processed at concurrency 50 (4.7× asynq),
+//     66,400 enqueues/s from 50 goroutines (2.9×), idle pickup p50 1.3 ms
+//     (asynq ~940 ms: it polls), delayed tasks start 3.9 ms late at p99
+//     (asynq ~4.4 s);
+//   - memory store: BenchmarkMemoryProcess runs 410,000–520,000 no-op
 //     tasks/s, BenchmarkMemoryThroughput (enqueue and run together)
 //     210,000–310,000/s, depending on the machine's load; a no-op task
 //     costs 6 allocations, enqueue included. A handler's context costs

@@ -68,9 +68,9 @@ type RedisOptions struct {
 // and its state in one short line, so a script touches a whole batch with
 // a few variadic commands and does little string work per task (the
 // layout is documented in redis_lua.go). BenchmarkRedisScripts measures
-// the Redis server's CPU per task in batches of 50: about 10 µs to
-// enqueue, 8 µs to claim and 10 µs to finish on a shared 2-vCPU VM,
-// where the earlier layout of one hash per task took 11, 18 and 21 µs.
+// the Redis server's CPU per task in batches of 50: 8–10 µs to enqueue,
+// 6–8 µs to claim and 7–10 µs to finish on a shared 2-vCPU VM, where the
+// earlier layout of one hash per task took 11–13, 14–17 and 16–19 µs.
 //
 // # Goroutines
 //
