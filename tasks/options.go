@@ -94,7 +94,10 @@ func MaxAttempts(n int) EnqueueOption {
 }
 
 // Timeout bounds one attempt (default 30m): the handler's context is
-// cancelled when it runs out, and the attempt fails.
+// cancelled when it runs out, and the attempt fails. If the handler goes
+// on regardless for another [Options.LeaseTTL], the runner gives the
+// attempt up as timed out, so the task is retried while the handler runs
+// on, and the handler's late result is discarded.
 func Timeout(d time.Duration) EnqueueOption {
 	return func(t *Task) error {
 		if d <= 0 {

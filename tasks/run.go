@@ -423,8 +423,9 @@ func (r *Runner) interruptAll() {
 }
 
 // renewLoop extends the leases of running tasks every LeaseTTL/4. A task
-// past its timeout by more than a lease isn't renewed, so that a handler
-// that ignores its context loses the task to another worker.
+// whose handler ignores its context a lease past its timeout is given up
+// as a timed-out attempt, so that it is retried (by any worker) while the
+// handler runs on; its late result is discarded.
 func (r *Runner) renewLoop(ctx context.Context) {
 	tick := time.NewTicker(r.leaseTTL / 4)
 	defer tick.Stop()
@@ -438,11 +439,14 @@ func (r *Runner) renewLoop(ctx context.Context) {
 		var leases []*Lease
 		byID := make(map[string]*attempt)
 		for _, a := range r.running() {
-			if a.done.Load() || now.Sub(a.lease.Task.StartedAt) > a.lease.Task.Timeout+r.leaseTTL {
-				continue
+			switch {
+			case a.done.Load():
+			case now.After(a.deadline.Add(r.leaseTTL)):
+				r.finish(a, errIgnoredContext)
+			default:
+				leases = append(leases, a.lease)
+				byID[a.lease.Task.ID] = a
 			}
-			leases = append(leases, a.lease)
-			byID[a.lease.Task.ID] = a
 		}
 		if len(leases) == 0 {
 			continue
@@ -464,6 +468,10 @@ func (r *Runner) renewLoop(ctx context.Context) {
 		}
 	}
 }
+
+// errIgnoredContext is the error of an attempt whose handler ran on a
+// lease past its timeout.
+var errIgnoredContext = errors.New("the handler ignored its context")
 
 // maintainLoop runs the store's maintenance about once a second.
 func (r *Runner) maintainLoop(ctx context.Context) {

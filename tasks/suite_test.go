@@ -647,6 +647,30 @@ func runSuite(t *testing.T, h harness) {
 			require.NoError(t, err)
 			assert.Equal(t, []string{task.ID}, lost)
 		},
+		"HandlerIgnoringItsContextLosesTheTask": func(t *testing.T) {
+			// steady keeps the worker's leases renewed, so the stuck task
+			// can't just expire with them.
+			r := newRunner(t, h.newStore(t, storeConfig{}), Options{Concurrency: 3, LeaseTTL: 400 * time.Millisecond})
+			release := make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			Handle(r, "stuck", func(ctx context.Context, j *Job[struct{}]) error {
+				if j.Attempt == 1 {
+					<-release
+				}
+				return nil
+			})
+			Handle(r, "steady", func(ctx context.Context, j *Job[struct{}]) error {
+				time.Sleep(2 * time.Second)
+				return nil
+			})
+			_, err := r.Enqueue(ctx, "steady", nil)
+			require.NoError(t, err)
+			task, err := r.Enqueue(ctx, "stuck", nil, Timeout(300*time.Millisecond), WithBackoff(Backoff{Initial: 10 * time.Millisecond}))
+			require.NoError(t, err)
+			done := waitState(t, r, task.ID, Succeeded, 3*time.Second)
+			assert.Equal(t, 2, done.Attempt)
+			assert.Contains(t, done.LastError, "timed out")
+		},
 		"LongTaskKeepsItsLease": func(t *testing.T) {
 			store := h.newStore(t, storeConfig{})
 			r := newRunner(t, store, Options{LeaseTTL: 400 * time.Millisecond})
