@@ -497,17 +497,7 @@ const errLeaseExpired = "tasks: lease expired: the worker stopped renewing it"
 
 // Get implements [Store].
 func (s *MemoryStore) Get(ctx context.Context, id string) (*Task, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	t := s.tasks.get(id)
-	if t == nil {
-		return nil, ErrNotFound
-	}
-	snap := t.Task
-	return &snap, nil
+	return s.change(ctx, id, nil)
 }
 
 // List implements [Store]. Its cursor is an offset.
@@ -632,6 +622,8 @@ func (s *MemoryStore) Delete(ctx context.Context, id string) error {
 	return err
 }
 
+// change applies fn (if not nil) to the task with the ID and returns a
+// snapshot of it.
 func (s *MemoryStore) change(ctx context.Context, id string, fn func(*memTask, time.Time) error) (*Task, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -642,8 +634,10 @@ func (s *MemoryStore) change(ctx context.Context, id string, fn func(*memTask, t
 	if t == nil {
 		return nil, ErrNotFound
 	}
-	if err := fn(t, time.Now()); err != nil {
-		return nil, err
+	if fn != nil {
+		if err := fn(t, time.Now()); err != nil {
+			return nil, err
+		}
 	}
 	snap := t.Task
 	return &snap, nil
