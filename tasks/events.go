@@ -61,6 +61,13 @@ func newEvent(kind EventKind, t *Task, node string) Event {
 	return Event{Kind: kind, TaskID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, Time: time.Now(), Node: node}
 }
 
+// leaseEvent is the event of a leased attempt.
+func leaseEvent(kind EventKind, l *Lease, node string) Event {
+	e := newEvent(kind, l.Task, node)
+	e.Attempt = l.Attempt
+	return e
+}
+
 // listening reports whether events may have a listener: a runner on its
 // private backplane skips the work until something subscribes.
 func (r *Runner) listening() bool { return !r.ownBP || r.listeners.Load() > 0 }

@@ -149,12 +149,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 
 	var tasks sync.WaitGroup
-	jobs := make(chan claimed, r.conc)
+	jobs := newWorkQueue(r.conc)
 	for i := range r.slots {
 		tasks.Go(func() { r.worker(base, jobs, &r.slots[i]) })
 	}
 	r.dispatch(ctx, jobs)
-	close(jobs)
+	jobs.close()
 
 	// Drain.
 	budget := time.NewTimer(r.drain)
@@ -182,7 +182,7 @@ type claimed struct {
 }
 
 // dispatch claims tasks while ctx lasts and hands them to the workers.
-func (r *Runner) dispatch(ctx context.Context, jobs chan<- claimed) {
+func (r *Runner) dispatch(ctx context.Context, jobs *workQueue) {
 	queues := make([]string, len(r.queues))
 	for i, q := range r.queues {
 		queues[i] = q.name
@@ -229,10 +229,7 @@ func (r *Runner) dispatch(ctx context.Context, jobs chan<- claimed) {
 			}
 			continue
 		}
-		now := time.Now()
-		for _, l := range leases {
-			jobs <- claimed{l, now} // never blocks: jobs holds conc leases
-		}
+		jobs.push(leases, time.Now())
 	}
 }
 
@@ -275,8 +272,12 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // worker runs leased tasks until jobs is closed. Workers are long-lived,
 // so a task costs no goroutine start and no stack growth.
-func (r *Runner) worker(base context.Context, jobs <-chan claimed, slot *atomic.Pointer[attempt]) {
-	for c := range jobs {
+func (r *Runner) worker(base context.Context, jobs *workQueue, slot *atomic.Pointer[attempt]) {
+	for {
+		c, ok := jobs.pop()
+		if !ok {
+			return
+		}
 		r.execute(base, c, slot)
 	}
 }
@@ -294,7 +295,7 @@ func (r *Runner) execute(base context.Context, c claimed, slot *atomic.Pointer[a
 		r.release()
 	}()
 	if r.listening() {
-		r.emit(newEvent(EventStarted, t, r.node))
+		r.emit(leaseEvent(EventStarted, c.lease, r.node))
 	}
 	err := r.call(a)
 	r.finish(a, err)
@@ -331,7 +332,7 @@ func (r *Runner) finish(a *attempt, err error) {
 		r.report(a, Outcome{State: Succeeded}, EventSucceeded)
 		return
 	}
-	t := a.lease.Task
+	l, t := a.lease, a.lease.Task
 	o := Outcome{Error: err.Error()}
 	why := a.why.Load()
 	if why == stopNone && errors.Is(a.Err(), context.DeadlineExceeded) {
@@ -348,21 +349,21 @@ func (r *Runner) finish(a *attempt, err error) {
 		o.State, kind = Pending, EventInterrupted
 	case errors.Is(err, ErrSkipRetry):
 		o.State, kind = Dead, EventFailed
-	case t.Attempt >= t.MaxAttempts:
+	case l.Attempt >= t.MaxAttempts:
 		o.State, kind = Dead, EventDead
 	default:
-		o.State, kind, o.RunAt = Retry, EventRetrying, time.Now().Add(retryDelay(t, err))
+		o.State, kind, o.RunAt = Retry, EventRetrying, time.Now().Add(retryDelay(l, err))
 	}
 	r.report(a, o, kind)
 }
 
-// retryDelay is the delay before a failed task's next attempt.
-func retryDelay(t *Task, err error) time.Duration {
+// retryDelay is the delay before the next attempt of a failed one.
+func retryDelay(l *Lease, err error) time.Duration {
 	var ra *RetryAfterError
 	if errors.As(err, &ra) {
 		return max(ra.After, 0)
 	}
-	return t.Backoff.Delay(t.Attempt)
+	return l.Task.Backoff.Delay(l.Attempt)
 }
 
 // report finishes a lease, retrying store errors for a while: a task
@@ -386,7 +387,7 @@ func (r *Runner) report(a *attempt, o Outcome, kind EventKind) {
 	if !r.listening() {
 		return
 	}
-	e := newEvent(kind, t, r.node)
+	e := leaseEvent(kind, a.lease, r.node)
 	e.Error, e.RunAt = o.Error, o.RunAt
 	if o.State == Pending {
 		e.Attempt--

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -88,8 +89,8 @@ type Runner struct {
 	inflight  atomic.Int64              // leases claimed and not yet finished
 	slots     []atomic.Pointer[attempt] // the attempt each worker runs
 
-	hmu      sync.RWMutex
-	handlers map[string]handler
+	hmu      sync.RWMutex                       // serializes Handle and Periodic
+	handlers atomic.Pointer[map[string]handler] // copied on write: workers read it lock-free
 	periodic []*periodicTask
 
 	want  atomic.Int64  // free slots the dispatcher waits for, or 0
@@ -132,8 +133,8 @@ func (h *typedHandler[T]) newAttempt() *attempt {
 }
 
 func (ja *jobAttempt[T]) run() error {
-	t, j := ja.lease.Task, &ja.job
-	*j = Job[T]{ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, a: &ja.attempt}
+	l, t, j := ja.lease, ja.lease.Task, &ja.job
+	*j = Job[T]{ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: l.Attempt, MaxAttempts: t.MaxAttempts, a: &ja.attempt}
 	if needsDecoding(t.Payload, &j.Payload) {
 		if err := json.Unmarshal(t.Payload, &j.Payload); err != nil {
 			return SkipRetry(fmt.Errorf("tasks: decoding the %s payload: %w", ja.h.typ, err))
@@ -145,9 +146,7 @@ func (ja *jobAttempt[T]) run() error {
 // newAttempt returns a new attempt of a task of type typ, with its Job
 // if typ has a handler.
 func (r *Runner) newAttempt(typ string) *attempt {
-	r.hmu.RLock()
-	h := r.handlers[typ]
-	r.hmu.RUnlock()
+	h := (*r.handlers.Load())[typ]
 	if h == nil {
 		return &attempt{}
 	}
@@ -168,10 +167,10 @@ func NewRunner(opts Options) *Runner {
 		maxPay:   cmp.Or(max(opts.MaxPayload, 0), 1<<20),
 		node:     opts.Node,
 		log:      opts.Logger,
-		handlers: make(map[string]handler),
 		freed:    make(chan struct{}, 1),
 	}
 	r.slots = make([]atomic.Pointer[attempt], r.conc)
+	r.handlers.Store(&map[string]handler{})
 	if r.store == nil {
 		r.store = NewMemoryStore(MemoryOptions{})
 	}
@@ -230,7 +229,7 @@ func (j *Job[T]) Progress(ctx context.Context, v any) error {
 	if err := r.store.Progress(ctx, j.a.lease, data); err != nil {
 		return err
 	}
-	e := newEvent(EventProgress, j.a.lease.Task, r.node)
+	e := leaseEvent(EventProgress, j.a.lease, r.node)
 	e.Progress = data
 	r.emit(e)
 	return nil
@@ -252,10 +251,13 @@ func Handle[T any](r *Runner, typ string, fn func(ctx context.Context, job *Job[
 	h := &typedHandler[T]{typ, fn}
 	r.hmu.Lock()
 	defer r.hmu.Unlock()
-	if _, ok := r.handlers[typ]; ok {
+	old := *r.handlers.Load()
+	if _, ok := old[typ]; ok {
 		panic(fmt.Sprintf("tasks: Handle(%q) called twice; register each task type once", typ))
 	}
-	r.handlers[typ] = h
+	m := maps.Clone(old)
+	m[typ] = h
+	r.handlers.Store(&m)
 }
 
 // needsDecoding reports whether decoding payload into v could change v or

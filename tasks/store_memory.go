@@ -46,8 +46,24 @@ type MemoryStore struct {
 
 var _ Store = (*MemoryStore)(nil)
 
+// memTask is the store's record of a task: its definition (the embedded
+// *Task, never written after Enqueue and shared read-only with its
+// leases, so that a claim copies nothing) and its live state, in fields
+// of the same names that shadow the definition's.
 type memTask struct {
-	Task
+	*Task
+
+	State           State
+	Attempt         int
+	RunAt           time.Time
+	StartedAt       time.Time
+	FinishedAt      time.Time
+	LastError       string
+	Progress        []byte
+	Worker          string
+	CancelRequested bool
+
+	def        Task // what the embedded *Task points at: one allocation per task
 	q          *memQueue
 	prev, next *memTask // in q.pending while the task is pending
 	token      int64
@@ -55,12 +71,6 @@ type memTask struct {
 	deadline   time.Time
 	active     int   // index in q.active while the task is active
 	key        memID // the ID's halves, if it is a UUIDv7 (see memIndex)
-}
-
-// memLease is a lease and its task snapshot in one allocation.
-type memLease struct {
-	Lease
-	task Task
 }
 
 type memEntry struct {
@@ -149,7 +159,7 @@ func (s *MemoryStore) move(t *memTask, st State, now time.Time) {
 		}
 		i := st.index()
 		q.final[i] = append(q.final[i], memEntry{t: t, gen: t.gen})
-		s.releaseUnique(&t.Task)
+		s.releaseUnique(t.Task)
 		s.trim(q, st, now)
 	}
 }
@@ -205,7 +215,7 @@ func (s *MemoryStore) remove(t *memTask) {
 	q.counts[t.State.index()]--
 	q.leave(t)
 	s.tasks.remove(t)
-	s.releaseUnique(&t.Task)
+	s.releaseUnique(t.Task)
 	t.gen++
 }
 
@@ -230,9 +240,19 @@ func (s *MemoryStore) Enqueue(ctx context.Context, t *Task) error {
 
 // newMemTask copies t for enqueueLocked, before the lock is taken.
 func newMemTask(t *Task) *memTask {
-	mt := &memTask{Task: *t}
-	mt.State = ""
+	mt := &memTask{def: *t, RunAt: t.RunAt}
+	mt.def.State = ""
+	mt.Task = &mt.def
 	return mt
+}
+
+// snapshot returns a copy of the task as it is now.
+func (t *memTask) snapshot() *Task {
+	snap := *t.Task
+	snap.State, snap.Attempt, snap.RunAt = t.State, t.Attempt, t.RunAt
+	snap.StartedAt, snap.FinishedAt, snap.Worker = t.StartedAt, t.FinishedAt, t.Worker
+	snap.LastError, snap.Progress, snap.CancelRequested = t.LastError, t.Progress, t.CancelRequested
+	return &snap
 }
 
 func (s *MemoryStore) enqueueLocked(t *Task, mt *memTask, now time.Time) error {
@@ -285,14 +305,19 @@ func (s *MemoryStore) Claim(ctx context.Context, worker string, queues []string,
 		return nil, err
 	}
 	var out []*Lease
+	var slab []Lease // the leases, allocated together
 	for _, name := range queues {
 		q := s.queues[name]
 		if q == nil {
 			continue
 		}
 		s.promote(q, now)
-		if out == nil && q.pending.first != nil {
-			out = make([]*Lease, 0, min(max, q.counts[0]))
+		if q.pending.first != nil {
+			n := min(max-len(out), q.counts[0])
+			if out == nil {
+				out = make([]*Lease, 0, n)
+			}
+			slab = make([]Lease, n)
 		}
 		for len(out) < max && q.pending.first != nil {
 			t := q.pending.first
@@ -302,9 +327,10 @@ func (s *MemoryStore) Claim(ctx context.Context, worker string, queues []string,
 			t.Worker = worker
 			t.deadline = now.Add(ttl)
 			s.move(t, Active, now)
-			ml := &memLease{task: t.Task}
-			ml.Lease = Lease{Task: &ml.task, Token: t.token, Worker: worker, mem: t}
-			out = append(out, &ml.Lease)
+			l := &slab[0]
+			slab = slab[1:]
+			*l = Lease{Task: t.Task, Attempt: t.Attempt, StartedAt: now, Token: t.token, Worker: worker, mem: t}
+			out = append(out, l)
 		}
 		if len(out) == max {
 			break
@@ -476,8 +502,7 @@ func (s *MemoryStore) Maintain(ctx context.Context) ([]*Task, error) {
 				st = Dead
 			}
 			s.move(t, st, now)
-			snap := t.Task
-			back = append(back, &snap)
+			back = append(back, t.snapshot())
 		}
 		for _, st := range []State{Succeeded, Dead, Cancelled} {
 			s.trim(q, st, now)
@@ -551,8 +576,7 @@ func (s *MemoryStore) List(ctx context.Context, opts ListOptions) (Page, error) 
 	if skip < len(all) {
 		end := min(skip+opts.Limit, len(all))
 		for _, t := range all[skip:end] {
-			snap := t.Task
-			p.Tasks = append(p.Tasks, &snap)
+			p.Tasks = append(p.Tasks, t.snapshot())
 		}
 		if end < len(all) {
 			p.Next = strconv.Itoa(end)
@@ -639,8 +663,7 @@ func (s *MemoryStore) change(ctx context.Context, id string, fn func(*memTask, t
 			return nil, err
 		}
 	}
-	snap := t.Task
-	return &snap, nil
+	return t.snapshot(), nil
 }
 
 // Close implements [Store]: later calls return [ErrClosed]. The tasks are

@@ -283,8 +283,8 @@ func unpackStored(t *Task, stored string) {
 // fence is the state line the claim of l wrote (see redis_lua.go): a
 // store call for the lease goes through only while the line is unchanged.
 func fence(l *Lease) string {
-	return "active|" + strconv.Itoa(l.Task.Attempt) + "|" + strconv.FormatInt(l.Token, 10) + "|" +
-		strconv.FormatInt(l.Task.StartedAt.UnixMilli(), 10) + "|" + l.Worker
+	return "active|" + strconv.Itoa(l.Attempt) + "|" + strconv.FormatInt(l.Token, 10) + "|" +
+		strconv.FormatInt(l.StartedAt.UnixMilli(), 10) + "|" + l.Worker
 }
 
 // unpackDef fills t from packDef's string.
@@ -475,10 +475,10 @@ func (s *RedisStore) Claim(ctx context.Context, worker string, queues []string, 
 		for i := 3; i+1 < len(res); i += 2 {
 			stored, _ := res[i].(string)
 			attempt, _ := res[i+1].(string)
-			t := &Task{Queue: q, State: Active, StartedAt: started, Worker: worker}
-			t.Attempt, _ = strconv.Atoi(attempt)
+			t := &Task{Queue: q}
 			unpackStored(t, stored)
-			out = append(out, &Lease{Task: t, Token: token, Worker: worker})
+			n, _ := strconv.Atoi(attempt)
+			out = append(out, &Lease{Task: t, Attempt: n, StartedAt: started, Token: token, Worker: worker})
 		}
 		if len(out) >= max {
 			break

@@ -108,12 +108,24 @@ type Task struct {
 	CancelRequested bool `json:"cancel_requested,omitempty"`
 }
 
-// Lease is a worker's claim on an active task. Its Token fences the
-// worker's later calls: once the lease has expired and another worker has
-// claimed the task, the store rejects them with [ErrLeaseLost].
+// Lease is a worker's claim on one attempt of a task. Its Token fences
+// the worker's later calls: once the lease has expired and another worker
+// has claimed the task, the store rejects them with [ErrLeaseLost].
 type Lease struct {
-	Task   *Task
-	Token  int64
+	// Task is the task's definition, as enqueued: ID, Type, Queue,
+	// Payload, MaxAttempts, Timeout, Backoff, UniqueKey, UniqueTTL,
+	// Periodic and EnqueuedAt. A store may share it among the task's
+	// leases, so it is read-only; its other fields (State, Attempt, the
+	// times of later events) don't describe the lease: the attempt is
+	// Attempt and StartedAt below, and [Runner.Get] has the live task.
+	Task *Task
+	// Attempt is the attempt's number, 1 for the first.
+	Attempt int
+	// StartedAt is when the store leased the task, on its clock.
+	StartedAt time.Time
+	// Token fences the lease against a later claim of the task.
+	Token int64
+	// Worker is the node holding the lease.
 	Worker string
 
 	// mem is the MemoryStore's record of the task if it made the lease,
