@@ -55,10 +55,24 @@ func benchThroughput(b *testing.B, store Store) {
 	}
 }
 
+// memoryRetention are the memory store's retention settings the
+// benchmarks run with: the default (the last 10,000 final tasks of a
+// queue and state are kept, each finish trims the oldest) and none (a
+// finished task is dropped at once).
+var memoryRetention = []struct {
+	name string
+	opts MemoryOptions
+}{
+	{"retention=default", MemoryOptions{}},
+	{"retention=none", MemoryOptions{Retention: -1}},
+}
+
 // BenchmarkMemoryThroughput is the memory store's end-to-end rate:
 // enqueue, claim, run a no-op handler, finish.
 func BenchmarkMemoryThroughput(b *testing.B) {
-	benchThroughput(b, NewMemoryStore(MemoryOptions{Retention: -1}))
+	for _, rc := range memoryRetention {
+		b.Run(rc.name, func(b *testing.B) { benchThroughput(b, NewMemoryStore(rc.opts)) })
+	}
 }
 
 // BenchmarkRedisThroughput is the same over the Redis store.
@@ -91,7 +105,13 @@ func BenchmarkEnqueue(b *testing.B) {
 // tasks are enqueued first (not timed), then a runner with concurrency 50
 // runs them all.
 func BenchmarkMemoryProcess(b *testing.B) {
-	r := NewRunner(Options{Store: NewMemoryStore(MemoryOptions{Retention: -1}), Concurrency: 50, Logger: quiet})
+	for _, rc := range memoryRetention {
+		b.Run(rc.name, func(b *testing.B) { benchProcess(b, NewMemoryStore(rc.opts)) })
+	}
+}
+
+func benchProcess(b *testing.B, store Store) {
+	r := NewRunner(Options{Store: store, Concurrency: 50, Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	for range b.N {
 		if _, err := r.Enqueue(ctx, "noop", nil); err != nil {

@@ -82,10 +82,10 @@ type memEntry struct {
 type memQueue struct {
 	s       *MemoryStore
 	pending memList
-	due     dueHeap               // scheduled and retry tasks by RunAt
-	active  []*memTask            // unordered; memTask.active indexes it
-	final   [numStates][]memEntry // by finish time, oldest first
-	counts  [numStates]int        // live and final tasks by state
+	due     dueHeap             // scheduled and retry tasks by RunAt
+	active  []*memTask          // unordered; memTask.active indexes it
+	final   [numStates]memFinal // by finish time, oldest first
+	counts  [numStates]int      // live and final tasks by state
 }
 
 type memUnique struct {
@@ -158,7 +158,7 @@ func (s *MemoryStore) move(t *memTask, st State, now time.Time) {
 			return
 		}
 		i := st.index()
-		q.final[i] = append(q.final[i], memEntry{t: t, gen: t.gen})
+		q.final[i].push(memEntry{t: t, gen: t.gen})
 		s.releaseUnique(t.Task)
 		s.trim(q, st, now)
 	}
@@ -192,20 +192,52 @@ func (s *MemoryStore) releaseUnique(t *Task) {
 // trim drops final tasks of a state past retention, oldest first.
 func (s *MemoryStore) trim(q *memQueue, st State, now time.Time) {
 	si := st.index()
-	l := q.final[si]
-	i := 0
-	for ; i < len(l); i++ {
-		e := l[i]
-		if e.t.gen != e.gen {
-			continue // moved since (retried, deleted)
+	f := &q.final[si]
+	for f.head < len(f.buf) {
+		e := f.buf[f.head]
+		if e.t.gen == e.gen { // else moved since (retried, deleted)
+			if q.counts[si] <= s.keep && now.Sub(e.t.FinishedAt) < s.retention {
+				break
+			}
+			s.remove(e.t)
 		}
-		if q.counts[si] <= s.keep && now.Sub(e.t.FinishedAt) < s.retention {
-			break
-		}
-		s.remove(e.t)
+		f.buf[f.head] = memEntry{}
+		f.head++
 	}
-	if i > 0 {
-		q.final[si] = append(l[:0:0], l[i:]...)
+	f.shrink()
+}
+
+// memFinal is a list of final tasks, oldest first, in buf[head:]. A
+// steady stream of finishes pushes at the end and trims at the head; the
+// live entries move down to the start of the array when it is full, so
+// that the list costs no allocation and O(1) a finish once it holds
+// RetentionCount tasks. (It was a slice resliced or copied on each trim:
+// at the default 10,000 tasks a copy cost 100 times the task.)
+type memFinal struct {
+	buf  []memEntry
+	head int
+}
+
+func (f *memFinal) entries() []memEntry { return f.buf[f.head:] }
+
+func (f *memFinal) push(e memEntry) {
+	if len(f.buf) == cap(f.buf) && f.head >= len(f.buf)-f.head {
+		// At least half the array is trimmed: move the rest down.
+		n := copy(f.buf, f.buf[f.head:])
+		clear(f.buf[n:])
+		f.buf, f.head = f.buf[:n], 0
+	}
+	f.buf = append(f.buf, e)
+}
+
+// shrink moves the entries to a smaller array after a large drop.
+func (f *memFinal) shrink() {
+	live := len(f.buf) - f.head
+	if live == 0 {
+		f.buf, f.head = f.buf[:0], 0
+	}
+	if cap(f.buf) > 4*live+256 {
+		f.buf, f.head = append(make([]memEntry, 0, 2*live+64), f.buf[f.head:]...), 0
 	}
 }
 
@@ -567,7 +599,7 @@ func (s *MemoryStore) List(ctx context.Context, opts ListOptions) (Page, error) 
 		all = slices.Clone(q.active)
 		slices.SortFunc(all, func(a, b *memTask) int { return a.deadline.Compare(b.deadline) })
 	default:
-		l := q.final[opts.State.index()]
+		l := q.final[opts.State.index()].entries()
 		for i := len(l) - 1; i >= 0; i-- {
 			live(l[i])
 		}
