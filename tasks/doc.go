@@ -90,13 +90,16 @@
 // bench/README.md has the side-by-side run against asynq v0.26 on the same
 // Redis (ratios from one run):
 //
-//   - Redis store: 31,400 tasks/s processed at concurrency 50 (4.7× asynq),
-//     66,400 enqueues/s from 50 goroutines (2.9×), idle pickup p50 1.3 ms
-//     (asynq ~940 ms: it polls), delayed tasks start 3.9 ms late at p99
-//     (asynq ~4.4 s);
-//   - memory store: BenchmarkMemoryProcess runs 410,000–520,000 no-op
-//     tasks/s, BenchmarkMemoryThroughput (enqueue and run together)
-//     210,000–310,000/s, depending on the machine's load; a no-op task
-//     costs 6 allocations, enqueue included. A handler's context costs
-//     nothing until the handler uses it (ctx.Done, or a derived context).
+//   - Redis store: 29,400 tasks/s processed at concurrency 50 (4.7× asynq),
+//     73,500 enqueues/s from 50 goroutines (2.8×), idle pickup p50 1.6 ms
+//     (asynq ~1 s: it polls), delayed tasks start 2.9 ms late at p99
+//     (asynq ~4 s);
+//   - memory store: BenchmarkMemoryProcess runs 550,000–650,000 no-op
+//     tasks/s with the default retention and 780,000–980,000 with none,
+//     one allocation (300 B) a task; BenchmarkMemoryThroughput (enqueue
+//     and run together) 230,000–330,000/s, five allocations a task, most
+//     of them the task Enqueue returns. A handler's context costs nothing
+//     until the handler uses it (ctx.Done, or a derived context), and
+//     short tasks run back to back on the workers already awake rather
+//     than waking a goroutine each.
 package tasks
