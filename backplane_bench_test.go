@@ -145,3 +145,40 @@ func benchRedisPublish(b *testing.B, publishers int) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	c.waitCount(b, int64(b.N))
 }
+
+// BenchmarkMemorySubscribeChurn joins and leaves a topic that has 10,000
+// subscribers, publishing once every 100 changes: the cost of a member
+// coming and going in a large room.
+func BenchmarkMemorySubscribeChurn(b *testing.B) {
+	ctx := context.Background()
+	bp := NewMemoryBackplane(MemoryOptions{})
+	defer bp.Close()
+	var c counter
+	subs := make([]*Subscription, 10_000)
+	for i := range subs {
+		s, err := bp.Subscribe(ctx, "room", SubscribeOptions{}, &c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		subs[i] = s
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		subs[i%len(subs)].Close()
+		s, err := bp.Subscribe(ctx, "room", SubscribeOptions{}, &c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		subs[i%len(subs)] = s
+		if i%100 == 0 {
+			if _, err := bp.Publish(ctx, "room", benchPayload, PublishOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		i++
+	}
+	for _, s := range subs {
+		s.Close()
+	}
+}

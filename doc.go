@@ -59,6 +59,10 @@
 //   - MemoryBackplane: 2.4 million messages/s published to one topic with
 //     one local subscriber (BenchmarkMemoryPublish, 2 allocations per
 //     message).
+//   - Joining or leaving a topic costs O(1) however many subscribers it
+//     has: 3.5 µs for a leave and a join on a topic of 10,000 subscribers
+//     (BenchmarkMemorySubscribeChurn, publishing once every 100 changes;
+//     330 µs and 190 KB when every change copied the subscriber list).
 //   - RedisBackplane: with 64 concurrent publishers on one topic, about
 //     2.5 times the throughput that redis-benchmark reports for plain SET
 //     with 64 clients on the same machine (scripts/bench-backplane.sh
