@@ -211,6 +211,13 @@ func (r *Runner) dispatch(ctx context.Context, jobs *workQueue) {
 			}
 		}
 		leases, err := r.store.Claim(ctx, r.node, r.order(queues), free, r.leaseTTL)
+		if len(leases) > 0 {
+			// Even beside an error: a claim from several queues may fail
+			// on one after leasing tasks of another, and those would sit
+			// active until their lease expired, their attempt counted.
+			r.inflight.Add(int64(len(leases)))
+			jobs.push(leases, time.Now())
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -222,7 +229,6 @@ func (r *Runner) dispatch(ctx context.Context, jobs *workQueue) {
 		}
 		errs = 0
 		backlog = len(leases) == free
-		r.inflight.Add(int64(len(leases)))
 		if len(leases) == 0 {
 			if err := r.store.Wait(ctx, queues); err != nil && ctx.Err() == nil {
 				r.log.Error("tasks: waiting for tasks failed", "err", err, "node", r.node)
@@ -230,7 +236,6 @@ func (r *Runner) dispatch(ctx context.Context, jobs *workQueue) {
 			}
 			continue
 		}
-		jobs.push(leases, time.Now())
 	}
 }
 

@@ -29,7 +29,9 @@ type Store interface {
 	// Claim leases up to max due tasks of the queues to worker for ttl,
 	// taking queues in the order given (the runner orders them by weight
 	// or priority). Due scheduled and retry tasks are claimable. Claim
-	// doesn't block: it returns no lease when nothing is due.
+	// doesn't block: it returns no lease when nothing is due. With an
+	// error it may also return the leases it made before the error; the
+	// caller runs them.
 	Claim(ctx context.Context, worker string, queues []string, max int, ttl time.Duration) ([]*Lease, error)
 
 	// Wait blocks until a task of the queues may be claimable: one was

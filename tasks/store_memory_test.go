@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -212,6 +213,48 @@ func TestDispatchBesideLongTasks(t *testing.T) {
 		time.Sleep(time.Second)
 		assert.EqualValues(t, 100, short.Load(), "short tasks run in the one free slot")
 		close(release)
+		cancel()
+		require.NoError(t, <-ran)
+	})
+}
+
+// failingClaim is a MemoryStore whose next Claim fails after leasing:
+// as a Redis claim from several queues does when a later queue's script
+// call fails.
+type failingClaim struct {
+	*MemoryStore
+	fail atomic.Bool
+}
+
+func (s *failingClaim) Claim(ctx context.Context, worker string, queues []string, max int, ttl time.Duration) ([]*Lease, error) {
+	leases, err := s.MemoryStore.Claim(ctx, worker, queues, max, ttl)
+	if err == nil && len(leases) > 0 && s.fail.CompareAndSwap(true, false) {
+		err = errors.New("the next queue's claim failed")
+	}
+	return leases, err
+}
+
+// The leases a failing claim made are run at once, not left active until
+// they expire (which would count their attempt and run them again).
+func TestDispatchRunsLeasesBesideAClaimError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &failingClaim{MemoryStore: NewMemoryStore(MemoryOptions{})}
+		r := NewRunner(Options{Store: store, Logger: quiet})
+		attempts := make(chan int, 10)
+		Handle(r, "job", func(ctx context.Context, j *Job[struct{}]) error { attempts <- j.Attempt; return nil })
+		ctx, cancel := context.WithCancel(context.Background())
+		task, err := r.Enqueue(ctx, "job", nil)
+		require.NoError(t, err)
+		store.fail.Store(true)
+		ran := make(chan error, 1)
+		go func() { ran <- r.Run(ctx) }()
+		time.Sleep(time.Minute) // past any lease expiry
+		require.Len(t, attempts, 1)
+		assert.Equal(t, 1, <-attempts, "the first attempt ran")
+		got, err := r.Get(ctx, task.ID)
+		require.NoError(t, err)
+		assert.Equal(t, Succeeded, got.State)
+		assert.False(t, store.fail.Load(), "the claim did fail")
 		cancel()
 		require.NoError(t, <-ran)
 	})

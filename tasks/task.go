@@ -112,12 +112,13 @@ type Task struct {
 // the worker's later calls: once the lease has expired and another worker
 // has claimed the task, the store rejects them with [ErrLeaseLost].
 type Lease struct {
-	// Task is the task's definition, as enqueued: ID, Type, Queue,
-	// Payload, MaxAttempts, Timeout, Backoff, UniqueKey, UniqueTTL,
-	// Periodic and EnqueuedAt. A store may share it among the task's
-	// leases, so it is read-only; its other fields (State, Attempt, the
-	// times of later events) don't describe the lease: the attempt is
-	// Attempt and StartedAt below, and [Runner.Get] has the live task.
+	// Task is the task's definition, as enqueued: every store fills ID,
+	// Type, Queue, Payload, MaxAttempts, Timeout, Backoff, Periodic and
+	// EnqueuedAt. A store may share it among the task's leases, so it is
+	// read-only; its other fields (State, Attempt, UniqueKey, the times
+	// of later events) may be unset or stale and don't describe the
+	// lease: the attempt is Attempt and StartedAt below, and [Runner.Get]
+	// has the live task.
 	Task *Task
 	// Attempt is the attempt's number, 1 for the first.
 	Attempt int

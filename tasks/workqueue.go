@@ -9,7 +9,7 @@ import (
 //
 // A channel would wake one parked worker per lease: with short tasks the
 // goroutine switches cost more than the tasks. The queue instead wakes
-// workers one at a time: a push wakes one idle worker, and a woken worker
+// workers one at a time: a push wakes one idle worker, and any worker
 // that takes a lease wakes the next only if leases remain and no other
 // wake is under way. Short tasks so run back to back on the workers that
 // are awake, while a batch of long tasks still fans out over as many
@@ -20,7 +20,7 @@ type workQueue struct {
 	items  []claimed // FIFO from head
 	head   int
 	idle   int  // workers waiting in pop
-	waking bool // a worker was signalled and hasn't taken a lease yet
+	waking bool // a worker was signalled and hasn't looked at the queue yet
 	closed bool
 }
 
