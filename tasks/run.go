@@ -41,6 +41,8 @@ type attempt struct {
 	err    error           // before ctx exists: Canceled or DeadlineExceeded once ended
 	ctx    context.Context // made by the first Done
 	cancel context.CancelFunc
+
+	made atomic.Pointer[context.Context] // ctx, once made, for Value without the lock
 }
 
 var _ context.Context = (*attempt)(nil)
@@ -87,6 +89,7 @@ func (a *attempt) Done() <-chan struct{} {
 		} else {
 			a.ctx, a.cancel = context.WithDeadline(a.base, a.deadline)
 		}
+		a.made.Store(&a.ctx)
 	}
 	return a.ctx.Done()
 }
@@ -104,13 +107,10 @@ func (a *attempt) Err() error {
 // Value implements [context.Context]. Before Done, base answers: it hides
 // Run's cancellation, so that context.Cause falls back to Err.
 func (a *attempt) Value(key any) any {
-	a.mu.Lock()
-	ctx := a.ctx
-	a.mu.Unlock()
-	if ctx == nil {
-		ctx = a.base
+	if p := a.made.Load(); p != nil {
+		return (*p).Value(key)
 	}
-	return ctx.Value(key)
+	return a.base.Value(key)
 }
 
 // String identifies the context in the messages of the context package.
