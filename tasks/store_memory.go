@@ -70,6 +70,7 @@ type memTask struct {
 	gen        int64 // bumped on every move, to skip stale queue entries
 	deadline   time.Time
 	active     int   // index in q.active while the task is active
+	finalSeq   int64 // position in its q.final list while the task is final
 	key        memID // the ID's halves, if it is a UUIDv7 (see memIndex)
 }
 
@@ -158,14 +159,15 @@ func (s *MemoryStore) move(t *memTask, st State, now time.Time) {
 			return
 		}
 		i := st.index()
-		q.final[i].push(memEntry{t: t, gen: t.gen})
+		t.finalSeq = q.final[i].push(memEntry{t: t, gen: t.gen})
 		s.releaseUnique(t.Task)
 		s.trim(q, st, now)
 	}
 }
 
-// leave takes t out of the pending list or the active tasks, as its
-// state says; other states keep entries that its gen makes stale.
+// leave takes t out of the pending list, the active tasks or its final
+// list, as its state says; scheduled and retry tasks keep heap entries
+// that its gen makes stale.
 func (q *memQueue) leave(t *memTask) {
 	switch t.State {
 	case Pending:
@@ -176,6 +178,8 @@ func (q *memQueue) leave(t *memTask) {
 		q.active[t.active], moved.active = moved, t.active
 		q.active[last] = nil
 		q.active = q.active[:last]
+	case Succeeded, Dead, Cancelled:
+		q.final[t.State.index()].drop(t)
 	}
 }
 
@@ -195,7 +199,7 @@ func (s *MemoryStore) trim(q *memQueue, st State, now time.Time) {
 	f := &q.final[si]
 	for f.head < len(f.buf) {
 		e := f.buf[f.head]
-		if e.t.gen == e.gen { // else moved since (retried, deleted)
+		if e.t != nil && e.t.gen == e.gen { // else dropped since (retried, deleted)
 			if q.counts[si] <= s.keep && now.Sub(e.t.FinishedAt) < s.retention {
 				break
 			}
@@ -213,31 +217,53 @@ func (s *MemoryStore) trim(q *memQueue, st State, now time.Time) {
 // that the list costs no allocation and O(1) a finish once it holds
 // RetentionCount tasks. (It was a slice resliced or copied on each trim:
 // at the default 10,000 tasks a copy cost 100 times the task.)
+//
+// A task that leaves the list before its turn (retried, deleted) has its
+// entry emptied through its position, so that the list doesn't keep it
+// for the retention period; positions count from the list's first push,
+// and base is the position of buf[0].
 type memFinal struct {
 	buf  []memEntry
 	head int
+	base int64
 }
 
 func (f *memFinal) entries() []memEntry { return f.buf[f.head:] }
 
-func (f *memFinal) push(e memEntry) {
+// push appends e and returns its position.
+func (f *memFinal) push(e memEntry) int64 {
 	if len(f.buf) == cap(f.buf) && f.head >= len(f.buf)-f.head {
 		// At least half the array is trimmed: move the rest down.
 		n := copy(f.buf, f.buf[f.head:])
 		clear(f.buf[n:])
-		f.buf, f.head = f.buf[:n], 0
+		f.rebase(f.buf[:n])
 	}
 	f.buf = append(f.buf, e)
+	return f.base + int64(len(f.buf)-1)
+}
+
+// drop empties t's entry.
+func (f *memFinal) drop(t *memTask) {
+	i := t.finalSeq - f.base
+	if i >= int64(f.head) && i < int64(len(f.buf)) && f.buf[i].t == t {
+		f.buf[i] = memEntry{}
+	}
+}
+
+// rebase makes buf, holding the entries from head on, the list's array.
+func (f *memFinal) rebase(buf []memEntry) {
+	f.base += int64(f.head)
+	f.buf, f.head = buf, 0
 }
 
 // shrink moves the entries to a smaller array after a large drop.
 func (f *memFinal) shrink() {
 	live := len(f.buf) - f.head
 	if live == 0 {
-		f.buf, f.head = f.buf[:0], 0
+		f.rebase(f.buf[:0])
 	}
 	if cap(f.buf) > 4*live+256 {
-		f.buf, f.head = append(make([]memEntry, 0, 2*live+64), f.buf[f.head:]...), 0
+		f.rebase(append(make([]memEntry, 0, 2*live+64), f.buf[f.head:]...))
 	}
 }
 
@@ -580,7 +606,7 @@ func (s *MemoryStore) List(ctx context.Context, opts ListOptions) (Page, error) 
 	}
 	var all []*memTask
 	live := func(e memEntry) {
-		if e.t.gen == e.gen && e.t.State == opts.State {
+		if e.t != nil && e.t.gen == e.gen && e.t.State == opts.State {
 			all = append(all, e.t)
 		}
 	}

@@ -312,3 +312,150 @@ func TestMemoryRetentionTrimIsAmortized(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotFound, "the newest trimmed task is gone")
 	assert.LessOrEqual(t, cap(s.queues[DefaultQueue].final[Succeeded.index()].buf), 3*keep, "the array stays within a small multiple of RetentionCount")
 }
+
+// mfin is a final task in TestMemoryRetentionModel's model.
+type mfin struct {
+	id string
+	at time.Time
+}
+
+// The memory store's final lists against a model, through random
+// enqueues, claims, finishes to each final state, retries and deletes of
+// final tasks, and maintenance as the clock moves, with random
+// RetentionCount and Retention: List pages newest first, counts, Get of
+// trimmed and deleted tasks, and the lists' arrays (trimmed entries
+// cleared, no entry of a task that left the list, bounded capacity).
+func TestMemoryRetentionModel(t *testing.T) {
+	t.Parallel()
+	for seed := range 24 {
+		synctest.Test(t, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(seed), 7))
+			keep := 1 + rng.IntN(40)
+			ret := time.Duration(1+rng.IntN(100)) * time.Second
+			s := NewMemoryStore(MemoryOptions{RetentionCount: keep, Retention: ret})
+			ctx := context.Background()
+			var g idGen
+			model := map[State][]mfin{}
+			var leases []*Lease
+			gone := map[string]bool{}
+			trim := func(st State, now time.Time) {
+				l := model[st]
+				for len(l) > 0 && (len(l) > keep || now.Sub(l[0].at) >= ret) {
+					gone[l[0].id] = true
+					l = l[1:]
+				}
+				model[st] = l
+			}
+			dropFromModel := func(id string) {
+				for st, l := range model {
+					if i := slices.IndexFunc(l, func(f mfin) bool { return f.id == id }); i >= 0 {
+						model[st] = slices.Delete(slices.Clone(l), i, i+1)
+					}
+				}
+			}
+			for step := range 800 {
+				switch op := rng.IntN(10); {
+				case op < 3:
+					for range 1 + rng.IntN(5) {
+						require.NoError(t, s.Enqueue(ctx, &Task{ID: g.next(), Type: "t", Queue: DefaultQueue, MaxAttempts: 3}))
+					}
+				case op < 5:
+					ls, err := s.Claim(ctx, "w", []string{DefaultQueue}, 1+rng.IntN(8), time.Hour)
+					require.NoError(t, err)
+					leases = append(leases, ls...)
+				case op < 8 && len(leases) > 0:
+					i := rng.IntN(len(leases))
+					l := leases[i]
+					leases = slices.Delete(leases, i, i+1)
+					st := []State{Succeeded, Dead, Cancelled}[rng.IntN(3)]
+					now := time.Now()
+					if err := s.Finish(ctx, l, Outcome{State: st, Error: "x"}); err != nil {
+						require.ErrorIs(t, err, ErrLeaseLost)
+						break
+					}
+					model[st] = append(model[st], mfin{l.Task.ID, now})
+					trim(st, now)
+				case op == 8:
+					// retry or delete a random final task
+					var all []mfin
+					for _, st := range []State{Dead, Cancelled, Succeeded} {
+						all = append(all, model[st]...)
+					}
+					if len(all) == 0 {
+						break
+					}
+					f := all[rng.IntN(len(all))]
+					if rng.IntN(2) == 0 {
+						tk, err := s.Get(ctx, f.id)
+						require.NoError(t, err)
+						if tk.State == Succeeded {
+							break
+						}
+						_, err = s.Retry(ctx, f.id)
+						require.NoError(t, err)
+					} else {
+						require.NoError(t, s.Delete(ctx, f.id))
+						gone[f.id] = true
+					}
+					dropFromModel(f.id)
+				default:
+					time.Sleep(time.Duration(rng.IntN(20)) * time.Second)
+					if rng.IntN(2) == 0 {
+						_, err := s.Maintain(ctx)
+						require.NoError(t, err)
+						now := time.Now()
+						for _, st := range []State{Succeeded, Dead, Cancelled} {
+							trim(st, now)
+						}
+					}
+				}
+				q := s.queues[DefaultQueue]
+				if q == nil {
+					continue
+				}
+				for _, st := range []State{Succeeded, Dead, Cancelled} {
+					var got []string
+					for cur := ""; ; {
+						p, err := s.List(ctx, ListOptions{Queue: DefaultQueue, State: st, Cursor: cur, Limit: 7})
+						require.NoError(t, err)
+						for _, tk := range p.Tasks {
+							got = append(got, tk.ID)
+						}
+						if cur = p.Next; cur == "" {
+							break
+						}
+					}
+					var want []string
+					for i := len(model[st]) - 1; i >= 0; i-- {
+						want = append(want, model[st][i].id)
+					}
+					require.Equal(t, want, got, "seed %d step %d state %s keep %d", seed, step, st, keep)
+					require.Equal(t, len(want), q.counts[st.index()])
+					f := &q.final[st.index()]
+					for i := 0; i < f.head; i++ {
+						require.Zero(t, f.buf[i], "trimmed entry not cleared")
+					}
+					held := 0
+					for _, e := range f.entries() {
+						if e.t != nil {
+							require.Equal(t, e.gen, e.t.gen, "an entry of a task that left the list")
+							held++
+						}
+					}
+					require.Equal(t, len(want), held, "entries held")
+					tail := f.buf[len(f.buf):cap(f.buf)]
+					for _, e := range tail {
+						require.Zero(t, e, "entry past len not cleared")
+					}
+					require.LessOrEqual(t, cap(f.buf), 4*(len(f.buf)-f.head)+256+2*keep+64, "cap bound")
+				}
+				if step%100 == 99 {
+					for id := range gone {
+						_, err := s.Get(ctx, id)
+						require.ErrorIs(t, err, ErrNotFound, id)
+					}
+				}
+			}
+		})
+	}
+}
