@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -293,7 +294,7 @@ func (r *Runner) worker(base context.Context, jobs *workQueue, slot *atomic.Poin
 func (r *Runner) execute(base context.Context, c claimed, slot *atomic.Pointer[attempt]) {
 	t := c.lease.Task
 	a := r.newAttempt(t.Type)
-	a.r, a.lease, a.base, a.deadline = r, c.lease, base, c.at.Add(cmpDur(t.Timeout, DefaultTimeout))
+	a.r, a.lease, a.base, a.deadline = r, c.lease, base, c.at.Add(cmp.Or(t.Timeout, DefaultTimeout))
 	slot.Store(a)
 	defer func() {
 		a.end()
@@ -305,13 +306,6 @@ func (r *Runner) execute(base context.Context, c claimed, slot *atomic.Pointer[a
 	}
 	err := r.call(a)
 	r.finish(a, err)
-}
-
-func cmpDur(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // call runs the handler, turning a panic into an error.

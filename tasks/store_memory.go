@@ -47,11 +47,11 @@ type MemoryStore struct {
 var _ Store = (*MemoryStore)(nil)
 
 // memTask is the store's record of a task: its definition (the embedded
-// *Task, never written after Enqueue and shared read-only with its
-// leases, so that a claim copies nothing) and its live state, in fields
-// of the same names that shadow the definition's.
+// Task, never written after Enqueue and shared read-only with its leases,
+// so that a claim copies nothing) and its live state, in fields of the
+// same names that shadow the definition's.
 type memTask struct {
-	*Task
+	Task
 
 	State           State
 	Attempt         int
@@ -63,7 +63,6 @@ type memTask struct {
 	Worker          string
 	CancelRequested bool
 
-	def        Task // what the embedded *Task points at: one allocation per task
 	q          *memQueue
 	prev, next *memTask // in q.pending while the task is pending
 	token      int64
@@ -160,7 +159,7 @@ func (s *MemoryStore) move(t *memTask, st State, now time.Time) {
 		}
 		i := st.index()
 		t.finalSeq = q.final[i].push(memEntry{t: t, gen: t.gen})
-		s.releaseUnique(t.Task)
+		s.releaseUnique(&t.Task)
 		s.trim(q, st, now)
 	}
 }
@@ -273,7 +272,7 @@ func (s *MemoryStore) remove(t *memTask) {
 	q.counts[t.State.index()]--
 	q.leave(t)
 	s.tasks.remove(t)
-	s.releaseUnique(t.Task)
+	s.releaseUnique(&t.Task)
 	t.gen++
 }
 
@@ -298,15 +297,14 @@ func (s *MemoryStore) Enqueue(ctx context.Context, t *Task) error {
 
 // newMemTask copies t for enqueueLocked, before the lock is taken.
 func newMemTask(t *Task) *memTask {
-	mt := &memTask{def: *t, RunAt: t.RunAt}
-	mt.def.State = ""
-	mt.Task = &mt.def
+	mt := &memTask{Task: *t, RunAt: t.RunAt}
+	mt.Task.State = ""
 	return mt
 }
 
 // snapshot returns a copy of the task as it is now.
 func (t *memTask) snapshot() *Task {
-	snap := *t.Task
+	snap := t.Task
 	snap.State, snap.Attempt, snap.RunAt = t.State, t.Attempt, t.RunAt
 	snap.StartedAt, snap.FinishedAt, snap.Worker = t.StartedAt, t.FinishedAt, t.Worker
 	snap.LastError, snap.Progress, snap.CancelRequested = t.LastError, t.Progress, t.CancelRequested
@@ -387,7 +385,7 @@ func (s *MemoryStore) Claim(ctx context.Context, worker string, queues []string,
 			s.move(t, Active, now)
 			l := &slab[0]
 			slab = slab[1:]
-			*l = Lease{Task: t.Task, Attempt: t.Attempt, StartedAt: now, Token: t.token, Worker: worker, mem: t}
+			*l = Lease{Task: &t.Task, Attempt: t.Attempt, StartedAt: now, Token: t.token, Worker: worker, mem: t}
 			out = append(out, l)
 		}
 		if len(out) == max {

@@ -62,7 +62,7 @@ func TestMemoryIndex(t *testing.T) {
 		}
 		ids = append(ids, id)
 		require.Same(t, want[id], x.get(id), id)
-		mt := &memTask{Task: &Task{ID: id}}
+		mt := &memTask{Task: Task{ID: id}}
 		if want[id] != nil {
 			require.False(t, x.add(mt), "duplicate %s", id)
 			continue
@@ -88,7 +88,7 @@ func TestMemoryIndex(t *testing.T) {
 	// IDs far out of order.
 	var ts []*memTask
 	for range 5000 {
-		ts = append(ts, &memTask{Task: &Task{ID: g.next()}})
+		ts = append(ts, &memTask{Task: Task{ID: g.next()}})
 	}
 	rng.Shuffle(len(ts), func(i, j int) { ts[i], ts[j] = ts[j], ts[i] })
 	for _, mt := range ts {
@@ -96,7 +96,7 @@ func TestMemoryIndex(t *testing.T) {
 	}
 	for _, mt := range ts {
 		require.Same(t, mt, x.get(mt.ID))
-		require.False(t, x.add(&memTask{Task: &Task{ID: mt.ID}}))
+		require.False(t, x.add(&memTask{Task: Task{ID: mt.ID}}))
 	}
 	for _, mt := range ts {
 		x.remove(mt)
