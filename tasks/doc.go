@@ -94,12 +94,12 @@
 //     73,500 enqueues/s from 50 goroutines (2.8×), idle pickup p50 1.6 ms
 //     (asynq ~1 s: it polls), delayed tasks start 2.9 ms late at p99
 //     (asynq ~4 s);
-//   - memory store: BenchmarkMemoryProcess runs 550,000–650,000 no-op
-//     tasks/s with the default retention and 780,000–980,000 with none,
-//     one allocation (300 B) a task; BenchmarkMemoryThroughput (enqueue
-//     and run together) 230,000–330,000/s, five allocations a task, most
-//     of them the task Enqueue returns. A handler's context costs nothing
-//     until the handler uses it (ctx.Done, or a derived context), and
-//     short tasks run back to back on the workers already awake rather
-//     than waking a goroutine each.
+//   - memory store: BenchmarkMemoryProcess runs 540,000–650,000 no-op
+//     tasks/s with the default retention and 750,000–980,000 with none,
+//     one allocation (about 315 B) a task; BenchmarkMemoryThroughput
+//     (enqueue and run together) 230,000–330,000/s, five allocations a
+//     task, most of them the task Enqueue returns. A handler's context
+//     costs nothing until the handler uses it (ctx.Done, or a derived
+//     context), and short tasks run back to back on the workers already
+//     awake rather than waking a goroutine each.
 package tasks
