@@ -64,6 +64,7 @@ func (p *process) stop() (killed bool) {
 		return false
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM) // fails only if it already exited
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused server must run to exit
 	select {
 	case <-p.done:
 		return false

@@ -1,10 +1,13 @@
 package redistest_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -177,5 +180,35 @@ func TestStartCluster(t *testing.T) {
 	}
 	if used < 2 {
 		t.Errorf("keys landed on %d master(s), want several", used)
+	}
+}
+
+func TestStartServer_pause(t *testing.T) {
+	s := redistest.StartServer(t)
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), ReadTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Pause(t)
+	err := c.Ping(ctx).Err()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("ping to a paused server: %v, want a timeout", err)
+	}
+	s.Resume(t)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("ping after resume: %v", err)
+	}
+	s.Pause(t)
+	s.Stop(t) // a paused server still stops
+	s.Start(t)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("ping after restart: %v", err)
+	}
+	s.Kill(t)
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("ping to a killed server succeeded")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,4 +167,47 @@ func (s *Server) startLocked() error {
 	}
 	s.proc = p
 	return nil
+}
+
+// Pause stops the server's process with SIGSTOP: it keeps its connections
+// open and answers nothing, as a Redis stuck behind a full disk or a GC-ing
+// VM would, so clients see read timeouts rather than refused connections.
+// The pause ends at [Server.Resume], or when the server is stopped. Pausing a
+// stopped server does nothing.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGSTOP)
+}
+
+// Resume continues a server paused by [Server.Pause]. Resuming a server
+// that is not paused does nothing.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGCONT)
+}
+
+// Kill ends the server with SIGKILL, as a crash would, and waits for the
+// process to exit. Its data is lost. [Server.Start] starts it again.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.cmd.Process.Kill() // fails only if it already exited
+	<-s.proc.done
+	s.proc = nil
+}
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.exited() {
+		return
+	}
+	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("redistest: signal %v to redis-server at %s: %v", sig, s.addr, err)
+	}
 }
