@@ -2,68 +2,23 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/rtkit/rtkit/examples/internal/browsertest"
 	"github.com/rtkit/rtkit/realtime"
 	"github.com/stretchr/testify/require"
 )
 
-// browser starts a headless Chromium for the test. Without one the test
-// is skipped, unless RTKIT_REQUIRE_BROWSER=1 (CI), where it fails.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := os.Getenv("CHROMIUM")
-	if path == "" {
-		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-			if p, err := exec.LookPath(name); err == nil {
-				path = p
-				break
-			}
-		}
-	}
-	if path == "" {
-		if os.Getenv("RTKIT_REQUIRE_BROWSER") == "1" {
-			t.Fatal("no Chromium found (RTKIT_REQUIRE_BROWSER=1); apt-get install chromium")
-		}
-		t.Skip("no Chromium found; apt-get install chromium (or set CHROMIUM) to run the browser tests")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// browser starts a headless Chromium for the test (see browsertest.New).
+func browser(t *testing.T) context.Context { return browsertest.New(t) }
 
-// screenshot saves the page as a PNG under the test's output directory
-// when RTKIT_SCREENSHOTS names one, for people to look at.
+// screenshot saves the page as a PNG for people to look at (see
+// browsertest.Screenshot).
 func screenshot(t *testing.T, ctx context.Context, name string) {
-	dir := os.Getenv("RTKIT_SCREENSHOTS")
-	if dir == "" {
-		return
-	}
-	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
-	}
+	browsertest.Screenshot(t, ctx, name)
 }
 
 func TestChatPageInBrowser(t *testing.T) {
