@@ -45,6 +45,14 @@
 // its lease ([ErrLeaseLost]). Handlers should therefore be idempotent, or
 // use [Unique] keys and their own deduplication.
 //
+// An Enqueue is applied once: a task whose [ID] exists is left alone,
+// and the [RedisStore] recognises a client's retry of any of its calls
+// (go-redis sends a call again after a read timeout, though Redis may
+// have run it) and applies it once. Callers can make their own retries
+// idempotent with the [ID] option: Enqueue of an ID that exists returns
+// a [*DuplicateError] (Key "", ID the existing task's) and changes
+// nothing.
+//
 // [Runner.Run] never abandons work on shutdown: when its context ends it
 // stops claiming, lets running tasks finish within
 // [Options.ShutdownTimeout], then cancels the rest and hands them back

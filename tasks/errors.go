@@ -12,8 +12,9 @@ var (
 	// ErrNotFound is returned for a task ID the store doesn't hold (never
 	// enqueued, deleted, or past its retention).
 	ErrNotFound = errors.New("tasks: task not found")
-	// ErrDuplicate is returned by Enqueue when a live task holds the same
-	// unique key; the error is a [*DuplicateError] naming that task.
+	// ErrDuplicate is returned by Enqueue when a task with the same ID
+	// exists, or a live task holds the same unique key; the error is a
+	// [*DuplicateError] naming that task.
 	ErrDuplicate = errors.New("tasks: duplicate task")
 	// ErrLeaseLost is returned to a worker whose lease on a task expired
 	// and was taken over: its result is discarded.
@@ -31,14 +32,19 @@ var (
 	ErrSkipRetry = errors.New("tasks: skip retry")
 )
 
-// DuplicateError is the error Enqueue returns for a unique key that a live
-// task holds. It wraps [ErrDuplicate].
+// DuplicateError is the error Enqueue returns, enqueueing nothing, when
+// a task with the task's [ID] exists (Key is then "") or a live task
+// holds its [Unique] key. It wraps [ErrDuplicate]. ID names the existing
+// task, for [Runner.Get].
 type DuplicateError struct {
-	Key string // the unique key
+	Key string // the unique key, or "" for an ID that exists
 	ID  string // the task that holds it
 }
 
 func (e *DuplicateError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("tasks: duplicate task: a task with ID %q exists", e.ID)
+	}
 	return fmt.Sprintf("tasks: duplicate task: unique key %q is held by task %s", e.Key, e.ID)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -132,6 +133,32 @@ func Unique(key string, ttl time.Duration) EnqueueOption {
 			return fmt.Errorf("%w: Unique(%q, %v): ttl must be at least 1ms", ErrInvalid, key, ttl)
 		}
 		t.UniqueKey, t.UniqueTTL = key, ttl
+		return nil
+	}
+}
+
+// ID gives the task the caller's ID instead of a generated UUIDv7, so
+// that callers can make an enqueue idempotent across their own retries
+// ("order-42-receipt" is enqueued once, however often the order's
+// handler runs). While a task with the ID exists in the task's queue, in
+// any state, until it is deleted or dropped after its retention, Enqueue enqueues nothing and returns a [*DuplicateError]
+// whose Key is "" and whose ID is id (as asynq's TaskID does; use
+// [Runner.Get] for the existing task). IDs are 1–200 bytes without
+// control characters, spaces or any of {}[]*?\. Not allowed with
+// [Runner.Periodic], whose every tick is a new task. Use an ID in one
+// queue only: the [RedisStore] checks it within the task's queue (the
+// [MemoryStore] across all).
+func ID(id string) EnqueueOption {
+	return func(t *Task) error {
+		if id == "" || len(id) > 200 {
+			return fmt.Errorf("%w: task ID must be 1-200 bytes", ErrInvalid)
+		}
+		for _, c := range []byte(id) {
+			if c <= ' ' || c == 0x7f || strings.IndexByte("{}[]*?\\", c) >= 0 {
+				return fmt.Errorf("%w: task ID %q has a space, control character or one of {}[]*?\\", ErrInvalid, id)
+			}
+		}
+		t.ID = id
 		return nil
 	}
 }

@@ -30,6 +30,13 @@ func (r *Runner) Periodic(name string, sched Schedule, typ string, payload any, 
 	if _, err := r.newTask(typ, payload, opts); err != nil {
 		panic(fmt.Sprintf("tasks: Periodic(%q): %v", name, err))
 	}
+	var probe Task
+	for _, o := range opts {
+		_ = o(&probe)
+	}
+	if probe.ID != "" {
+		panic(fmt.Sprintf("tasks: Periodic(%q): the ID option can't be used: every tick is a new task", name))
+	}
 	r.hmu.Lock()
 	defer r.hmu.Unlock()
 	for _, p := range r.periodic {

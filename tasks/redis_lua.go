@@ -25,6 +25,10 @@ import (
 //	seq                      counter: the fencing token of the latest claim
 //	u:<key>                  string: the ID holding a unique key (PX ttl)
 //	periodic                 hash: schedule name → last tick enqueued (ms)
+//	n:<nonce>, c:<nonce>, o:<nonce>  strings (PX retryWindow): the marks
+//	                         of script calls applied (enqueue, claim,
+//	                         change), so that a client's retry of the same
+//	                         call is recognised (see below)
 //	wake                     pub/sub channel: due time of a new task, "0" for now
 //
 // A state line is "state|attempt", then for a task that has run
@@ -43,6 +47,18 @@ import (
 // and one lease per worker in leases rather than one per task. A live
 // worker's renewal keeps all its tasks; maintenance hands back the
 // active tasks of workers whose lease expired.
+//
+// Every script is idempotent under a client's retry: go-redis sends a
+// script again after a read timeout (MaxRetries), and Redis may by then
+// have run the first one, so applying a call twice must have the effect
+// of applying it once. Enqueue, claim and change calls carry a nonce and
+// mark it applied (n:, c:, o:); a repeat finds the mark and returns what
+// the first application did (enqueue: its reply; claim: the tasks leased
+// under its token; change: the task as it is now) without doing it
+// again. Enqueue also never touches an ID that exists. Finish recognises
+// its own earlier application from the state line (the same run, now in
+// the outcome's state); renew, progress, maintain and reconcile converge
+// on the same state whatever the number of applications.
 //
 // Times come from the Redis server (TIME), so nodes with skewed clocks
 // agree; clients send delays, not instants. Needs Redis 6.2 or later
@@ -201,12 +217,14 @@ local function handback(ids, lines, uncount)
 end
 -- enqueue adds the task whose enqueueFields fields start at ARGV[i]: id,
 -- packed definition, delay ms, unique key, unique ttl ms. flushenq then
--- writes every task added. enqueue returns "" or the ID holding the
--- unique key.
-local pend, sched = {}, {}
+-- writes every task added. enqueue returns "", the ID itself when a task
+-- with that ID exists (it is left alone), or the ID holding the unique
+-- key.
+local pend, sched, seen = {}, {}, {}
 local enqpre = nows .. '\0'
 local function enqueue(i)
   local id, ukey = ARGV[i], ARGV[i + 3]
+  if seen[id] or redis.call('HEXISTS', base .. 'f:st', id) == 1 then return id end
   if ukey ~= '' then
     local uk = base .. 'u:' .. ukey
     if not redis.call('SET', uk, id, 'NX', 'PX', ARGV[i + 4]) then
@@ -214,6 +232,7 @@ local function enqueue(i)
     end
     set('ukey', id, ukey)
   end
+  seen[id] = true
   set('def', id, enqpre .. ARGV[i + 1])
   local delay = tonumber(ARGV[i + 2])
   if delay > 0 then
@@ -229,6 +248,10 @@ local function enqueue(i)
   end
   return ''
 end
+-- mark records that the call with nonce key k (n:, c: or o:) applied,
+-- with value v; applied returns that value if it did, else false.
+local function mark(k, v) redis.call('SET', base .. k, v, 'PX', ` + retryWindowMS + `) end
+local function applied(k) return redis.call('GET', base .. k) end
 local function flushenq()
   flushsets()
   if #pend > 0 then
@@ -241,38 +264,73 @@ end
 
 const enqueueFields = 5
 
-// enqueueScript: ARGV = the number n of plain tasks (due now, no unique
-// key), their id, packed definition pairs, then other tasks of
-// enqueueFields each. Returns one string per other task: "" or the
-// holder of its unique key.
+// retryWindowMS is how long, in ms, a script call's applied mark lasts:
+// a client's retry of the call within it is recognised (go-redis's
+// retries of one call, 3 by default with a 3s read timeout, come well
+// within it). 30s.
+const retryWindowMS = "30000"
+
+// enqueueScript: ARGV = nonce, the number n of plain tasks (due now, no
+// unique key), their id, packed definition pairs, then other tasks of
+// enqueueFields each. Returns {position, holder} pairs for the tasks not
+// enqueued (positions from 1 in ARGV order; the holder is the task's own
+// ID when that ID exists, else the ID holding its unique key); a retry
+// of the call returns the first application's reply (positions as
+// strings).
 var enqueueScript = redis.NewScript(luaPrelude + `
-local n = tonumber(ARGV[1])
-local defs = {}
-for i = 2, 2 * n, 2 do
-  defs[#defs + 1] = ARGV[i]
-  defs[#defs + 1] = enqpre .. ARGV[i + 1]
-  pend[#pend + 1] = ARGV[i]
+local nk = 'n:' .. ARGV[1]
+local prev = applied(nk)
+if prev then
+  local res = {}
+  for x in string.gmatch(prev, '[^%z]+') do res[#res + 1] = x end
+  return res
+end
+local n = tonumber(ARGV[2])
+local ids = {}
+for i = 3, 2 * n + 1, 2 do ids[#ids + 1] = ARGV[i] end
+local ex = hmget('st', ids)
+local res, defs, st = {}, {}, {}
+for j, id in ipairs(ids) do
+  if ex[j] or seen[id] then
+    res[#res + 1] = j
+    res[#res + 1] = id
+  else
+    seen[id] = true
+    defs[#defs + 1] = id
+    defs[#defs + 1] = enqpre .. ARGV[2 * j + 2]
+    st[#st + 1] = id
+    st[#st + 1] = 'pending|0'
+    pend[#pend + 1] = id
+  end
 end
 vcall('HSET', base .. 'f:def', defs)
-local st = {}
-for i = 1, n do
-  st[#st + 1] = pend[i]
-  st[#st + 1] = 'pending|0'
-end
 vcall('HSET', base .. 'f:st', st)
-local res = {}
-for i = 2 * n + 2, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do res[#res + 1] = enqueue(i) end
+local k = n
+for i = 2 * n + 3, #ARGV, ` + strconv.Itoa(enqueueFields) + ` do
+  k = k + 1
+  local h = enqueue(i)
+  if h ~= '' then
+    res[#res + 1] = k
+    res[#res + 1] = h
+  end
+end
 flushenq()
 flush(0)
+mark(nk, table.concat(res, '\0'))
 return res
 `)
 
 // periodicScript: ARGV[1] = name, ARGV[2] = tick (ms), then one task.
-// Returns 1 if it enqueued, 0 if the tick (or a later one) already was,
-// or the holder of the task's unique key.
+// Returns 1 if it enqueued (or, on a retry of the call, had enqueued), 0
+// if the tick (or a later one) already was, or the holder of the task's
+// unique key (the task's own ID if the ID exists).
 var periodicScript = redis.NewScript(luaPrelude + `
 local last = redis.call('HGET', base .. 'periodic', ARGV[1])
-if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
+if last and tonumber(last) >= tonumber(ARGV[2]) then
+  -- the task of this very call exists: a retry of the call that did it
+  if tonumber(last) == tonumber(ARGV[2]) and redis.call('HEXISTS', base .. 'f:st', ARGV[3]) == 1 then return 1 end
+  return 0
+end
 local dup = enqueue(3)
 if dup ~= '' then return dup end
 flushenq()
@@ -281,12 +339,34 @@ flush(0)
 return 1
 `)
 
-// claimScript: ARGV = worker, max, lease ttl ms. Promotes due tasks, then
-// leases up to max pending ones, and extends the worker's lease. Returns
-// {now, next due or -1, token, then per task: stored definition,
-// attempt}.
+// claimScript: ARGV = worker, max, lease ttl ms, nonce. Promotes due
+// tasks, then leases up to max pending ones, and extends the worker's
+// lease. Returns {now, next due or -1, token, then per task: stored
+// definition, attempt}. A retry of a call that leased tasks returns the
+// tasks still active under its token, with their start time as now.
 var claimScript = redis.NewScript(luaPrelude + `
 local worker, max, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ck = 'c:' .. ARGV[4]
+local prev = applied(ck)
+if prev then
+  local act = redis.call('SMEMBERS', base .. 'active')
+  local lines, got, atts, started = hmget('st', act), {}, {}, now
+  for j, id in ipairs(act) do
+    local a, tok, st, w = string.match(lines[j] or '', '^active|(%d+)|(%d+)|(%d+)|(.*)$')
+    if tok == prev and w == worker then
+      got[#got + 1] = id
+      atts[#atts + 1] = a
+      started = tonumber(st)
+    end
+  end
+  local out = {started, -1, tonumber(prev)}
+  local d = hmget('def', got)
+  for j = 1, #got do
+    out[#out + 1] = d[j] or ''
+    out[#out + 1] = atts[j]
+  end
+  return out
+end
 local nd = -1
 for _, z in ipairs({'scheduled', 'retry'}) do
   local due = redis.call('ZRANGEBYSCORE', base .. z, '-inf', now, 'LIMIT', 0, 1000)
@@ -327,6 +407,7 @@ while #got < max do
 end
 if #got == 0 then return {now, nd, 0} end
 local tok = redis.call('INCR', base .. 'seq')
+mark(ck, tok)
 local suffix = '|' .. tok .. '|' .. nows .. '|' .. worker
 redis.call('ZADD', base .. 'leases', now + ttl, worker)
 local d = hmget('def', got)
@@ -376,7 +457,8 @@ return {lost, cancel}
 
 // finishScript: ARGV = retention ms, keep count, then per lease: id,
 // its state line, state, retry delay ms, error. Returns the positions
-// (from 1) of the leases lost.
+// (from 1) of the leases lost. A lease whose task already shows this
+// outcome of this run (a retry of the call) is not lost and not changed.
 var finishScript = redis.NewScript(luaPrelude + `
 local ret, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ids = {}
@@ -384,12 +466,22 @@ for i = 3, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 local lines = hmget('st', ids)
 local uk = {}
 if redis.call('EXISTS', base .. 'f:ukey') == 1 then uk = hmget('ukey', ids) end
+-- did reports whether line is what applying outcome to to the lease
+-- whose fence is fl made: then this call is a retry of one applied.
+local function did(line, fl, to)
+  if not line then return ret <= 0 and (to == 'succeeded' or to == 'dead' or to == 'cancelled') end
+  if to == 'pending' then
+    local a, rest = string.match(fl, '^active|(%d+)(.*)$')
+    return a ~= nil and line == 'pending|' .. math.max(tonumber(a) - 1, 0) .. rest
+  end
+  return stateof(line) == to and runof(line) == runof(fl)
+end
 local res, done, back, backl, retry = {}, {}, {}, {}, {}
 for j, id in ipairs(ids) do
   local i = 3 + (j - 1) * 5
   local line, to, err = lines[j], ARGV[i + 2], ARGV[i + 4]
   if line ~= ARGV[i + 1] then
-    res[#res + 1] = j
+    if not did(line, ARGV[i + 1], to) then res[#res + 1] = j end
   else
     done[#done + 1] = id
     if err ~= '' then set('err', id, err) end
@@ -551,10 +643,16 @@ return fixed
 `)
 
 // changeScript: ARGV = op (retry, cancel, delete), id, retention ms,
-// keep count. Returns the task's view (see views) after the change, {}
-// when deleted, or an error reply "NOTFOUND" or "BADSTATE <state>".
+// keep count, nonce. Returns the task's view (see views) after the
+// change, {} when deleted, or an error reply "NOTFOUND" or "BADSTATE
+// <state>". A retry of a call that applied returns the task as it is.
 var changeScript = redis.NewScript(luaPrelude + `
 local op, id, ret, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local ok = 'o:' .. ARGV[5]
+if applied(ok) then
+  if op == 'delete' then return {} end
+  return views({id})
+end
 local line = redis.call('HGET', base .. 'f:st', id)
 local st = stateof(line)
 if not st then return redis.error_reply('NOTFOUND') end
@@ -586,6 +684,7 @@ elseif op == 'cancel' then
     flushsets()
     local v = views({id})
     flush(keep)
+    mark(ok, 1)
     return v
   elseif st == 'active' then
     redis.call('SADD', base .. 'cancel', id)
@@ -597,8 +696,10 @@ elseif op == 'delete' then
   unlink()
   release(id)
   drop({id})
+  mark(ok, 1)
   return {}
 end
 flush(keep)
+mark(ok, 1)
 return views({id})
 `)

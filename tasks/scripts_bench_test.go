@@ -49,8 +49,8 @@ func BenchmarkRedisScripts(b *testing.B) {
 	var cpu [3]time.Duration
 	b.ResetTimer()
 	for range b.N {
-		args := make([]any, 0, 1+2*batch)
-		args = append(args, batch)
+		args := make([]any, 0, 2+2*batch)
+		args = append(args, s.nonce(), batch)
 		for range batch {
 			t, err := r.newTask("noop", payload, nil)
 			if err != nil {

@@ -17,8 +17,9 @@ import (
 // slightly different clocks agree.
 type Store interface {
 	// Enqueue adds t (its ID, Type, Queue and options set; State Pending
-	// or, with a future RunAt, Scheduled). It returns a [*DuplicateError]
-	// when t.UniqueKey is held by a live task of the queue.
+	// or, with a future RunAt, Scheduled). It returns a [*DuplicateError],
+	// changing nothing, when a task with t.ID exists (Key "") or
+	// t.UniqueKey is held by a live task of the queue.
 	Enqueue(ctx context.Context, t *Task) error
 
 	// EnqueuePeriodic enqueues t for tick of the periodic schedule name,

@@ -313,7 +313,7 @@ func (t *memTask) snapshot() *Task {
 
 func (s *MemoryStore) enqueueLocked(t *Task, mt *memTask, now time.Time) error {
 	if !s.tasks.add(mt) {
-		return fmt.Errorf("%w: task ID %s exists", ErrInvalid, t.ID)
+		return &DuplicateError{ID: t.ID}
 	}
 	if t.UniqueKey != "" {
 		k := t.Queue + "\x00" + t.UniqueKey

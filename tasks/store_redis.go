@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,13 @@ type RedisOptions struct {
 // lost its lease is rejected with [ErrLeaseLost]. Times are the Redis
 // server's. Needs Redis 6.2 or later.
 //
+// A call that go-redis retries after a read timeout (its MaxRetries),
+// though Redis ran it, is applied once: enqueue, claim, retry, cancel
+// and delete calls carry a nonce that the script marks as applied for
+// 30s (one short key per call), and a repeat returns what the first did;
+// finish recognises its own outcome in the task's state; the other
+// scripts converge. An enqueue never changes a task whose ID exists.
+//
 // # Throughput
 //
 // Concurrent Enqueue and Finish calls are batched: while one batch is on
@@ -85,16 +93,18 @@ type RedisStore struct {
 	reconcile time.Duration
 	log       *slog.Logger
 
-	closed   atomic.Bool
-	wg       sync.WaitGroup
-	enq      batcher[*enqReq]
-	fin      batcher[*finReq]
-	known    sync.Map // queue name → struct{}: registered in the queues set
-	skew     atomic.Int64
-	wait     waiter
-	lastRec  time.Time // last reconcile; Maintain only
-	cursors  map[string]uint64
-	maintain sync.Mutex
+	closed    atomic.Bool
+	wg        sync.WaitGroup
+	enq       batcher[*enqReq]
+	fin       batcher[*finReq]
+	known     sync.Map // queue name → struct{}: registered in the queues set
+	skew      atomic.Int64
+	wait      waiter
+	lastRec   time.Time // last reconcile; Maintain only
+	cursors   map[string]uint64
+	maintain  sync.Mutex
+	nonces    atomic.Uint64 // with nonceBase, the nonces of script calls
+	nonceBase string
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -110,6 +120,7 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 		reconcile: cmp.Or(max(opts.ReconcileEvery, 0), time.Minute),
 		log:       cmp.Or(opts.Logger, slog.Default()),
 		cursors:   make(map[string]uint64),
+		nonceBase: strconv.FormatUint(rand.Uint64(), 36) + ".",
 	}
 	switch opts.Client.(type) {
 	case nil:
@@ -124,6 +135,12 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	s.fin = batcher[*finReq]{max: 1, wg: &s.wg, flush: s.flushFinish}
 	s.wait.s = s
 	return s, nil
+}
+
+// nonce returns a name for one script call, unique across processes, by
+// which the script recognises a client's retry of the call.
+func (s *RedisStore) nonce() string {
+	return s.nonceBase + strconv.FormatUint(s.nonces.Add(1), 36)
 }
 
 func (s *RedisStore) base(queue string) string { return s.prefix + "{" + queue + "}:" }
@@ -193,7 +210,6 @@ type call struct {
 	keys   []string
 	args   []any
 	cmd    *redis.Cmd
-	plain  int // enqueueScript: tasks sent as id, definition pairs
 }
 
 // runCalls sends the calls in one pipeline, and those that failed with
@@ -335,6 +351,9 @@ func (s *RedisStore) submit(ctx context.Context, r *enqReq) (bool, error) {
 	if r.err != nil {
 		return false, r.err
 	}
+	if r.dup == r.t.ID {
+		return false, &DuplicateError{ID: r.dup}
+	}
 	if r.dup != "" {
 		return false, &DuplicateError{Key: r.t.UniqueKey, ID: r.dup}
 	}
@@ -397,15 +416,14 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 			}
 		}
 		reqs[i] = rs
-		c.args = make([]any, 0, 1+2*n+enqueueFields*(len(rs)-n))
-		c.args = append(c.args, n)
+		c.args = make([]any, 0, 2+2*n+enqueueFields*(len(rs)-n))
+		c.args = append(c.args, s.nonce(), n)
 		for _, r := range rs[:n] {
 			c.args = append(c.args, r.t.ID, packDef(r.t))
 		}
 		for _, r := range rs[n:] {
 			c.args = taskArgs(c.args, r.t)
 		}
-		c.plain = n
 	}
 	if len(newQueues) > 0 {
 		members := make([]any, len(newQueues))
@@ -421,7 +439,10 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 	s.runCalls(ctx, calls)
 	for i, c := range calls {
 		res, err := c.cmd.Result()
-		for j, r := range reqs[i] {
+		if err == nil && c.script == enqueueScript {
+			err = setHolders(reqs[i], res)
+		}
+		for _, r := range reqs[i] {
 			switch {
 			case err != nil:
 				r.err = fmt.Errorf("tasks: enqueue: %w", err)
@@ -432,17 +453,34 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 				case string:
 					r.dup = v
 				}
-			case j < c.plain:
-			default:
-				if l, ok := res.([]any); ok && j-c.plain < len(l) {
-					r.dup, _ = l[j-c.plain].(string)
-				} else {
-					r.err = fmt.Errorf("tasks: enqueue: unexpected reply %T", res)
-				}
 			}
 			close(r.done)
 		}
 	}
+}
+
+// setHolders reads an enqueue script's reply: {position, holder} pairs
+// of the tasks not enqueued, positions from 1 as integers (or strings,
+// from a retried call).
+func setHolders(reqs []*enqReq, res any) error {
+	l, ok := res.([]any)
+	if !ok {
+		return fmt.Errorf("unexpected reply %T", res)
+	}
+	for k := 0; k+1 < len(l); k += 2 {
+		var j int64
+		switch v := l[k].(type) {
+		case int64:
+			j = v
+		case string:
+			j, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if j < 1 || j > int64(len(reqs)) {
+			return fmt.Errorf("unexpected reply position %v", l[k])
+		}
+		reqs[j-1].dup, _ = l[k+1].(string)
+	}
+	return nil
 }
 
 // Claim implements [Store]. It takes the queues in order, one script call
@@ -455,7 +493,7 @@ func (s *RedisStore) Claim(ctx context.Context, worker string, queues []string, 
 	var out []*Lease
 	var next time.Time
 	for _, q := range queues {
-		res, err := s.run(ctx, claimScript, q, worker, max-len(out), ttl.Milliseconds()).Slice()
+		res, err := s.run(ctx, claimScript, q, worker, max-len(out), ttl.Milliseconds(), s.nonce()).Slice()
 		if err != nil {
 			return out, fmt.Errorf("tasks: claim from %q: %w", q, err)
 		}

@@ -210,7 +210,7 @@ func (s *RedisStore) change(ctx context.Context, op, id string) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.run(ctx, changeScript, q, op, id, s.retMS(), s.keep).Result()
+	res, err := s.run(ctx, changeScript, q, op, id, s.retMS(), s.keep, s.nonce()).Result()
 	switch {
 	case redis.HasErrorPrefix(err, "NOTFOUND"):
 		return nil, ErrNotFound

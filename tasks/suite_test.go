@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -715,6 +716,7 @@ func runSuite(t *testing.T, h harness) {
 			assert.ErrorIs(t, err, ErrNotFound)
 		},
 	}
+	maps.Copy(cases, idCases(h))
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

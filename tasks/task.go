@@ -66,8 +66,8 @@ func (s State) index() int {
 type Task struct {
 	// ID is a UUIDv7, unique across the store, strictly increasing among
 	// one Runner's tasks and roughly ordered by enqueue time across
-	// runners. It is an identifier, not a secret: don't use it as a
-	// capability.
+	// runners; or the caller's, given with the [ID] option. It is an
+	// identifier, not a secret: don't use it as a capability.
 	ID string `json:"id"`
 	// Type selects the handler.
 	Type string `json:"type"`
