@@ -80,6 +80,18 @@ type RedisOptions struct {
 // 6–8 µs to claim and 7–10 µs to finish on a shared 2-vCPU VM, where the
 // earlier layout of one hash per task took 11–13, 14–17 and 16–19 µs.
 //
+// # Losing Redis's data
+//
+// When Redis loses its data (a restart without persistence, a failover
+// to a replica that lagged), tasks it lost are gone, and the store
+// carries on with those it has. Each store registers the queues it
+// enqueues to or claims from in a set that Maintain, Get, List and
+// Counts read; a queue missing from that set is registered again by
+// the next of those calls in any process that uses the queue, so a
+// crashed worker's tasks are still taken over and inspection still
+// finds them. A queue that no live process uses is found again once a
+// task is enqueued to it.
+//
 // # Goroutines
 //
 // NewRedisStore starts none. Batches run in a goroutine that exits when
@@ -97,7 +109,7 @@ type RedisStore struct {
 	wg        sync.WaitGroup
 	enq       batcher[*enqReq]
 	fin       batcher[*finReq]
-	known     sync.Map // queue name → struct{}: registered in the queues set
+	known     sync.Map // queue name → struct{}: queues this process enqueued to or claimed from
 	skew      atomic.Int64
 	wait      waiter
 	lastRec   time.Time // last reconcile; Maintain only
@@ -493,6 +505,9 @@ func (s *RedisStore) Claim(ctx context.Context, worker string, queues []string, 
 	var out []*Lease
 	var next time.Time
 	for _, q := range queues {
+		if _, ok := s.known.Load(q); !ok {
+			s.known.Store(q, struct{}{})
+		}
 		res, err := s.run(ctx, claimScript, q, worker, max-len(out), ttl.Milliseconds(), s.nonce()).Slice()
 		if err != nil {
 			return out, fmt.Errorf("tasks: claim from %q: %w", q, err)
@@ -654,18 +669,42 @@ func (s *RedisStore) Progress(ctx context.Context, l *Lease, data []byte) error 
 	return nil
 }
 
-// queues returns the names of every queue the store has seen.
+// queues returns the names of every queue the store has seen: those
+// registered in Redis, and those this process enqueued to or claimed
+// from. It registers the latter again when Redis lost them (a restart
+// without persistence, a failover to a replica that lagged), so that
+// every node's maintenance and inspection see them again.
 func (s *RedisStore) queues(ctx context.Context) ([]string, error) {
 	qs, err := s.client.SMembers(ctx, s.queuesKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("tasks: listing queues: %w", err)
+	}
+	have := make(map[string]bool, len(qs))
+	for _, q := range qs {
+		have[q] = true
+	}
+	var lost []any
+	s.known.Range(func(k, _ any) bool {
+		if q := k.(string); !have[q] {
+			lost = append(lost, q)
+			qs = append(qs, q)
+		}
+		return true
+	})
+	if len(lost) > 0 {
+		if err := s.client.SAdd(ctx, s.queuesKey(), lost...).Err(); err != nil {
+			return nil, fmt.Errorf("tasks: registering queues: %w", err)
+		}
+		s.log.Warn("tasks: queues missing from Redis registered again", "queues", lost)
 	}
 	return qs, nil
 }
 
 // Maintain implements [Store]: one script per queue hands back expired
 // leases and drops final tasks past retention; every ReconcileEvery, it
-// also scans a slice of each queue's task hashes and repairs them.
+// also scans a slice of each queue's task hashes and repairs them. Each
+// pass reads the queues from Redis and registers again those this
+// process uses that Redis lost.
 func (s *RedisStore) Maintain(ctx context.Context) ([]*Task, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
