@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,9 +265,7 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 		// A caller already missed and is loading: wait for that load
 		// instead of asking the store (a stampede costs one read).
 		v, err := waitLoad[T](ctx, c, key, f)
-		if c.local != nil && err == nil {
-			c.local.fill(key, o.tags, snap, v, false, time.Now().Add(time.Duration(float64(o.ttl)*(1-c.opts.Jitter))))
-		}
+		c.fillFromLoad(key, o, f, v, err)
 		return v, err
 	}
 	var (
@@ -290,7 +289,8 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 			return zero, ctx.Err()
 		}
 		defer func() { <-c.sem }()
-		return awaitValue[T](ctx, c, key, load, o, nil)
+		v, _, err := awaitValue[T](ctx, c, key, load, o, nil)
+		return v, err
 	}
 	if raw != nil {
 		e, ok := c.decodeChecked(ctx, key, raw, vers)
@@ -315,18 +315,28 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 		}
 	}
 	c.misses.Add(1)
-	v, err := awaitValue[T](ctx, c, key, load, o, vers)
-	if c.local != nil && (err == nil || errors.Is(err, ErrNotFound)) {
-		// The stored entry's expiry is jittered around the TTL: keep the
-		// local copy no longer than its shortest.
-		ttl := o.ttl
-		if errors.Is(err, ErrNotFound) {
-			ttl = c.opts.NegativeTTL
-		}
-		soft := time.Now().Add(time.Duration(float64(ttl) * (1 - c.opts.Jitter)))
-		c.local.fill(key, o.tags, snap, v, errors.Is(err, ErrNotFound), soft)
-	}
+	v, f, err := awaitValue[T](ctx, c, key, load, o, vers)
+	c.fillFromLoad(key, o, f, v, err)
 	return v, err
+}
+
+// fillFromLoad keeps the result of load f in the local tier, checked
+// against the invalidation snapshot f took when it started (not the
+// caller's: a caller who joined after an invalidation would otherwise
+// keep the value read before it).
+func (c *Cache) fillFromLoad(key string, o callOptions, f *flight, v any, err error) {
+	notFound := errors.Is(err, ErrNotFound)
+	if c.local == nil || f == nil || (err != nil && !notFound) || !slices.Equal(f.tags, o.tags) {
+		return
+	}
+	// The stored entry's expiry is jittered around the TTL: keep the
+	// local copy no longer than its shortest.
+	ttl := o.ttl
+	if notFound {
+		ttl = c.opts.NegativeTTL
+	}
+	soft := time.Now().Add(time.Duration(float64(ttl) * (1 - c.opts.Jitter)))
+	c.local.fill(key, o.tags, f.snap, v, notFound, soft)
 }
 
 // localHit serves key from the local tier if it holds a fresh value.

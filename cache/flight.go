@@ -15,6 +15,13 @@ type flight struct {
 	waiters    int
 	background bool // a refresh nobody waits for
 	cancel     context.CancelFunc
+	// tags and snap are the tags the load was started with and the local
+	// tier's invalidation snapshot taken when it started: every fill of
+	// the local tier with its value is checked against that snapshot,
+	// whoever joined the load and whenever, so that a caller who joins
+	// after an invalidation cannot keep the value read before it.
+	tags []string
+	snap snapshot
 }
 
 // startLoad starts (or joins) the load of key. It returns the flight and
@@ -32,7 +39,11 @@ func startLoad[T any](c *Cache, ctx context.Context, key string, load func(conte
 	if c.closed {
 		return nil, false, ErrClosed
 	}
-	f := &flight{done: make(chan struct{}), background: background}
+	f := &flight{done: make(chan struct{}), background: background, tags: o.tags}
+	if c.local != nil {
+		// Taken before the load reads the store or calls the loader.
+		f.snap = c.local.snapshot(key, o.tags)
+	}
 	if !background {
 		f.waiters = 1
 	}
@@ -183,17 +194,19 @@ func (c *Cache) joinLoad(key string) *flight {
 	return f
 }
 
-// awaitValue loads key (sharing the load) and waits for it or ctx.
-func awaitValue[T any](ctx context.Context, c *Cache, key string, load func(context.Context) (T, error), o callOptions, vers []int64) (T, error) {
+// awaitValue loads key (sharing the load) and waits for it or ctx. The
+// flight is nil when none could be started.
+func awaitValue[T any](ctx context.Context, c *Cache, key string, load func(context.Context) (T, error), o callOptions, vers []int64) (T, *flight, error) {
 	var zero T
 	f, joined, err := startLoad(c, ctx, key, load, o, vers, false)
 	if err != nil {
-		return zero, err
+		return zero, nil, err
 	}
 	if joined {
 		c.waits.Add(1)
 	}
-	return waitLoad[T](ctx, c, key, f)
+	v, err := waitLoad[T](ctx, c, key, f)
+	return v, f, err
 }
 
 // waitLoad waits for a load the caller counts as a waiter of.

@@ -145,3 +145,36 @@ func BenchmarkStoreHit(b *testing.B) {
 		}
 	}
 }
+
+// A caller who joins a load after an invalidation of its key must not
+// keep the value the load read before it (issue 13, item 5): the fill is
+// checked against the snapshot of whoever started the load.
+func TestLocalFillOfJoinedLoadUsesStartersSnapshot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New(Options{Local: &LocalOptions{}, Logger: slog.New(slog.DiscardHandler)})
+		defer c.Shutdown(context.Background())
+		ctx := context.Background()
+		release := make(chan struct{})
+		load := func(context.Context) (string, error) {
+			<-release // read "old" from the source, then take a while
+			return "old", nil
+		}
+		results := make(chan string, 2)
+		get := func() {
+			v, err := GetOrLoad(ctx, c, "k", load)
+			assert.NoError(t, err)
+			results <- v
+		}
+		go get()
+		synctest.Wait() // the first caller's load is under way
+		require.NoError(t, c.Delete(ctx, "k"))
+		go get() // joins the load after the Delete
+		synctest.Wait()
+		require.Equal(t, int64(1), c.Stats().SharedWaits)
+		close(release)
+		assert.Equal(t, "old", <-results)
+		assert.Equal(t, "old", <-results)
+		_, ok := c.local.get("k", nil, time.Now())
+		assert.False(t, ok, "the value read before the Delete is not kept in the local tier")
+	})
+}
