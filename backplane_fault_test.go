@@ -170,3 +170,65 @@ func TestRedisCloseFromHandlerDuringResync(t *testing.T) {
 		t.Fatal("deadlock: Subscription.Close from the handler never returned")
 	}
 }
+
+// A batch whose reply is lost is sent again by the client (MaxRetries,
+// default 3) and by the backplane itself: every copy reaches Redis once
+// the server wakes up, yet the message must be published once.
+func TestRedisRetriedBatchPublishedOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	ctx := context.Background()
+	admin := srv.Client(t)
+	// The default MaxRetries (3), with a read timeout short enough for
+	// every attempt to time out while the server is paused.
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	pub := openRedis(t, RedisOptions{Client: c})
+	sub := openRedis(t, RedisOptions{Client: srv.Client(t)})
+	rec := newRecorder()
+	s, err := sub.Subscribe(ctx, "t", SubscribeOptions{}, rec)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = pub.Publish(ctx, "t", []byte("warm"), PublishOptions{})
+	require.NoError(t, err)
+	rec.waitN(t, 1)
+
+	srv.Pause(t)
+	type result struct {
+		id  ID
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		id, err := pub.Publish(ctx, "t", []byte("once"), PublishOptions{})
+		res <- result{id, err}
+	}()
+	// Past the client's read timeout, so the reply of the first attempt is
+	// lost, but not past its retries, which then reach a live server.
+	time.Sleep(350 * time.Millisecond)
+	srv.Resume(t)
+	r := <-res
+	_, err = pub.Publish(ctx, "t", []byte("after"), PublishOptions{})
+	require.NoError(t, err)
+	rec.waitN(t, 3)
+	settle()
+
+	entries, err := admin.XRange(ctx, pub.key("t"), "-", "+").Result()
+	require.NoError(t, err)
+	var once []string
+	for _, e := range entries {
+		if e.Values["d"] == "once" {
+			once = append(once, e.ID)
+		}
+	}
+	require.Len(t, once, 1, "the batch was published %d times", len(once))
+	if r.err == nil {
+		require.Equal(t, once[0], r.id.String(), "Publish returns the ID the message got")
+	}
+	var got []string
+	for _, m := range rec.messages() {
+		got = append(got, string(m.Data))
+	}
+	require.Equal(t, []string{"warm", "once", "after"}, got)
+	t.Logf("Publish during the pause returned %v, %v", r.id, r.err)
+}

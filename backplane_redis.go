@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,9 +23,8 @@ type RedisOptions struct {
 	// Sentinel failover) or a *redis.ClusterClient, for which the backplane
 	// uses sharded pub/sub. Close does not close it.
 	//
-	// Publish batches are never retried by the backplane; a client with
-	// MaxRetries > 0 may retry a batch whose reply was lost and so publish
-	// it twice. Set MaxRetries to -1 for at-most-once batches.
+	// Any MaxRetries is safe: a batch that reaches Redis twice (a retry
+	// after a lost reply) is published once.
 	Client redis.UniversalClient
 	// Prefix starts every key and channel name. Default "rtkit:". The
 	// topic's keys are "<Prefix>{<topic>}", so that all of a topic's keys
@@ -59,6 +59,16 @@ type RedisOptions struct {
 // trip; under load, throughput grows with the batch instead of being
 // bound by round trips. Messages are never reordered within a topic.
 //
+// A batch that fails for a reason that may pass (a lost connection, a
+// failover or slot migration under way) is sent again until it succeeds or
+// 10 seconds pass; on a Cluster the slot map is refreshed first (at most
+// every 250ms). Each batch carries a per-node sequence number that the
+// script checks before it appends anything, so a batch that reaches Redis
+// twice (this retry, or the client's own MaxRetries after a lost reply) is
+// published once and returns the same IDs. Redis remembers a node's newest
+// batch of a topic for two minutes, in the key
+// "<Prefix>{<topic>}:batch:<node>".
+//
 // # Subscribing
 //
 // A node holds one Redis subscription per topic, whatever the number of
@@ -88,6 +98,9 @@ type RedisBackplane struct {
 	health  time.Duration
 	log     *slog.Logger
 	pubCmd  string // PUBLISH or SPUBLISH
+	node    string // this backplane's name in batch keys
+
+	reloaded atomic.Int64 // unix ns of the last slot map refresh asked for
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -96,7 +109,8 @@ type RedisBackplane struct {
 
 	pmu     sync.Mutex // guards the publish queue
 	pending []*pubReq
-	writing bool // the writer goroutine runs
+	writing bool   // the writer goroutine runs
+	seq     uint64 // the last batch sequence number; only the writer uses it
 	wake    chan struct{}
 
 	mu     sync.Mutex // guards topics and shards
@@ -117,6 +131,7 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 		health: opts.HealthCheck,
 		log:    opts.Logger,
 		pubCmd: "PUBLISH",
+		node:   strconv.FormatUint(rand.Uint64(), 36),
 		wake:   make(chan struct{}, 1),
 		topics: make(map[string]*redisTopic),
 		shards: make(map[string]*redisShard),
@@ -145,6 +160,12 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 // key returns the stream key and channel name of a topic.
 func (b *RedisBackplane) key(topic string) string {
 	return b.prefix + "{" + topic + "}"
+}
+
+// batchKey returns the key that remembers this node's newest batch of a
+// topic.
+func (b *RedisBackplane) batchKey(topic string) string {
+	return b.key(topic) + ":batch:" + b.node
 }
 
 // pubReq is one Publish waiting for its batch.
@@ -229,12 +250,15 @@ func (b *RedisBackplane) writeLoop() {
 // scriptCall is one publishScript call: consecutive messages of a topic.
 type scriptCall struct {
 	topic string
+	seq   uint64
 	reqs  []*pubReq
 	cmd   *redis.Cmd
 }
 
 // flush publishes a batch: one script call per topic (per chunk), all in
-// one pipeline.
+// one pipeline. Calls that fail for a reason that may pass (a connection
+// error, a failover under way) are sent again, with the same sequence
+// numbers, until they succeed or the batch's 10 seconds run out.
 func (b *RedisBackplane) flush(batch []*pubReq) {
 	var calls []*scriptCall
 	open := make(map[string]*scriptCall)
@@ -242,7 +266,8 @@ func (b *RedisBackplane) flush(batch []*pubReq) {
 	for _, r := range batch {
 		c := open[r.topic]
 		if c == nil || len(c.reqs) >= maxScriptBatch || size[c]+len(r.data) > maxScriptBytes {
-			c = &scriptCall{topic: r.topic}
+			b.seq++
+			c = &scriptCall{topic: r.topic, seq: b.seq}
 			open[r.topic] = c
 			calls = append(calls, c)
 		}
@@ -250,15 +275,26 @@ func (b *RedisBackplane) flush(batch []*pubReq) {
 		size[c] += len(r.data)
 	}
 	// Not b.ctx: Close lets accepted publishes finish. The client's own
-	// timeouts bound a batch; this bounds it if they are off.
+	// timeouts bound an attempt; this bounds the batch.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Every command of a pipeline carries its own error, connection
 	// errors included, so the per-call errors below are the whole story.
-	b.runCalls(ctx, calls, false)
-	if slices.ContainsFunc(calls, isNoScript) {
-		if err := publishScript.Load(ctx, b.client).Err(); err == nil {
-			b.runCalls(ctx, calls, true)
+	todo := calls
+	for attempt := 0; ; attempt++ {
+		b.runCalls(ctx, todo)
+		if slices.ContainsFunc(todo, isNoScript) {
+			if err := publishScript.Load(ctx, b.client).Err(); err == nil {
+				b.runCalls(ctx, keep(todo, isNoScript))
+			}
+		}
+		todo = keep(todo, func(c *scriptCall) bool { return retryable(c.cmd.Err()) })
+		if len(todo) == 0 {
+			break
+		}
+		b.refreshSlots()
+		if !sleepCtx(ctx, backoff(attempt)) {
+			break
 		}
 	}
 	for _, c := range calls {
@@ -277,20 +313,66 @@ func (b *RedisBackplane) flush(batch []*pubReq) {
 	}
 }
 
+// keep returns the calls for which f is true, in a new slice.
+func keep(calls []*scriptCall, f func(*scriptCall) bool) []*scriptCall {
+	var out []*scriptCall
+	for _, c := range calls {
+		if f(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func isNoScript(c *scriptCall) bool { return redis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") }
 
-// runCalls sends the script calls in one pipeline. With onlyNoScript set,
-// it resends only the calls that failed with NOSCRIPT (they did not run).
-func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall, onlyNoScript bool) {
-	pipe := b.client.Pipeline()
-	n := 0
-	for _, c := range calls {
-		if onlyNoScript && !isNoScript(c) {
-			continue
+// retryable reports whether a command that failed with err may succeed if
+// sent again soon: the connection failed, or Redis is failing over,
+// loading, or moving the slot.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) {
+		return false
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return true // a connection error
+	}
+	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "LOADING", "READONLY", "MASTERDOWN", "MOVED", "ASK", "NOSCRIPT"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
 		}
+	}
+	return false
+}
+
+// refreshSlots asks a Cluster client to reload its slot map, at most every
+// minReload: go-redis reloads it by itself only on MOVED, or once a
+// minute, and a primary that died answers with neither.
+func (b *RedisBackplane) refreshSlots() {
+	if b.cluster == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := b.reloaded.Load()
+	if now-last < int64(minReload) || !b.reloaded.CompareAndSwap(last, now) {
+		return
+	}
+	b.cluster.ReloadState(b.ctx)
+}
+
+// minReload is the shortest time between two slot map refreshes.
+const minReload = 250 * time.Millisecond
+
+// runCalls sends the script calls in one pipeline.
+func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall) {
+	if len(calls) == 0 {
+		return
+	}
+	pipe := b.client.Pipeline()
+	for _, c := range calls {
 		lim := b.cfg.limits(c.topic)
-		args := make([]any, 0, 3+2*len(c.reqs))
-		args = append(args, lim.size, lim.ttl.Milliseconds(), b.pubCmd)
+		args := make([]any, 0, 4+2*len(c.reqs))
+		args = append(args, lim.size, lim.ttl.Milliseconds(), b.pubCmd, c.seq)
 		for _, r := range c.reqs {
 			flag := "p"
 			if r.eph {
@@ -298,12 +380,9 @@ func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall, only
 			}
 			args = append(args, flag, r.data)
 		}
-		c.cmd = publishScript.EvalSha(ctx, pipe, []string{b.key(c.topic)}, args...)
-		n++
+		c.cmd = publishScript.EvalSha(ctx, pipe, []string{b.key(c.topic), b.batchKey(c.topic)}, args...)
 	}
-	if n > 0 {
-		_, _ = pipe.Exec(ctx)
-	}
+	_, _ = pipe.Exec(ctx)
 }
 
 // History implements [Backplane.History].

@@ -15,26 +15,44 @@ import (
 // batch costs one round trip, one script call and one PUBLISH.
 //
 //	KEYS[1]  the topic's stream key, also its channel name
+//	KEYS[2]  the publishing node's batch key for the topic (see below)
 //	ARGV[1]  history size (MAXLEN; 0 keeps no entry but still orders IDs)
+//	ARGV[2]  history TTL in ms (0: no age bound)
+//	ARGV[3]  PUBLISH or SPUBLISH
+//	ARGV[4]  the batch's sequence number, increasing per node
+//	ARGV[5:] pairs of flag ("p" persistent, "e" ephemeral) and data
+//
+// A batch may reach Redis more than once: a client that lost the reply
+// sends it again (go-redis does, MaxRetries), and so does the backplane
+// after a failover. The batch key remembers the newest batch of the node
+// and the IDs it got, for two minutes (batchKeyTTLms): a batch at or below it is not
+// published again, and a copy of that very batch returns the same IDs.
 //
 // Trimming runs once per batch, after the appends: exact trimming inside
 // each XADD costs several times more than the XADD itself.
-//
-//	ARGV[2]  history TTL in ms (0: no age bound)
-//	ARGV[3]  PUBLISH or SPUBLISH
-//	ARGV[4:] pairs of flag ("p" persistent, "e" ephemeral) and data
 //
 // It returns the IDs, "" for ephemeral messages. The payload is
 // "r1\n" followed by one record per message: "<id> <len>\n<data>" for a
 // persistent message, "e<ms> <len>\n<data>" for an ephemeral one.
 var publishScript = redis.NewScript(`
-local key, size, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
-local out, ids, last, now = {'r1\n'}, {}, nil, nil
-for i = 4, #ARGV, 2 do
+local key, size, ttl, seq = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local done = redis.call('GET', KEYS[2])
+if done then
+  local dseq, dids = string.match(done, '^(%d+) (.*)$')
+  if tonumber(dseq) > seq then return redis.error_reply('STALE batch') end
+  if tonumber(dseq) == seq then
+    local ids = {}
+    for id in string.gmatch(dids, '%S+') do ids[#ids+1] = (id == 'e') and '' or id end
+    return ids
+  end
+end
+local out, ids, seen, last, now = {'r1\n'}, {}, {}, nil, nil
+for i = 5, #ARGV, 2 do
   local data, head = ARGV[i+1], nil
   if ARGV[i] == 'p' then
     last = redis.call('XADD', key, '*', 'd', data)
     ids[#ids+1] = last
+    seen[#seen+1] = last
     head = last
   else
     if not now then
@@ -42,6 +60,7 @@ for i = 4, #ARGV, 2 do
       now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
     end
     ids[#ids+1] = ''
+    seen[#seen+1] = 'e'
     head = 'e' .. now
   end
   out[#out+1] = head .. ' ' .. #data .. '\n'
@@ -53,9 +72,15 @@ if last and ttl > 0 then
   redis.call('XTRIM', key, 'MINID', string.format('%.0f', ms - ttl))
   redis.call('PEXPIRE', key, ttl)
 end
+redis.call('SET', KEYS[2], ARGV[4] .. ' ' .. table.concat(seen, ' '), 'PX', ` + batchKeyTTLms + `)
 redis.call(ARGV[3], key, table.concat(out))
 return ids
 `)
+
+// batchKeyTTLms is how long, in ms, Redis remembers a node's newest batch
+// of a topic: a copy of a batch that reaches Redis later than this (a
+// client retry held up for two minutes) would be published again.
+const batchKeyTTLms = "120000"
 
 // errBadPayload is wrapped by decodePayload's errors.
 var errBadPayload = errors.New("rtkit: malformed backplane payload")
