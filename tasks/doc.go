@@ -41,8 +41,13 @@
 // it runs and renews it every LeaseTTL/4; if the worker's node dies, the
 // lease expires and another node's maintenance hands its tasks back within
 // about [Options.LeaseTTL] (8s by default) plus a second, counting the
-// attempt. A fencing token rejects the late result of a worker that lost
-// its lease ([ErrLeaseLost]). Handlers should therefore be idempotent, or
+// attempt. A task its living worker lost track of (its outcome could not
+// be stored after 5 tries, or the reply of the Redis store's claim never
+// arrived) is no longer renewed and is handed back the same way, about
+// LeaseTTL after it was claimed, while the worker renews its other
+// tasks; the outcome of a task is retried, and its lease renewed, for
+// as long as the tries last. A fencing token rejects the late result of
+// a worker that lost its lease ([ErrLeaseLost]). Handlers should therefore be idempotent, or
 // use [Unique] keys and their own deduplication.
 //
 // An Enqueue is applied once: a task whose [ID] exists is left alone,

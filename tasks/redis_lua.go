@@ -432,10 +432,15 @@ vcall('SADD', base .. 'active', got)
 return out
 `)
 
-// renewScript: ARGV = worker, ttl ms, then id, state line pairs. Extends the worker's lease. Returns {lost IDs, IDs asked to
-// cancel}.
+// renewScript: ARGV = worker, ttl ms, then id, state line pairs. Extends
+// the worker's lease. Returns {lost IDs, IDs asked to cancel}. An active
+// task of the worker's that the call doesn't hold (its Finish gave up,
+// or its Claim's reply was lost) and that was claimed more than ttl ago
+// is moved to the worker's expired shadow lease "<worker> (lost)", for
+// maintenance to hand back as if its lease had expired.
 var renewScript = redis.NewScript(luaPrelude + `
-redis.call('ZADD', base .. 'leases', now + tonumber(ARGV[2]), ARGV[1])
+local worker, ttl = ARGV[1], tonumber(ARGV[2])
+redis.call('ZADD', base .. 'leases', now + ttl, worker)
 local ids, pre = {}, {}
 for i = 3, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
@@ -444,12 +449,33 @@ end
 local lines = hmget('st', ids)
 local c = {}
 if hascancel() then c = redis.call('SMISMEMBER', base .. 'cancel', unpack(ids)) end
-local lost, cancel = {}, {}
+local lost, cancel, held, nheld = {}, {}, {}, 0
 for j, id in ipairs(ids) do
   if lines[j] ~= pre[j] then
     lost[#lost + 1] = id
-  elseif c[j] == 1 then
-    cancel[#cancel + 1] = id
+  else
+    held[id] = true
+    nheld = nheld + 1
+    if c[j] == 1 then cancel[#cancel + 1] = id end
+  end
+end
+-- the audit reads every active task: only when some are not held
+if redis.call('SCARD', base .. 'active') > nheld then
+  local act = redis.call('SMEMBERS', base .. 'active')
+  local al = hmget('st', act)
+  local shadow, moved = worker .. ' (lost)', false
+  for j, id in ipairs(act) do
+    if not held[id] then
+      local a, tok, st, w = string.match(al[j] or '', '^active|(%d+)|(%d+)|(%d+)|(.*)$')
+      if w == worker and tonumber(st) <= now - ttl then
+        set('st', id, 'active|' .. a .. '|' .. tok .. '|' .. st .. '|' .. shadow)
+        moved = true
+      end
+    end
+  end
+  if moved then
+    flushsets()
+    redis.call('ZADD', base .. 'leases', 0, shadow)
   end
 end
 return {lost, cancel}

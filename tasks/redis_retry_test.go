@@ -245,3 +245,43 @@ func TestRedisScriptsTwiceKeys(t *testing.T) {
 	assert.Greater(t, ttl, time.Duration(0))
 	assert.LessOrEqual(t, ttl, 30*time.Second, fmt.Sprint(ttl))
 }
+
+// TestRedisRenewHandsBackTasksItsWorkerLostTrackOf: a claim whose reply
+// never reached its worker leaves a task active under the worker's
+// lease, which the worker keeps renewing for its other tasks. Renew
+// gives such a task up once it was claimed a lease ago, and maintenance
+// hands it back.
+func TestRedisRenewHandsBackTasksItsWorkerLostTrackOf(t *testing.T) {
+	t.Parallel()
+	s, c := scriptStore(t)
+	ctx := context.Background()
+	const ttl = 300 * time.Millisecond
+	require.NoError(t, s.Enqueue(ctx, testTask("lost")))
+	require.NoError(t, s.Enqueue(ctx, testTask("held")))
+	// The lost reply: the script ran, its worker never heard of it.
+	require.NoError(t, s.run(ctx, claimScript, DefaultQueue, "w", 1, ttl.Milliseconds(), s.nonce()).Err())
+	leases, err := s.Claim(ctx, "w", []string{DefaultQueue}, 1, ttl)
+	require.NoError(t, err)
+	require.Len(t, leases, 1)
+	require.Equal(t, "held", leases[0].Task.ID)
+
+	lost, _, err := s.Renew(ctx, leases, ttl)
+	require.NoError(t, err)
+	assert.Empty(t, lost)
+	back, err := s.Maintain(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, back, "claimed less than a lease ago: may still be on its way to the worker")
+
+	time.Sleep(ttl + 50*time.Millisecond)
+	lost, _, err = s.Renew(ctx, leases, ttl)
+	require.NoError(t, err)
+	assert.Empty(t, lost)
+	back, err = s.Maintain(ctx)
+	require.NoError(t, err)
+	require.Len(t, back, 1)
+	assert.Equal(t, "lost", back[0].ID)
+	assert.Equal(t, Pending, back[0].State)
+	assert.Equal(t, errLeaseExpired, back[0].LastError)
+	assert.Equal(t, []string{"held"}, index(t, s, c, Active))
+	assert.Equal(t, []string{"lost"}, index(t, s, c, Pending))
+}

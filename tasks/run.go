@@ -441,10 +441,13 @@ func (r *Runner) renewLoop(ctx context.Context) {
 		byID := make(map[string]*attempt)
 		for _, a := range r.running() {
 			switch {
-			case a.done.Load():
-			case now.After(a.deadline.Add(r.leaseTTL)):
+			case !a.done.Load() && now.After(a.deadline.Add(r.leaseTTL)):
 				r.finish(a, errIgnoredContext)
 			default:
+				// Also an attempt whose outcome is being reported: its
+				// lease must last while the report is retried. Once the
+				// report gives up, the lease is no longer renewed, and
+				// the store hands the task back (see Store.Renew).
 				leases = append(leases, a.lease)
 				byID[a.lease.Task.ID] = a
 			}

@@ -42,7 +42,12 @@ type Store interface {
 
 	// Renew extends the leases by ttl. It returns the IDs of those that
 	// were lost (expired and reclaimed, deleted) and of those whose
-	// tasks were asked to cancel.
+	// tasks were asked to cancel. A task of the same worker and queue
+	// that is not among leases is not renewed: a worker that lost track
+	// of a task (its Finish gave up, its Claim's reply was lost) stops
+	// renewing it, and Maintain hands it back as if its lease had expired
+	// (attempt counted) about ttl after it was claimed, even while the
+	// worker lives and renews its other tasks.
 	Renew(ctx context.Context, leases []*Lease, ttl time.Duration) (lost, cancel []string, err error)
 
 	// Finish ends the lease with an outcome. It returns [ErrLeaseLost]
