@@ -26,9 +26,12 @@ type RedisOptions struct {
 	// Any MaxRetries is safe: a batch that reaches Redis twice (a retry
 	// after a lost reply) is published once.
 	Client redis.UniversalClient
-	// Prefix starts every key and channel name. Default "rtkit:". The
-	// topic's keys are "<Prefix>{<topic>}", so that all of a topic's keys
-	// share one Cluster hash slot.
+	// Prefix starts every key and channel name. Default "rtkit:". A
+	// topic's stream is "<Prefix>{<topic>}" and its channel
+	// "<Prefix>{<topic>}:db<N>", N being the client's database number (0
+	// on a Cluster): Redis pub/sub ignores databases, so without it two
+	// applications on two databases of one Redis would receive each
+	// other's messages. All of a topic's keys share one Cluster hash slot.
 	Prefix string
 	// HistorySize, HistoryTTL, TopicHistory and MaxMessageSize mean what
 	// they mean in [MemoryOptions], with the same defaults. Trimming to
@@ -79,7 +82,20 @@ type RedisOptions struct {
 // again, and reads the stream from the last message it delivered, so
 // subscribers miss nothing; if the stream no longer holds that message
 // (Redis restarted and lost it, or it was trimmed), they get
-// [Handler.HandleGap] instead of a silent gap.
+// [Handler.HandleGap] instead of a silent gap. Which server answers does
+// not matter: stream IDs survive replication, so after a restart or a
+// failover the node resumes after the last message it delivered, and
+// reports a gap only when that message is gone, never replaying history.
+//
+// Each live payload names the stream entry that preceded it. A node
+// delivers it only if that is the last message it delivered; otherwise
+// (it missed a payload, or the payload came from elsewhere: another
+// database's publisher on an old version, a forged PUBLISH) it reads the
+// stream after its last message and delivers what the stream holds, so a
+// made-up ID is never delivered on that path. A forged payload that names
+// the right previous entry is delivered; the next real message then shows
+// that the node's position is not in the stream, and its subscribers get
+// a gap and the messages that follow rather than silence.
 //
 // # Goroutines
 //
@@ -99,6 +115,7 @@ type RedisBackplane struct {
 	log     *slog.Logger
 	pubCmd  string // PUBLISH or SPUBLISH
 	node    string // this backplane's name in batch keys
+	db      int    // the client's database number, in channel names
 
 	reloaded atomic.Int64 // unix ns of the last slot map refresh asked for
 
@@ -143,6 +160,8 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 		return nil, errors.New("rtkit: redis.Ring is not supported; use a Client or ClusterClient")
 	case *redis.ClusterClient:
 		b.cluster, b.pubCmd = c, "SPUBLISH"
+	case *redis.Client:
+		b.db = c.Options().DB
 	}
 	if b.prefix == "" {
 		b.prefix = "rtkit:"
@@ -160,6 +179,13 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 // key returns the stream key and channel name of a topic.
 func (b *RedisBackplane) key(topic string) string {
 	return b.prefix + "{" + topic + "}"
+}
+
+// channel returns the pub/sub channel of a topic. Redis pub/sub ignores
+// the database number, so the channel carries it: backplanes on two
+// databases of one Redis never hear each other.
+func (b *RedisBackplane) channel(topic string) string {
+	return b.key(topic) + ":db" + strconv.Itoa(b.db)
 }
 
 // batchKey returns the key that remembers this node's newest batch of a
@@ -371,8 +397,8 @@ func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall) {
 	pipe := b.client.Pipeline()
 	for _, c := range calls {
 		lim := b.cfg.limits(c.topic)
-		args := make([]any, 0, 4+2*len(c.reqs))
-		args = append(args, lim.size, lim.ttl.Milliseconds(), b.pubCmd, c.seq)
+		args := make([]any, 0, 5+2*len(c.reqs))
+		args = append(args, lim.size, lim.ttl.Milliseconds(), b.pubCmd, b.channel(c.topic), c.seq)
 		for _, r := range c.reqs {
 			flag := "p"
 			if r.eph {
