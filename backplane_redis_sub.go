@@ -15,7 +15,7 @@ import (
 // redisTopic is a topic with local subscribers on this node.
 type redisTopic struct {
 	name, key string
-	channel   string // pub/sub channel: the key plus the database
+	channel   string        // pub/sub channel: the key plus the database
 	size      int           // history size, to judge recovery from an empty start
 	ttl       time.Duration // history TTL, likewise
 	shard     *redisShard
@@ -24,11 +24,11 @@ type redisTopic struct {
 	// Guarded by shard.mu.
 	needSync bool // subscribed (again) and not yet read from the stream
 
-	mu        sync.Mutex // orders deliveries; guards below
-	live      bool       // synced: deliver live messages; else hold them in buf
-	gen       uint64     // connection generation; a sync of an older one is void
-	hasLast   bool       // last is known from the stream
-	last      ID         // newest message delivered (or known at first sync)
+	mu        sync.Mutex  // orders deliveries; guards below
+	live      bool        // synced: deliver live messages; else hold them in buf
+	gen       uint64      // connection generation; a sync of an older one is void
+	hasLast   bool        // last is known from the stream
+	last      ID          // newest message delivered (or known at first sync)
 	downSince time.Time   // when the connection was lost, zero if it was not
 	buf       []heldBatch // live batches held while syncing
 	held      int         // messages in buf
