@@ -63,9 +63,10 @@ type RedisOptions struct {
 // bound by round trips. Messages are never reordered within a topic.
 //
 // A batch that fails for a reason that may pass (a lost connection, a
-// failover or slot migration under way) is sent again until it succeeds or
-// 10 seconds pass; on a Cluster the slot map is refreshed first (at most
-// every 250ms). Each batch carries a per-node sequence number that the
+// failover or slot migration under way) is sent again every 200ms or so,
+// with the batches that follow it, until it succeeds or 10 seconds pass;
+// on a Cluster the slot map is refreshed first (at most every 250ms). The
+// publishes of other topics, on nodes that answer, do not wait for it. Each batch carries a per-node sequence number that the
 // script checks before it appends anything, so a batch that reaches Redis
 // twice (this retry, or the client's own MaxRetries after a lost reply) is
 // published once and returns the same IDs. Redis remembers a node's newest
@@ -246,14 +247,25 @@ const (
 )
 
 // writeLoop sends queued publishes in batches until Close, then sends
-// what is left.
+// what is left, retries included.
 func (b *RedisBackplane) writeLoop() {
 	defer b.wg.Done()
-	var spare []*pubReq
+	var (
+		spare []*pubReq
+		retry []*scriptCall // calls to send again, oldest first
+	)
 	for {
+		var again <-chan time.Time
+		if len(retry) > 0 {
+			again = time.After(retryDelay/2 + rand.N(retryDelay/2))
+		}
 		select {
 		case <-b.wake:
+		case <-again:
 		case <-b.ctx.Done():
+			if len(retry) > 0 {
+				<-time.After(retryDelay) // finishing: no wake-ups to wait for
+			}
 		}
 		b.pmu.Lock()
 		batch := b.pending
@@ -261,39 +273,51 @@ func (b *RedisBackplane) writeLoop() {
 			b.pending = spare[:0] // spare and batch never share an array
 		}
 		b.pmu.Unlock()
-		if len(batch) == 0 {
+		if len(batch) == 0 && len(retry) == 0 {
 			if b.ctx.Err() != nil {
 				return
 			}
 			continue
 		}
-		b.flush(batch)
+		retry = b.flush(retry, batch)
 		clear(batch)
-		spare = batch
+		spare = batch[:0]
 	}
 }
 
+// retryDelay is the pause before a failed call is sent again, and
+// maxRetryTime how long it is retried before its publishes fail.
+const (
+	retryDelay   = 200 * time.Millisecond
+	maxRetryTime = 10 * time.Second
+)
+
 // scriptCall is one publishScript call: consecutive messages of a topic.
 type scriptCall struct {
-	topic string
-	seq   uint64
-	reqs  []*pubReq
-	cmd   *redis.Cmd
+	topic    string
+	seq      uint64
+	reqs     []*pubReq
+	cmd      *redis.Cmd
+	deadline time.Time // of its retries
 }
 
-// flush publishes a batch: one script call per topic (per chunk), all in
-// one pipeline. Calls that fail for a reason that may pass (a connection
-// error, a failover under way) are sent again, with the same sequence
-// numbers, until they succeed or the batch's 10 seconds run out.
-func (b *RedisBackplane) flush(batch []*pubReq) {
-	var calls []*scriptCall
+// flush sends the calls to retry and a new batch (one script call per
+// topic, per chunk) in one pipeline, completes the publishes of the calls
+// that succeed or fail for good, and returns the calls that failed for a
+// reason that may pass (a connection error, a failover under way), to be
+// sent again, with the same sequence numbers, until maxRetryTime. The
+// calls to retry come first, so a topic's messages keep their order: a
+// later call of the topic goes to the same node on the same connection.
+func (b *RedisBackplane) flush(retry []*scriptCall, batch []*pubReq) []*scriptCall {
+	calls := retry
 	open := make(map[string]*scriptCall)
 	size := make(map[*scriptCall]int)
+	now := time.Now()
 	for _, r := range batch {
 		c := open[r.topic]
 		if c == nil || len(c.reqs) >= maxScriptBatch || size[c]+len(r.data) > maxScriptBytes {
 			b.seq++
-			c = &scriptCall{topic: r.topic, seq: b.seq}
+			c = &scriptCall{topic: r.topic, seq: b.seq, deadline: now.Add(maxRetryTime)}
 			open[r.topic] = c
 			calls = append(calls, c)
 		}
@@ -301,29 +325,24 @@ func (b *RedisBackplane) flush(batch []*pubReq) {
 		size[c] += len(r.data)
 	}
 	// Not b.ctx: Close lets accepted publishes finish. The client's own
-	// timeouts bound an attempt; this bounds the batch.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// timeouts bound an attempt; this bounds it if they are off.
+	ctx, cancel := context.WithTimeout(context.Background(), maxRetryTime)
 	defer cancel()
 	// Every command of a pipeline carries its own error, connection
 	// errors included, so the per-call errors below are the whole story.
-	todo := calls
-	for attempt := 0; ; attempt++ {
-		b.runCalls(ctx, todo)
-		if slices.ContainsFunc(todo, isNoScript) {
-			if err := publishScript.Load(ctx, b.client).Err(); err == nil {
-				b.runCalls(ctx, keep(todo, isNoScript))
-			}
-		}
-		todo = keep(todo, func(c *scriptCall) bool { return retryable(c.cmd.Err()) })
-		if len(todo) == 0 {
-			break
-		}
-		b.refreshSlots()
-		if !sleepCtx(ctx, backoff(attempt)) {
-			break
+	b.runCalls(ctx, calls)
+	if slices.ContainsFunc(calls, isNoScript) {
+		if err := publishScript.Load(ctx, b.client).Err(); err == nil {
+			b.runCalls(ctx, keep(calls, isNoScript))
 		}
 	}
+	var again []*scriptCall
+	now = time.Now()
 	for _, c := range calls {
+		if retryable(c.cmd.Err()) && now.Before(c.deadline) {
+			again = append(again, c)
+			continue
+		}
 		ids, cerr := c.cmd.Slice()
 		if cerr == nil && len(ids) != len(c.reqs) {
 			cerr = fmt.Errorf("rtkit: publish script returned %d ids for %d messages", len(ids), len(c.reqs))
@@ -337,6 +356,10 @@ func (b *RedisBackplane) flush(batch []*pubReq) {
 			close(r.done)
 		}
 	}
+	if len(again) > 0 {
+		b.refreshSlots()
+	}
+	return again
 }
 
 // keep returns the calls for which f is true, in a new slice.

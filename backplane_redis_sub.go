@@ -46,8 +46,11 @@ type heldBatch struct {
 // redisShard is one subscription connection: all topics on a standalone
 // Redis, or the topics of one Cluster node.
 type redisShard struct {
-	b    *RedisBackplane
-	node redis.UniversalClient
+	b      *RedisBackplane
+	node   redis.UniversalClient
+	addr   string             // the Cluster node's address; "" for a standalone Redis
+	ctx    context.Context    // ends the shard's goroutines
+	cancel context.CancelFunc // cancels ctx
 
 	mu       sync.Mutex
 	ps       *redis.PubSub
@@ -126,7 +129,7 @@ func (b *RedisBackplane) acquire(ctx context.Context, topic string, s *subscribe
 	if t == nil {
 		sh := b.shards[addr]
 		if sh == nil {
-			sh = b.newShard(node)
+			sh = b.newShard(node, addr)
 			b.shards[addr] = sh
 		}
 		lim := b.cfg.limits(topic)
@@ -150,14 +153,16 @@ func (b *RedisBackplane) release(t *redisTopic, s *subscriber) {
 	}
 }
 
-func (b *RedisBackplane) newShard(node redis.UniversalClient) *redisShard {
+func (b *RedisBackplane) newShard(node redis.UniversalClient, addr string) *redisShard {
 	sh := &redisShard{
 		b:        b,
 		node:     node,
+		addr:     addr,
 		channels: make(map[string]*redisTopic),
 		pending:  make(map[string]int),
 		wake:     make(chan struct{}, 1),
 	}
+	sh.ctx, sh.cancel = context.WithCancel(b.ctx)
 	sh.ps = sh.newPubSub()
 	b.wg.Add(2)
 	go sh.readLoop()
@@ -167,9 +172,9 @@ func (b *RedisBackplane) newShard(node redis.UniversalClient) *redisShard {
 
 func (sh *redisShard) newPubSub() *redis.PubSub {
 	if sh.b.cluster != nil {
-		return sh.node.SSubscribe(sh.b.ctx)
+		return sh.node.SSubscribe(sh.ctx)
 	}
-	return sh.node.Subscribe(sh.b.ctx)
+	return sh.node.Subscribe(sh.ctx)
 }
 
 func (sh *redisShard) signal() {
@@ -202,6 +207,7 @@ func (sh *redisShard) unsubscribe(t *redisTopic) {
 }
 
 func (sh *redisShard) close() {
+	sh.cancel()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	_ = sh.ps.Close()
@@ -212,7 +218,7 @@ func (sh *redisShard) close() {
 // be subscribed and read from the stream again.
 func (sh *redisShard) readLoop() {
 	defer sh.b.wg.Done()
-	ctx := sh.b.ctx
+	ctx := sh.ctx
 	fails, pinged := 0, false
 	for {
 		sh.mu.Lock()
@@ -229,7 +235,21 @@ func (sh *redisShard) readLoop() {
 				_ = ps.Ping(ctx)
 				continue
 			}
-			sh.b.log.Warn("rtkit: backplane subscription connection failed; reconnecting", "err", err, "attempt", fails+1)
+			sh.b.log.Warn("rtkit: backplane subscription connection failed; reconnecting", "err", err, "attempt", fails+1, "node", sh.addr)
+			if sh.b.cluster != nil {
+				// The node may have failed over, or lost the slot: find
+				// each topic's primary again after the next refresh.
+				sh.b.refreshSlots()
+				if !sleepCtx(ctx, backoff(fails)) {
+					return
+				}
+				fails++
+				if sh.rehome(sh.topics(), false) {
+					return // every topic moved away; the shard is retired
+				}
+				sh.reconnect()
+				continue
+			}
 			sh.reconnect()
 			if !sleepCtx(ctx, backoff(fails)) {
 				return
@@ -341,9 +361,10 @@ func (sh *redisShard) confirmed(channel string) {
 	}
 }
 
-// unsubscribed handles an unsubscription: one the node did not ask for
-// (a Cluster slot moved away) leaves the topic without live messages, so
-// its subscribers are told instead of left waiting in silence.
+// unsubscribed handles an unsubscription. One the node did not ask for
+// means a Cluster slot moved away (resharding, or the node became a
+// replica): the topic follows its slot to its new primary and resumes
+// from the stream there.
 func (sh *redisShard) unsubscribed(channel string) {
 	sh.mu.Lock()
 	t := sh.channels[channel]
@@ -352,10 +373,9 @@ func (sh *redisShard) unsubscribed(channel string) {
 	if !wanted {
 		return
 	}
-	sh.b.log.Error("rtkit: Redis dropped a backplane subscription (slot migrated?); subscribers must resubscribe", "topic", t.name)
-	t.mu.Lock()
-	t.subs.dispatchGap()
-	t.mu.Unlock()
+	sh.b.log.Info("rtkit: Redis dropped a backplane subscription (slot moved); following it", "topic", t.name, "node", sh.addr)
+	sh.b.refreshSlots()
+	sh.rehome([]*redisTopic{t}, true)
 }
 
 // deliver dispatches a pub/sub payload to the topic's subscribers.
@@ -448,7 +468,7 @@ func (t *redisTopic) dispatchLocked(m *Message) {
 // streams after (re)subscription.
 func (sh *redisShard) manageLoop() {
 	defer sh.b.wg.Done()
-	ctx := sh.b.ctx
+	ctx := sh.ctx
 	fails := 0
 	for {
 		select {
@@ -471,6 +491,7 @@ func (sh *redisShard) manageLoop() {
 				return
 			}
 			sh.b.log.Warn("rtkit: backplane could not read topic history; retrying", "err", err, "topics", len(syncs))
+			sh.b.refreshSlots()
 			if !sleepCtx(ctx, backoff(fails)) {
 				return
 			}
