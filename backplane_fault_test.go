@@ -36,7 +36,7 @@ func (h funcHandler) HandleGap(after ID) {
 
 func payloadOf(fromMS, n int) string {
 	var b strings.Builder
-	b.WriteString(payloadMagic)
+	fmt.Fprintf(&b, "%s%d-0\n", payloadMagic, fromMS-1)
 	for i := range n {
 		fmt.Fprintf(&b, "%d-0 1\nx", fromMS+i)
 	}
@@ -50,7 +50,7 @@ func TestRedisTopicBufferOverflowLeavesNoHole(t *testing.T) {
 	b := &RedisBackplane{log: slog.New(slog.DiscardHandler)}
 	rec := newRecorder()
 	s := newSubscriber(rec, false)
-	tp := &redisTopic{name: "x", key: "k", size: 100000, ready: make(chan struct{}), hasLast: true, last: ID{MS: 1}, runID: "r"}
+	tp := &redisTopic{name: "x", key: "k", channel: "k", size: 100000, ready: make(chan struct{}), hasLast: true, last: ID{MS: 1}}
 	tp.subs.add(s)
 	s.last = ID{MS: 1}
 	sh := &redisShard{b: b, channels: map[string]*redisTopic{"k": tp}}
@@ -63,7 +63,7 @@ func TestRedisTopicBufferOverflowLeavesNoHole(t *testing.T) {
 	for ms := 1; ms <= 10016; ms++ {
 		stream = append(stream, &Message{Topic: "x", ID: ID{MS: uint64(ms)}})
 	}
-	require.True(t, tp.applySync(0, syncResume, ID{MS: 1}, 0, "r", stream[:1]), "an overflow asks for another read")
+	require.True(t, tp.applySync(0, syncResume, ID{MS: 1}, 0, stream[:1], stream[0].ID), "an overflow asks for another read")
 	from := tp.last
 	var reread []*Message
 	for _, m := range stream {
@@ -71,7 +71,7 @@ func TestRedisTopicBufferOverflowLeavesNoHole(t *testing.T) {
 			reread = append(reread, m)
 		}
 	}
-	require.False(t, tp.applySync(0, syncResume, from, 0, "r", reread))
+	require.False(t, tp.applySync(0, syncResume, from, 0, reread, reread[len(reread)-1].ID))
 	require.Equal(t, ids(stream[1:]), ids(rec.messages()), "every message, in order")
 	require.Zero(t, rec.gapCount())
 }

@@ -8,9 +8,13 @@ import (
 )
 
 // encodePayload is the Go twin of publishScript's payload encoding.
-func encodePayload(msgs []*Message) string {
+func encodePayload(prev ID, msgs []*Message) string {
 	var b bytes.Buffer
 	b.WriteString(payloadMagic)
+	if prev.IsZero() {
+		b.WriteString("0-0")
+	}
+	b.WriteString(prev.String() + "\n")
 	for _, m := range msgs {
 		if m.Ephemeral() {
 			b.WriteString("e" + strconv.FormatInt(m.Time.UnixMilli(), 10))
@@ -24,23 +28,28 @@ func encodePayload(msgs []*Message) string {
 }
 
 func FuzzDecodePayload(f *testing.F) {
-	f.Add("r1\n")
-	f.Add("r1\n1700000000000-0 5\nhello")
-	f.Add("r1\n1700000000000-0 5\nhelloe1700000000001 3\nhi\n1700000000001-7 0\n")
-	f.Add("r1\n1-1 99\nshort")
-	f.Add("r1\n-1 1\nx")
-	f.Add("r1\ne-5 1\nx")
-	f.Add("r1\n0-0 1\nx")
-	f.Add("r1\n1-1 +1\nx")
-	f.Add("r2\n1-1 1\nx")
+	f.Add("r2 0-0\n")
+	f.Add("r2 1699999999999-3\n1700000000000-0 5\nhello")
+	f.Add("r2 0-0\n1700000000000-0 5\nhelloe1700000000001 3\nhi\n1700000000001-7 0\n")
+	f.Add("r2 0-0\n1-1 99\nshort")
+	f.Add("r2 0-0\n-1 1\nx")
+	f.Add("r2 0-0\ne-5 1\nx")
+	f.Add("r2 0-0\n0-0 1\nx")
+	f.Add("r2 0-0\n1-1 +1\nx")
+	f.Add("r2 x\n1-1 1\nx")
+	f.Add("r2 1-1")
+	f.Add("r1\n1-1 1\nx")
 	f.Fuzz(func(t *testing.T, p string) {
-		msgs, err := decodePayload("t", p)
+		prev, msgs, err := decodePayload("t", p)
 		if err != nil {
 			return
 		}
-		again, err := decodePayload("t", encodePayload(msgs))
+		prev2, again, err := decodePayload("t", encodePayload(prev, msgs))
 		if err != nil {
 			t.Fatalf("re-encoded payload does not decode: %v", err)
+		}
+		if prev2 != prev {
+			t.Fatalf("round trip changed the previous ID: %v, then %v", prev, prev2)
 		}
 		if len(again) != len(msgs) {
 			t.Fatalf("round trip: %d messages, then %d", len(msgs), len(again))
@@ -81,15 +90,18 @@ func TestDecodePayload(t *testing.T) {
 		{Data: []byte(""), Time: time.UnixMilli(1700000000001)},
 		{ID: ID{MS: 1700000000001, Seq: 3}, Data: []byte("r1\n1-1 1\nx"), Time: time.UnixMilli(1700000000001)},
 	}
-	got, err := decodePayload("t", encodePayload(msgs))
+	prev, got, err := decodePayload("t", encodePayload(ID{MS: 1699999999999, Seq: 7}, msgs))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prev != (ID{MS: 1699999999999, Seq: 7}) {
+		t.Fatalf("previous ID %v", prev)
 	}
 	if len(got) != 3 || got[0].ID != msgs[0].ID || string(got[2].Data) != "r1\n1-1 1\nx" || !got[1].Ephemeral() {
 		t.Fatalf("decoded %+v", got)
 	}
-	for _, bad := range []string{"", "r1", "x1\n", "r1\n1-1", "r1\n1-1 2\nx", "r1\n0-0 1\nx", "r1\nbad 1\nx", "r1\ne 1\nx", "r1\n 1\nx"} {
-		if _, err := decodePayload("t", bad); err == nil {
+	for _, bad := range []string{"", "r2", "r2 0-0", "r2 x\n", "r1\n", "r2 0-0\n1-1", "r2 0-0\n1-1 2\nx", "r2 0-0\n0-0 1\nx", "r2 0-0\nbad 1\nx", "r2 0-0\ne 1\nx", "r2 0-0\n 1\nx"} {
+		if _, _, err := decodePayload("t", bad); err == nil {
 			t.Errorf("decodePayload(%q) succeeded", bad)
 		}
 	}

@@ -26,9 +26,12 @@ type RedisOptions struct {
 	// Any MaxRetries is safe: a batch that reaches Redis twice (a retry
 	// after a lost reply) is published once.
 	Client redis.UniversalClient
-	// Prefix starts every key and channel name. Default "rtkit:". The
-	// topic's keys are "<Prefix>{<topic>}", so that all of a topic's keys
-	// share one Cluster hash slot.
+	// Prefix starts every key and channel name. Default "rtkit:". A
+	// topic's stream is "<Prefix>{<topic>}" and its channel
+	// "<Prefix>{<topic>}:db<N>", N being the client's database number (0
+	// on a Cluster): Redis pub/sub ignores databases, so without it two
+	// applications on two databases of one Redis would receive each
+	// other's messages. All of a topic's keys share one Cluster hash slot.
 	Prefix string
 	// HistorySize, HistoryTTL, TopicHistory and MaxMessageSize mean what
 	// they mean in [MemoryOptions], with the same defaults. Trimming to
@@ -60,9 +63,10 @@ type RedisOptions struct {
 // bound by round trips. Messages are never reordered within a topic.
 //
 // A batch that fails for a reason that may pass (a lost connection, a
-// failover or slot migration under way) is sent again until it succeeds or
-// 10 seconds pass; on a Cluster the slot map is refreshed first (at most
-// every 250ms). Each batch carries a per-node sequence number that the
+// failover or slot migration under way) is sent again every 200ms or so,
+// with the batches that follow it, until it succeeds or 10 seconds pass;
+// on a Cluster the slot map is refreshed first (at most every 250ms). The
+// publishes of other topics, on nodes that answer, do not wait for it. Each batch carries a per-node sequence number that the
 // script checks before it appends anything, so a batch that reaches Redis
 // twice (this retry, or the client's own MaxRetries after a lost reply) is
 // published once and returns the same IDs. Redis remembers a node's newest
@@ -79,7 +83,20 @@ type RedisOptions struct {
 // again, and reads the stream from the last message it delivered, so
 // subscribers miss nothing; if the stream no longer holds that message
 // (Redis restarted and lost it, or it was trimmed), they get
-// [Handler.HandleGap] instead of a silent gap.
+// [Handler.HandleGap] instead of a silent gap. Which server answers does
+// not matter: stream IDs survive replication, so after a restart or a
+// failover the node resumes after the last message it delivered, and
+// reports a gap only when that message is gone, never replaying history.
+//
+// Each live payload names the stream entry that preceded it. A node
+// delivers it only if that is the last message it delivered; otherwise
+// (it missed a payload, or the payload came from elsewhere: another
+// database's publisher on an old version, a forged PUBLISH) it reads the
+// stream after its last message and delivers what the stream holds, so a
+// made-up ID is never delivered on that path. A forged payload that names
+// the right previous entry is delivered; the next real message then shows
+// that the node's position is not in the stream, and its subscribers get
+// a gap and the messages that follow rather than silence.
 //
 // # Goroutines
 //
@@ -99,6 +116,7 @@ type RedisBackplane struct {
 	log     *slog.Logger
 	pubCmd  string // PUBLISH or SPUBLISH
 	node    string // this backplane's name in batch keys
+	db      int    // the client's database number, in channel names
 
 	reloaded atomic.Int64 // unix ns of the last slot map refresh asked for
 
@@ -143,6 +161,8 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 		return nil, errors.New("rtkit: redis.Ring is not supported; use a Client or ClusterClient")
 	case *redis.ClusterClient:
 		b.cluster, b.pubCmd = c, "SPUBLISH"
+	case *redis.Client:
+		b.db = c.Options().DB
 	}
 	if b.prefix == "" {
 		b.prefix = "rtkit:"
@@ -160,6 +180,13 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 // key returns the stream key and channel name of a topic.
 func (b *RedisBackplane) key(topic string) string {
 	return b.prefix + "{" + topic + "}"
+}
+
+// channel returns the pub/sub channel of a topic. Redis pub/sub ignores
+// the database number, so the channel carries it: backplanes on two
+// databases of one Redis never hear each other.
+func (b *RedisBackplane) channel(topic string) string {
+	return b.key(topic) + ":db" + strconv.Itoa(b.db)
 }
 
 // batchKey returns the key that remembers this node's newest batch of a
@@ -220,14 +247,25 @@ const (
 )
 
 // writeLoop sends queued publishes in batches until Close, then sends
-// what is left.
+// what is left, retries included.
 func (b *RedisBackplane) writeLoop() {
 	defer b.wg.Done()
-	var spare []*pubReq
+	var (
+		spare []*pubReq
+		retry []*scriptCall // calls to send again, oldest first
+	)
 	for {
+		var again <-chan time.Time
+		if len(retry) > 0 {
+			again = time.After(retryDelay/2 + rand.N(retryDelay/2))
+		}
 		select {
 		case <-b.wake:
+		case <-again:
 		case <-b.ctx.Done():
+			if len(retry) > 0 {
+				<-time.After(retryDelay) // finishing: no wake-ups to wait for
+			}
 		}
 		b.pmu.Lock()
 		batch := b.pending
@@ -235,39 +273,51 @@ func (b *RedisBackplane) writeLoop() {
 			b.pending = spare[:0] // spare and batch never share an array
 		}
 		b.pmu.Unlock()
-		if len(batch) == 0 {
+		if len(batch) == 0 && len(retry) == 0 {
 			if b.ctx.Err() != nil {
 				return
 			}
 			continue
 		}
-		b.flush(batch)
+		retry = b.flush(retry, batch)
 		clear(batch)
-		spare = batch
+		spare = batch[:0]
 	}
 }
 
+// retryDelay is the pause before a failed call is sent again, and
+// maxRetryTime how long it is retried before its publishes fail.
+const (
+	retryDelay   = 200 * time.Millisecond
+	maxRetryTime = 10 * time.Second
+)
+
 // scriptCall is one publishScript call: consecutive messages of a topic.
 type scriptCall struct {
-	topic string
-	seq   uint64
-	reqs  []*pubReq
-	cmd   *redis.Cmd
+	topic    string
+	seq      uint64
+	reqs     []*pubReq
+	cmd      *redis.Cmd
+	deadline time.Time // of its retries
 }
 
-// flush publishes a batch: one script call per topic (per chunk), all in
-// one pipeline. Calls that fail for a reason that may pass (a connection
-// error, a failover under way) are sent again, with the same sequence
-// numbers, until they succeed or the batch's 10 seconds run out.
-func (b *RedisBackplane) flush(batch []*pubReq) {
-	var calls []*scriptCall
+// flush sends the calls to retry and a new batch (one script call per
+// topic, per chunk) in one pipeline, completes the publishes of the calls
+// that succeed or fail for good, and returns the calls that failed for a
+// reason that may pass (a connection error, a failover under way), to be
+// sent again, with the same sequence numbers, until maxRetryTime. The
+// calls to retry come first, so a topic's messages keep their order: a
+// later call of the topic goes to the same node on the same connection.
+func (b *RedisBackplane) flush(retry []*scriptCall, batch []*pubReq) []*scriptCall {
+	calls := retry
 	open := make(map[string]*scriptCall)
 	size := make(map[*scriptCall]int)
+	now := time.Now()
 	for _, r := range batch {
 		c := open[r.topic]
 		if c == nil || len(c.reqs) >= maxScriptBatch || size[c]+len(r.data) > maxScriptBytes {
 			b.seq++
-			c = &scriptCall{topic: r.topic, seq: b.seq}
+			c = &scriptCall{topic: r.topic, seq: b.seq, deadline: now.Add(maxRetryTime)}
 			open[r.topic] = c
 			calls = append(calls, c)
 		}
@@ -275,29 +325,24 @@ func (b *RedisBackplane) flush(batch []*pubReq) {
 		size[c] += len(r.data)
 	}
 	// Not b.ctx: Close lets accepted publishes finish. The client's own
-	// timeouts bound an attempt; this bounds the batch.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// timeouts bound an attempt; this bounds it if they are off.
+	ctx, cancel := context.WithTimeout(context.Background(), maxRetryTime)
 	defer cancel()
 	// Every command of a pipeline carries its own error, connection
 	// errors included, so the per-call errors below are the whole story.
-	todo := calls
-	for attempt := 0; ; attempt++ {
-		b.runCalls(ctx, todo)
-		if slices.ContainsFunc(todo, isNoScript) {
-			if err := publishScript.Load(ctx, b.client).Err(); err == nil {
-				b.runCalls(ctx, keep(todo, isNoScript))
-			}
-		}
-		todo = keep(todo, func(c *scriptCall) bool { return retryable(c.cmd.Err()) })
-		if len(todo) == 0 {
-			break
-		}
-		b.refreshSlots()
-		if !sleepCtx(ctx, backoff(attempt)) {
-			break
+	b.runCalls(ctx, calls)
+	if slices.ContainsFunc(calls, isNoScript) {
+		if err := publishScript.Load(ctx, b.client).Err(); err == nil {
+			b.runCalls(ctx, keep(calls, isNoScript))
 		}
 	}
+	var again []*scriptCall
+	now = time.Now()
 	for _, c := range calls {
+		if retryable(c.cmd.Err()) && now.Before(c.deadline) {
+			again = append(again, c)
+			continue
+		}
 		ids, cerr := c.cmd.Slice()
 		if cerr == nil && len(ids) != len(c.reqs) {
 			cerr = fmt.Errorf("rtkit: publish script returned %d ids for %d messages", len(ids), len(c.reqs))
@@ -311,6 +356,10 @@ func (b *RedisBackplane) flush(batch []*pubReq) {
 			close(r.done)
 		}
 	}
+	if len(again) > 0 {
+		b.refreshSlots()
+	}
+	return again
 }
 
 // keep returns the calls for which f is true, in a new slice.
@@ -371,8 +420,8 @@ func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall) {
 	pipe := b.client.Pipeline()
 	for _, c := range calls {
 		lim := b.cfg.limits(c.topic)
-		args := make([]any, 0, 4+2*len(c.reqs))
-		args = append(args, lim.size, lim.ttl.Milliseconds(), b.pubCmd, c.seq)
+		args := make([]any, 0, 5+2*len(c.reqs))
+		args = append(args, lim.size, lim.ttl.Milliseconds(), b.pubCmd, b.channel(c.topic), c.seq)
 		for _, r := range c.reqs {
 			flag := "p"
 			if r.eph {

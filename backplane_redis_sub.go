@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +15,7 @@ import (
 // redisTopic is a topic with local subscribers on this node.
 type redisTopic struct {
 	name, key string
+	channel   string        // pub/sub channel: the key plus the database
 	size      int           // history size, to judge recovery from an empty start
 	ttl       time.Duration // history TTL, likewise
 	shard     *redisShard
@@ -23,24 +24,33 @@ type redisTopic struct {
 	// Guarded by shard.mu.
 	needSync bool // subscribed (again) and not yet read from the stream
 
-	mu        sync.Mutex // orders deliveries; guards below
-	live      bool       // synced: deliver live messages; else hold them in buf
-	gen       uint64     // connection generation; a sync of an older one is void
-	hasLast   bool       // last is known from the stream
-	last      ID         // newest message delivered (or known at first sync)
-	runID     string     // the Redis server's run_id at the last sync
-	downSince time.Time  // when live delivery was suspended
-	buf       []*Message // live messages held while syncing
-	bufFull   bool       // buf overflowed: read the stream again
+	mu        sync.Mutex  // orders deliveries; guards below
+	live      bool        // synced: deliver live messages; else hold them in buf
+	gen       uint64      // connection generation; a sync of an older one is void
+	hasLast   bool        // last is known from the stream
+	last      ID          // newest message delivered (or known at first sync)
+	downSince time.Time   // when the connection was lost, zero if it was not
+	buf       []heldBatch // live batches held while syncing
+	held      int         // messages in buf
+	bufFull   bool        // buf overflowed: read the stream again
 	ready     chan struct{}
 	isReady   bool
+}
+
+// heldBatch is a live payload held while its topic syncs.
+type heldBatch struct {
+	prev ID // the stream's newest entry before the batch
+	msgs []*Message
 }
 
 // redisShard is one subscription connection: all topics on a standalone
 // Redis, or the topics of one Cluster node.
 type redisShard struct {
-	b    *RedisBackplane
-	node redis.UniversalClient
+	b      *RedisBackplane
+	node   redis.UniversalClient
+	addr   string             // the Cluster node's address; "" for a standalone Redis
+	ctx    context.Context    // ends the shard's goroutines
+	cancel context.CancelFunc // cancels ctx
 
 	mu       sync.Mutex
 	ps       *redis.PubSub
@@ -119,11 +129,11 @@ func (b *RedisBackplane) acquire(ctx context.Context, topic string, s *subscribe
 	if t == nil {
 		sh := b.shards[addr]
 		if sh == nil {
-			sh = b.newShard(node)
+			sh = b.newShard(node, addr)
 			b.shards[addr] = sh
 		}
 		lim := b.cfg.limits(topic)
-		t = &redisTopic{name: topic, key: key, size: lim.size, ttl: lim.ttl, shard: sh, ready: make(chan struct{})}
+		t = &redisTopic{name: topic, key: key, channel: b.channel(topic), size: lim.size, ttl: lim.ttl, shard: sh, ready: make(chan struct{})}
 		b.topics[topic] = t
 		sh.subscribe(t)
 	}
@@ -143,14 +153,16 @@ func (b *RedisBackplane) release(t *redisTopic, s *subscriber) {
 	}
 }
 
-func (b *RedisBackplane) newShard(node redis.UniversalClient) *redisShard {
+func (b *RedisBackplane) newShard(node redis.UniversalClient, addr string) *redisShard {
 	sh := &redisShard{
 		b:        b,
 		node:     node,
+		addr:     addr,
 		channels: make(map[string]*redisTopic),
 		pending:  make(map[string]int),
 		wake:     make(chan struct{}, 1),
 	}
+	sh.ctx, sh.cancel = context.WithCancel(b.ctx)
 	sh.ps = sh.newPubSub()
 	b.wg.Add(2)
 	go sh.readLoop()
@@ -160,9 +172,9 @@ func (b *RedisBackplane) newShard(node redis.UniversalClient) *redisShard {
 
 func (sh *redisShard) newPubSub() *redis.PubSub {
 	if sh.b.cluster != nil {
-		return sh.node.SSubscribe(sh.b.ctx)
+		return sh.node.SSubscribe(sh.ctx)
 	}
-	return sh.node.Subscribe(sh.b.ctx)
+	return sh.node.Subscribe(sh.ctx)
 }
 
 func (sh *redisShard) signal() {
@@ -175,10 +187,10 @@ func (sh *redisShard) signal() {
 // subscribe queues a SUBSCRIBE for t; the caller holds b.mu.
 func (sh *redisShard) subscribe(t *redisTopic) {
 	sh.mu.Lock()
-	sh.channels[t.key] = t
-	sh.pending[t.key]++
+	sh.channels[t.channel] = t
+	sh.pending[t.channel]++
 	t.needSync = true
-	sh.cmds = append(sh.cmds, shardCmd{subscribe: true, channel: t.key})
+	sh.cmds = append(sh.cmds, shardCmd{subscribe: true, channel: t.channel})
 	sh.mu.Unlock()
 	sh.signal()
 }
@@ -186,15 +198,16 @@ func (sh *redisShard) subscribe(t *redisTopic) {
 // unsubscribe queues an UNSUBSCRIBE for t; the caller holds b.mu.
 func (sh *redisShard) unsubscribe(t *redisTopic) {
 	sh.mu.Lock()
-	if sh.channels[t.key] == t {
-		delete(sh.channels, t.key)
+	if sh.channels[t.channel] == t {
+		delete(sh.channels, t.channel)
 	}
-	sh.cmds = append(sh.cmds, shardCmd{channel: t.key})
+	sh.cmds = append(sh.cmds, shardCmd{channel: t.channel})
 	sh.mu.Unlock()
 	sh.signal()
 }
 
 func (sh *redisShard) close() {
+	sh.cancel()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	_ = sh.ps.Close()
@@ -205,7 +218,7 @@ func (sh *redisShard) close() {
 // be subscribed and read from the stream again.
 func (sh *redisShard) readLoop() {
 	defer sh.b.wg.Done()
-	ctx := sh.b.ctx
+	ctx := sh.ctx
 	fails, pinged := 0, false
 	for {
 		sh.mu.Lock()
@@ -222,7 +235,21 @@ func (sh *redisShard) readLoop() {
 				_ = ps.Ping(ctx)
 				continue
 			}
-			sh.b.log.Warn("rtkit: backplane subscription connection failed; reconnecting", "err", err, "attempt", fails+1)
+			sh.b.log.Warn("rtkit: backplane subscription connection failed; reconnecting", "err", err, "attempt", fails+1, "node", sh.addr)
+			if sh.b.cluster != nil {
+				// The node may have failed over, or lost the slot: find
+				// each topic's primary again after the next refresh.
+				sh.b.refreshSlots()
+				if !sleepCtx(ctx, backoff(fails)) {
+					return
+				}
+				fails++
+				if sh.rehome(sh.topics(), false) {
+					return // every topic moved away; the shard is retired
+				}
+				sh.reconnect()
+				continue
+			}
 			sh.reconnect()
 			if !sleepCtx(ctx, backoff(fails)) {
 				return
@@ -270,29 +297,31 @@ func (sh *redisShard) reconnect() {
 	// close its subscription, which takes sh.mu. The confirmations that
 	// start the reads come through this goroutine, after this.
 	for _, t := range topics {
-		t.suspend()
+		t.suspend(true)
 	}
 	_ = old.Close()
 	sh.signal()
 }
 
 // suspend holds live messages until the topic is read from the stream
-// again, and voids reads already under way.
-func (t *redisTopic) suspend() {
+// again, and voids reads already under way. lost says the connection was
+// lost, so messages may have been missed.
+func (t *redisTopic) suspend(lost bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.live = false
 	t.gen++
-	if t.downSince.IsZero() {
+	if lost && t.downSince.IsZero() {
 		t.downSince = time.Now()
 	}
 }
 
-// resync suspends t and queues a stream read for it, as after a reconnect.
+// resync suspends t and queues a stream read for it: its live messages
+// can't be trusted to be the next ones the stream holds.
 func (sh *redisShard) resync(t *redisTopic) {
-	t.suspend()
+	t.suspend(false)
 	sh.mu.Lock()
-	if sh.channels[t.key] == t {
+	if sh.channels[t.channel] == t {
 		t.needSync = false
 		sh.syncs = append(sh.syncs, t)
 	}
@@ -325,15 +354,17 @@ func (sh *redisShard) confirmed(channel string) {
 		sh.signal()
 	case !expected:
 		sh.mu.Unlock()
+		t.suspend(true)
 		sh.resync(t)
 	default:
 		sh.mu.Unlock()
 	}
 }
 
-// unsubscribed handles an unsubscription: one the node did not ask for
-// (a Cluster slot moved away) leaves the topic without live messages, so
-// its subscribers are told instead of left waiting in silence.
+// unsubscribed handles an unsubscription. One the node did not ask for
+// means a Cluster slot moved away (resharding, or the node became a
+// replica): the topic follows its slot to its new primary and resumes
+// from the stream there.
 func (sh *redisShard) unsubscribed(channel string) {
 	sh.mu.Lock()
 	t := sh.channels[channel]
@@ -342,10 +373,9 @@ func (sh *redisShard) unsubscribed(channel string) {
 	if !wanted {
 		return
 	}
-	sh.b.log.Error("rtkit: Redis dropped a backplane subscription (slot migrated?); subscribers must resubscribe", "topic", t.name)
-	t.mu.Lock()
-	t.subs.dispatchGap()
-	t.mu.Unlock()
+	sh.b.log.Info("rtkit: Redis dropped a backplane subscription (slot moved); following it", "topic", t.name, "node", sh.addr)
+	sh.b.refreshSlots()
+	sh.rehome([]*redisTopic{t}, true)
 }
 
 // deliver dispatches a pub/sub payload to the topic's subscribers.
@@ -356,29 +386,72 @@ func (sh *redisShard) deliver(channel, payload string) {
 	if t == nil {
 		return
 	}
-	msgs, err := decodePayload(t.name, payload)
+	prev, msgs, err := decodePayload(t.name, payload)
 	if err != nil {
 		// Its messages are in the stream: read them from there.
 		sh.b.log.Error("rtkit: malformed backplane payload; reading the topic's stream instead", "topic", t.name, "err", err)
 		sh.resync(t)
 		return
 	}
+	if !t.offer(prev, msgs) {
+		// Messages were missed, or the payload did not come from a
+		// backplane of this namespace: what the stream holds decides.
+		sh.resync(t)
+	}
+}
+
+// offer delivers a live batch, or holds it while the topic syncs. It
+// reports false, having delivered only the batch's ephemeral messages,
+// when the batch is not the next one the stream holds: the caller reads
+// the stream instead of trusting its IDs.
+func (t *redisTopic) offer(prev ID, msgs []*Message) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.live {
 		// Past the bound, hold nothing more: a hole in buf would hide
 		// messages. The stream read after this one recovers them.
-		if t.bufFull || len(t.buf)+len(msgs) > maxRecoveryBuffer {
+		if t.bufFull || t.held+len(msgs) > maxRecoveryBuffer {
 			t.bufFull = true
-			return
+			return true
 		}
-		t.buf = append(t.buf, msgs...)
-		return
+		t.buf = append(t.buf, heldBatch{prev: prev, msgs: msgs})
+		t.held += len(msgs)
+		return true
+	}
+	if !t.follows(prev, msgs) {
+		for _, m := range msgs {
+			if m.Ephemeral() {
+				t.subs.dispatch(m)
+			}
+		}
+		return false
 	}
 	for _, m := range msgs {
 		t.dispatchLocked(m)
 	}
+	return true
 }
+
+// follows reports whether a batch's persistent messages are the next ones
+// the stream holds after the last delivered: the batch says the stream's
+// newest entry before it was prev. A topic without history has nothing to
+// check against.
+func (t *redisTopic) follows(prev ID, msgs []*Message) bool {
+	return t.size == 0 || prev == t.last || !slices.ContainsFunc(msgs, isPersistent)
+}
+
+// covered reports whether every persistent message of a batch is at or
+// before the last delivered: a stream read delivered them already.
+func (t *redisTopic) covered(msgs []*Message) bool {
+	for _, m := range msgs {
+		if !m.Ephemeral() && m.ID.Compare(t.last) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func isPersistent(m *Message) bool { return !m.Ephemeral() }
 
 // dispatchLocked delivers m unless it was delivered already.
 func (t *redisTopic) dispatchLocked(m *Message) {
@@ -395,7 +468,7 @@ func (t *redisTopic) dispatchLocked(m *Message) {
 // streams after (re)subscription.
 func (sh *redisShard) manageLoop() {
 	defer sh.b.wg.Done()
-	ctx := sh.b.ctx
+	ctx := sh.ctx
 	fails := 0
 	for {
 		select {
@@ -418,13 +491,14 @@ func (sh *redisShard) manageLoop() {
 				return
 			}
 			sh.b.log.Warn("rtkit: backplane could not read topic history; retrying", "err", err, "topics", len(syncs))
+			sh.b.refreshSlots()
 			if !sleepCtx(ctx, backoff(fails)) {
 				return
 			}
 			fails++
 			sh.mu.Lock()
 			for _, t := range syncs {
-				if sh.channels[t.key] == t && !t.needSync {
+				if sh.channels[t.channel] == t && !t.needSync {
 					sh.syncs = append(sh.syncs, t)
 				}
 			}
@@ -474,18 +548,17 @@ type syncMode int
 
 const (
 	syncFirst  syncMode = iota // first subscription: learn the newest ID
-	syncResume                 // after a reconnect: everything after the last delivered
-	syncReset                  // the server changed (restart, failover): all of it, after a gap
+	syncResume                 // after a lost connection: everything after the last delivered
+	syncVerify                 // a live batch did not follow the last delivered: likewise
 )
 
 // sync reads each topic's stream in one pipeline and releases the
-// messages held meanwhile.
+// messages held meanwhile. It resumes after the last delivered message
+// whatever server it now talks to (a restarted Redis, a promoted replica):
+// stream IDs survive replication, so finding that message proves nothing
+// was missed, and only its absence is a gap.
 func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
-	runID, err := sh.serverRunID(ctx)
-	if err != nil {
-		return err
-	}
-	pipe := sh.b.client.Pipeline()
+	pipe := sh.b.client.TxPipeline()
 	type read struct {
 		t       *redisTopic
 		mode    syncMode
@@ -493,6 +566,7 @@ func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
 		gen     uint64
 		downFor time.Duration
 		entries *redis.XMessageSliceCmd
+		tail    *redis.XMessageSliceCmd
 	}
 	reads := make([]read, len(topics))
 	for i, t := range topics {
@@ -501,24 +575,21 @@ func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
 		switch {
 		case !t.hasLast:
 			r.mode = syncFirst
-		case t.runID != runID:
-			r.mode = syncReset
+		case t.downSince.IsZero():
+			r.mode = syncVerify
 		default:
 			r.mode = syncResume
-		}
-		if !t.downSince.IsZero() {
 			r.downFor = time.Since(t.downSince)
 		}
 		t.mu.Unlock()
 		switch {
 		case r.mode == syncFirst:
 			r.entries = pipe.XRevRangeN(ctx, t.key, "+", "-", 1)
-		case r.mode == syncReset:
-			r.entries = pipe.XRange(ctx, t.key, "-", "+")
 		case r.from.IsZero():
 			r.entries = pipe.XRangeN(ctx, t.key, "-", "+", int64(t.size)+1)
 		default:
 			r.entries = pipe.XRange(ctx, t.key, r.from.String(), "+")
+			r.tail = pipe.XRevRangeN(ctx, t.key, "+", "-", 1)
 		}
 		reads[i] = r
 	}
@@ -531,7 +602,13 @@ func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
 		if err != nil {
 			return err
 		}
-		if r.t.applySync(r.gen, r.mode, r.from, r.downFor, runID, msgs) {
+		var tail ID
+		if r.tail != nil && len(r.tail.Val()) > 0 {
+			if tail, err = ParseID(r.tail.Val()[0].ID); err != nil {
+				return err
+			}
+		}
+		if r.t.applySync(r.gen, r.mode, r.from, r.downFor, msgs, tail) {
 			again = append(again, r.t)
 		}
 	}
@@ -544,26 +621,12 @@ func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
 	return nil
 }
 
-// serverRunID returns the run_id of the Redis server the shard talks to:
-// it changes when Redis restarts or fails over, which may have lost
-// messages that a stream read cannot reveal.
-func (sh *redisShard) serverRunID(ctx context.Context) (string, error) {
-	info, err := sh.node.Info(ctx, "server").Result()
-	if err != nil {
-		return "", err
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", nil
-}
-
 // applySync delivers what a stream read found and the messages held
-// meanwhile, then goes live. It reports whether held messages were
-// dropped, so the stream must be read again.
-func (t *redisTopic) applySync(gen uint64, mode syncMode, from ID, downFor time.Duration, runID string, msgs []*Message) (again bool) {
+// meanwhile, then goes live. msgs are the entries from the last delivered
+// message on, tail the stream's newest entry. It reports whether the
+// stream must be read again (held messages were dropped, or did not
+// follow).
+func (t *redisTopic) applySync(gen uint64, mode syncMode, from ID, downFor time.Duration, msgs []*Message, tail ID) (again bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if gen != t.gen {
@@ -577,36 +640,47 @@ func (t *redisTopic) applySync(gen uint64, mode syncMode, from ID, downFor time.
 			t.last = msgs[0].ID
 		}
 		t.hasLast = true
-	case syncReset:
-		// Another server (or the same one, restarted): what it holds
-		// cannot prove continuity, and its IDs may even run lower.
-		t.subs.dispatchGap()
-		t.last = ID{}
-		for _, m := range msgs {
-			t.dispatchLocked(m)
-		}
-	case syncResume:
-		complete := len(msgs) > 0 && msgs[0].ID == from
-		if from.IsZero() {
+	case syncResume, syncVerify:
+		complete, news := true, msgs
+		switch {
+		case from.IsZero():
 			// Nothing was ever delivered: complete unless trimming (by
 			// count, or by age over a long outage) may have dropped
 			// messages published since.
 			complete = len(msgs) < t.size && (t.ttl == 0 || downFor < t.ttl)
+		case len(msgs) > 0 && msgs[0].ID == from:
+			news = msgs[1:]
+		case mode == syncVerify && expiredSince(from, msgs, t.ttl):
+			// Aged out of the stream while this node listened: whatever
+			// followed it was delivered live.
+		default:
+			complete = false
 		}
 		if !complete {
 			t.subs.dispatchGap()
 		}
-		for _, m := range msgs {
+		if len(msgs) == 0 && !from.IsZero() {
+			// The stream holds nothing at or after the last delivered
+			// message: Redis lost it, or it was never there (a forged
+			// payload). Follow the stream from its real end.
+			t.last = tail
+		}
+		for _, m := range news {
 			t.dispatchLocked(m)
 		}
 	}
-	for _, m := range t.buf {
-		t.dispatchLocked(m)
+	for _, hb := range t.buf {
+		if !t.follows(hb.prev, hb.msgs) && !t.covered(hb.msgs) {
+			again = true // read the stream again; it holds the rest
+			break
+		}
+		for _, m := range hb.msgs {
+			t.dispatchLocked(m)
+		}
 	}
-	again = t.bufFull
-	t.buf, t.bufFull = nil, false
+	again = again || t.bufFull
+	t.buf, t.held, t.bufFull = nil, 0, false
 	t.live = !again
-	t.runID = runID
 	if !again {
 		t.downSince = time.Time{}
 	}
@@ -615,6 +689,20 @@ func (t *redisTopic) applySync(gen uint64, mode syncMode, from ID, downFor time.
 		close(t.ready)
 	}
 	return again
+}
+
+// expiredSince reports whether from may have aged out of a stream whose
+// entries live ttl (zero: forever): msgs (what the stream holds after it)
+// or the clock are at least ttl past it.
+func expiredSince(from ID, msgs []*Message, ttl time.Duration) bool {
+	if ttl <= 0 {
+		return false
+	}
+	newest := uint64(time.Now().UnixMilli())
+	if n := len(msgs); n > 0 && msgs[n-1].ID.MS > newest {
+		newest = msgs[n-1].ID.MS
+	}
+	return from.MS+uint64(ttl.Milliseconds()) <= newest
 }
 
 // sleepCtx sleeps for d or until ctx ends; it reports whether ctx is

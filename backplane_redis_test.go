@@ -145,15 +145,15 @@ func TestRedisBackplaneOneSubscriptionPerTopic(t *testing.T) {
 		require.NoError(t, err)
 		subs = append(subs, s)
 	}
-	n, err := b.client.PubSubNumSub(ctx, b.key("busy")).Result()
+	n, err := b.client.PubSubNumSub(ctx, b.channel("busy")).Result()
 	require.NoError(t, err)
-	assert.Equal(t, int64(1), n[b.key("busy")], "50 local subscribers, one Redis subscription")
+	assert.Equal(t, int64(1), n[b.channel("busy")], "50 local subscribers, one Redis subscription")
 	for _, s := range subs {
 		s.Close()
 	}
 	require.Eventually(t, func() bool {
-		n, err := b.client.PubSubNumSub(ctx, b.key("busy")).Result()
-		return err == nil && n[b.key("busy")] == 0
+		n, err := b.client.PubSubNumSub(ctx, b.channel("busy")).Result()
+		return err == nil && n[b.channel("busy")] == 0
 	}, 5*time.Second, 20*time.Millisecond, "released when the last one leaves")
 
 	// Quick unsubscribe/resubscribe cycles never lose the subscription.
@@ -394,4 +394,95 @@ func TestNewRedisBackplaneErrors(t *testing.T) {
 	defer ring.Close()
 	_, err = NewRedisBackplane(RedisOptions{Client: ring})
 	assert.Error(t, err)
+}
+
+// Redis pub/sub ignores the database number: two applications separated
+// only by it must still not hear each other.
+func TestRedisBackplaneDatabasesAreSeparate(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	ctx := context.Background()
+	b11 := openRedis(t, RedisOptions{Client: db.ClientDB(t, 11), Prefix: db.Prefix})
+	b12 := openRedis(t, RedisOptions{Client: db.ClientDB(t, 12), Prefix: db.Prefix})
+	rec11, rec12 := newRecorder(), newRecorder()
+	s11, err := b11.Subscribe(ctx, "room", SubscribeOptions{}, rec11)
+	require.NoError(t, err)
+	defer s11.Close()
+	s12, err := b12.Subscribe(ctx, "room", SubscribeOptions{}, rec12)
+	require.NoError(t, err)
+	defer s12.Close()
+
+	var want11, want12 []ID
+	for i := range 20 {
+		id, err := b11.Publish(ctx, "room", fmt.Appendf(nil, "11:%d", i), PublishOptions{})
+		require.NoError(t, err)
+		want11 = append(want11, id)
+		id, err = b12.Publish(ctx, "room", fmt.Appendf(nil, "12:%d", i), PublishOptions{})
+		require.NoError(t, err)
+		want12 = append(want12, id)
+	}
+	_, err = b11.Publish(ctx, "room", []byte("typing"), PublishOptions{Ephemeral: true})
+	require.NoError(t, err)
+	rec11.waitN(t, 21)
+	rec12.waitN(t, 20)
+	settle()
+	assert.Equal(t, want11, ids(rec11.messages()[:20]))
+	assert.Equal(t, want12, ids(rec12.messages()), "database 12 hears only its own messages")
+	assert.Zero(t, rec11.gapCount()+rec12.gapCount())
+}
+
+// A payload on a topic's channel whose IDs are not the next ones the
+// stream holds is checked against the stream: a forged far-future ID is
+// dropped instead of moving the node's position past every real message.
+func TestRedisBackplaneForgedPayload(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	ctx := context.Background()
+	admin := db.Client(t)
+	b := openRedis(t, RedisOptions{Client: db.Client(t), Prefix: db.Prefix})
+	rec := newRecorder()
+	sub, err := b.Subscribe(ctx, "room", SubscribeOptions{}, rec)
+	require.NoError(t, err)
+	defer sub.Close()
+	_, err = b.Publish(ctx, "room", []byte("real"), PublishOptions{})
+	require.NoError(t, err)
+	rec.waitN(t, 1)
+
+	ch := b.channel("room")
+	forge := func(prev string) {
+		t.Helper()
+		p := payloadMagic + prev + "\n99999999999999-0 6\nforged"
+		require.NoError(t, admin.Publish(ctx, ch, p).Err())
+	}
+	// publishUntilDelivered publishes until a message gets through.
+	publishUntilDelivered := func() (n int) {
+		t.Helper()
+		for n = 1; ; n++ {
+			id, err := b.Publish(ctx, "room", []byte("real"), PublishOptions{})
+			require.NoError(t, err)
+			for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if msgs := rec.messages(); msgs[len(msgs)-1].ID == id {
+					return n
+				}
+			}
+			require.Less(t, n, 10, "the topic stays silent")
+		}
+	}
+
+	// Not the next one the stream holds: checked and dropped.
+	forge("0-0")
+	require.Equal(t, 1, publishUntilDelivered())
+	require.Zero(t, rec.gapCount())
+	for _, m := range rec.messages() {
+		require.NotEqual(t, "forged", string(m.Data))
+	}
+
+	// A payload that names the right previous entry is taken at its word,
+	// but the next real message shows the position is not in the stream:
+	// the subscribers get a gap and the messages that follow, not silence.
+	last := rec.messages()[len(rec.messages())-1].ID
+	forge(last.String())
+	n := publishUntilDelivered()
+	t.Logf("delivery resumed after %d publishes, %d gaps", n, rec.gapCount())
+	require.Positive(t, rec.gapCount(), "the forged position is reported")
 }

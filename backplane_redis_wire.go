@@ -14,13 +14,14 @@ import (
 // stream and publishes them together in one pub/sub payload, so that a
 // batch costs one round trip, one script call and one PUBLISH.
 //
-//	KEYS[1]  the topic's stream key, also its channel name
+//	KEYS[1]  the topic's stream key
 //	KEYS[2]  the publishing node's batch key for the topic (see below)
 //	ARGV[1]  history size (MAXLEN; 0 keeps no entry but still orders IDs)
 //	ARGV[2]  history TTL in ms (0: no age bound)
 //	ARGV[3]  PUBLISH or SPUBLISH
-//	ARGV[4]  the batch's sequence number, increasing per node
-//	ARGV[5:] pairs of flag ("p" persistent, "e" ephemeral) and data
+//	ARGV[4]  the topic's channel
+//	ARGV[5]  the batch's sequence number, increasing per node
+//	ARGV[6:] pairs of flag ("p" persistent, "e" ephemeral) and data
 //
 // A batch may reach Redis more than once: a client that lost the reply
 // sends it again (go-redis does, MaxRetries), and so does the backplane
@@ -32,10 +33,13 @@ import (
 // each XADD costs several times more than the XADD itself.
 //
 // It returns the IDs, "" for ephemeral messages. The payload is
-// "r1\n" followed by one record per message: "<id> <len>\n<data>" for a
-// persistent message, "e<ms> <len>\n<data>" for an ephemeral one.
+// "r2 <prev>\n", where prev is the ID of the stream's newest entry before
+// the batch ("0-0" if none), followed by one record per message:
+// "<id> <len>\n<data>" for a persistent message, "e<ms> <len>\n<data>" for
+// an ephemeral one. A subscriber that delivered prev last knows that the
+// batch's messages are the next ones the stream holds.
 var publishScript = redis.NewScript(`
-local key, size, ttl, seq = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local key, size, ttl, seq = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
 local done = redis.call('GET', KEYS[2])
 if done then
   local dseq, dids = string.match(done, '^(%d+) (.*)$')
@@ -46,10 +50,14 @@ if done then
     return ids
   end
 end
-local out, ids, seen, last, now = {'r1\n'}, {}, {}, nil, nil
-for i = 5, #ARGV, 2 do
+local out, ids, seen, last, now = {'r2 0-0\n'}, {}, {}, nil, nil
+for i = 6, #ARGV, 2 do
   local data, head = ARGV[i+1], nil
   if ARGV[i] == 'p' then
+    if not last then
+      local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+      if top[1] then out[1] = 'r2 ' .. top[1][1] .. '\n' end
+    end
     last = redis.call('XADD', key, '*', 'd', data)
     ids[#ids+1] = last
     seen[#seen+1] = last
@@ -72,8 +80,8 @@ if last and ttl > 0 then
   redis.call('XTRIM', key, 'MINID', string.format('%.0f', ms - ttl))
   redis.call('PEXPIRE', key, ttl)
 end
-redis.call('SET', KEYS[2], ARGV[4] .. ' ' .. table.concat(seen, ' '), 'PX', ` + batchKeyTTLms + `)
-redis.call(ARGV[3], key, table.concat(out))
+redis.call('SET', KEYS[2], ARGV[5] .. ' ' .. table.concat(seen, ' '), 'PX', ` + batchKeyTTLms + `)
+redis.call(ARGV[3], ARGV[4], table.concat(out))
 return ids
 `)
 
@@ -85,47 +93,50 @@ const batchKeyTTLms = "120000"
 // errBadPayload is wrapped by decodePayload's errors.
 var errBadPayload = errors.New("rtkit: malformed backplane payload")
 
-const payloadMagic = "r1\n"
+const payloadMagic = "r2 "
 
 // decodePayload decodes a pub/sub payload written by publishScript into
-// messages of topic.
-func decodePayload(topic, p string) ([]*Message, error) {
+// messages of topic, and the ID of the stream entry that preceded them.
+func decodePayload(topic, p string) (prev ID, msgs []*Message, err error) {
 	rest, ok := strings.CutPrefix(p, payloadMagic)
 	if !ok {
-		return nil, fmt.Errorf("%w: bad header", errBadPayload)
+		return ID{}, nil, fmt.Errorf("%w: bad header", errBadPayload)
 	}
-	var msgs []*Message
+	prevText, rest, ok := strings.Cut(rest, "\n")
+	if prev, err = ParseID(prevText); !ok || err != nil {
+		return ID{}, nil, fmt.Errorf("%w: bad previous ID %q", errBadPayload, truncate(prevText, 40))
+	}
 	for rest != "" {
 		head, after, ok := strings.Cut(rest, " ")
 		if !ok || head == "" {
-			return nil, fmt.Errorf("%w: record %d: no header", errBadPayload, len(msgs))
+			return ID{}, nil, fmt.Errorf("%w: record %d: no header", errBadPayload, len(msgs))
 		}
 		lenText, after, ok := strings.Cut(after, "\n")
 		if !ok {
-			return nil, fmt.Errorf("%w: record %d: no length", errBadPayload, len(msgs))
+			return ID{}, nil, fmt.Errorf("%w: record %d: no length", errBadPayload, len(msgs))
 		}
 		n, err := strconv.Atoi(lenText)
 		if err != nil || n < 0 || n > len(after) || lenText[0] == '+' {
-			return nil, fmt.Errorf("%w: record %d: bad length %q", errBadPayload, len(msgs), truncate(lenText, 20))
+			return ID{}, nil, fmt.Errorf("%w: record %d: bad length %q", errBadPayload, len(msgs), truncate(lenText, 20))
 		}
 		m := &Message{Topic: topic, Data: []byte(after[:n])}
 		rest = after[n:]
 		if ms, ok := strings.CutPrefix(head, "e"); ok {
 			v, err := strconv.ParseInt(ms, 10, 64)
 			if err != nil || v < 0 {
-				return nil, fmt.Errorf("%w: record %d: bad time %q", errBadPayload, len(msgs), truncate(ms, 20))
+				return ID{}, nil, fmt.Errorf("%w: record %d: bad time %q", errBadPayload, len(msgs), truncate(ms, 20))
 			}
 			m.Time = time.UnixMilli(v)
 		} else {
 			id, err := ParseID(head)
 			if err != nil || id.IsZero() {
-				return nil, fmt.Errorf("%w: record %d: bad id %q", errBadPayload, len(msgs), truncate(head, 40))
+				return ID{}, nil, fmt.Errorf("%w: record %d: bad id %q", errBadPayload, len(msgs), truncate(head, 40))
 			}
 			m.ID, m.Time = id, time.UnixMilli(int64(id.MS))
 		}
 		msgs = append(msgs, m)
 	}
-	return msgs, nil
+	return prev, msgs, nil
 }
 
 // streamMessages converts stream entries to messages of topic.

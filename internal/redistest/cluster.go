@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +17,23 @@ import (
 // redis-cli --cluster create accepts.
 const clusterSize = 3
 
-// Cluster is a private Redis Cluster of three masters on loopback ports,
-// without replicas. It keeps nothing on disk. Its methods are safe for
-// concurrent use.
+// Cluster is a private Redis Cluster of three primaries on loopback ports,
+// with the replicas [ClusterOptions] asks for (none by default). It keeps
+// nothing on disk. Its methods are safe for concurrent use.
 type Cluster struct {
-	nodes []*Server
+	primaries []*Server // the primaries the cluster was created with
+	nodes     []*Server // every node, primaries first
+}
+
+// ClusterOptions configure [StartClusterWith]. The zero value gives
+// [StartCluster]'s cluster.
+type ClusterOptions struct {
+	// Replicas is the number of replicas of each primary. Default 0.
+	Replicas int
+	// NodeTimeout is cluster-node-timeout: how long a primary may be
+	// unreachable before the others mark it failed and its replica takes
+	// over. Default Redis's own (15s); failover tests want 1–2s.
+	NodeTimeout time.Duration
 }
 
 // StartCluster starts three cluster-enabled redis-servers, joins them into
@@ -28,6 +41,15 @@ type Cluster struct {
 // cluster_state:ok. The servers are stopped when t ends. StartCluster skips
 // t (fails it when [Required]) if redis-server or redis-cli is not on $PATH.
 func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	return StartClusterWith(t, ClusterOptions{})
+}
+
+// StartClusterWith is [StartCluster] with options: with Replicas, every
+// node reports cluster_state:ok and every replica has finished its first
+// sync with its primary when it returns, so a primary killed at once fails
+// over.
+func StartClusterWith(t testing.TB, o ClusterOptions) *Cluster {
 	t.Helper()
 	lookPath(t, "redis-server", "redis-cli")
 	dir := t.TempDir()
@@ -37,14 +59,25 @@ func StartCluster(t testing.TB) *Cluster {
 			s.Stop(t)
 		}
 	})
-	for range clusterSize {
-		c.nodes = append(c.nodes, startNode(t, dir, true))
+	var extra []string
+	if o.NodeTimeout > 0 {
+		extra = append(extra,
+			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
+			// A replica may take over however long it was cut off.
+			"--cluster-replica-validity-factor", "0",
+		)
 	}
+	for range clusterSize * (1 + o.Replicas) {
+		c.nodes = append(c.nodes, startNode(t, dir, true, extra...))
+	}
+	c.primaries = c.nodes[:clusterSize]
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	// redis-cli makes the first three nodes primaries and the rest their
+	// replicas.
+	args := append([]string{"--cluster", "create"}, c.addrs(c.nodes)...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(o.Replicas), "--cluster-yes")
 	cmd := exec.CommandContext(ctx, "redis-cli", args...)
 	cmd.WaitDelay = time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -58,9 +91,10 @@ func StartCluster(t testing.TB) *Cluster {
 }
 
 // waitOK polls CLUSTER INFO on every node until all of them see the whole
-// cluster with every slot served.
+// cluster with every slot served, then INFO replication on every replica
+// until its link to its primary is up.
 func (c *Cluster) waitOK(timeout time.Duration) error {
-	want := []string{"cluster_state:ok", fmt.Sprintf("cluster_known_nodes:%d", clusterSize)}
+	want := []string{"cluster_state:ok", fmt.Sprintf("cluster_known_nodes:%d", len(c.nodes))}
 	deadline := time.Now().Add(timeout)
 	for _, s := range c.nodes {
 		for {
@@ -73,6 +107,18 @@ func (c *Cluster) waitOK(timeout time.Duration) error {
 					return fmt.Errorf("CLUSTER INFO on %s: %w", s.addr, err)
 				}
 				return fmt.Errorf("CLUSTER INFO on %s has no %v within %v:\n%s", s.addr, want, timeout, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, s := range c.nodes[clusterSize:] {
+		for {
+			info, err := command(s.addr, time.Second, "INFO", "replication")
+			if err == nil && hasLines(info, []string{"role:slave", "master_link_status:up"}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("replica %s not in sync within %v: %v\n%s", s.addr, timeout, err, info)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -91,20 +137,61 @@ func hasLines(info string, want []string) bool {
 	return true
 }
 
-// Addrs returns the host:port of each master.
-func (c *Cluster) Addrs() []string {
-	addrs := make([]string, len(c.nodes))
-	for i, s := range c.nodes {
+// Addrs returns the host:port of each primary the cluster started with.
+func (c *Cluster) Addrs() []string { return c.addrs(c.primaries) }
+
+func (c *Cluster) addrs(nodes []*Server) []string {
+	addrs := make([]string, len(nodes))
+	for i, s := range nodes {
 		addrs[i] = s.addr
 	}
 	return addrs
 }
 
-// Client returns a new cluster client seeded with every master, closed when
+// Nodes returns every node of the cluster, the primaries it started with
+// first. Kill, Pause or Stop one to test a failover.
+func (c *Cluster) Nodes() []*Server { return slices.Clone(c.nodes) }
+
+// Client returns a new cluster client seeded with every node, closed when
 // t ends.
 func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
 	t.Helper()
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.addrs(c.nodes)})
 	t.Cleanup(func() { closeClient(t, cc) })
 	return cc
+}
+
+// Primary returns the node that serves key's hash slot now, as CLUSTER
+// SLOTS on the first node that answers says. It fails t if no node
+// answers or none owns the slot.
+func (c *Cluster) Primary(t testing.TB, key string) *Server {
+	t.Helper()
+	var lastErr error
+	for _, s := range c.nodes {
+		text, err := command(s.addr, time.Second, "CLUSTER", "KEYSLOT", key)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		slot, _ := strconv.Atoi(text)
+		rdb := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1, DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second})
+		ranges, err := rdb.ClusterSlots(context.Background()).Result()
+		_ = rdb.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		for _, r := range ranges {
+			if int(r.Start) <= slot && slot <= int(r.End) && len(r.Nodes) > 0 {
+				for _, n := range c.nodes {
+					if n.addr == r.Nodes[0].Addr {
+						return n
+					}
+				}
+			}
+		}
+		lastErr = fmt.Errorf("no node owns slot %d", slot)
+	}
+	t.Fatalf("redistest: primary for %q: %v", key, lastErr)
+	return nil
 }

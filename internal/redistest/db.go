@@ -119,6 +119,24 @@ func (db *DB) Client(t testing.TB) *redis.Client {
 	return c
 }
 
+// ClientDB returns a new client to database n of the shared server, closed
+// when t ends, and deletes the keys under [DB.Prefix] in that database when
+// t ends. Tests of what separates databases use it; everything else uses
+// [DB.Client].
+func (db *DB) ClientDB(t testing.TB, n int) *redis.Client {
+	t.Helper()
+	opts := *db.Opts
+	opts.DB = n
+	t.Cleanup(func() {
+		if err := deletePrefix(&opts, db.Prefix); err != nil {
+			t.Errorf("redistest: deleting keys %s* in database %d: %v", db.Prefix, n, err)
+		}
+	})
+	c := redis.NewClient(&opts)
+	t.Cleanup(func() { closeClient(t, c) })
+	return c
+}
+
 // closeClient closes c, which the test may have closed already.
 func closeClient(t testing.TB, c interface{ Close() error }) {
 	if err := c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {

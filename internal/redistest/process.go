@@ -132,7 +132,7 @@ func portFree(port int) bool {
 }
 
 // command sends one command to addr over a fresh connection and returns a
-// simple string or bulk string reply. It needs no client, so it leaves no
+// simple string, integer (as text) or bulk string reply. It needs no client, so it leaves no
 // goroutine or pool behind while a server is coming up.
 func command(addr string, timeout time.Duration, args ...string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
@@ -163,7 +163,7 @@ func command(addr string, timeout time.Duration, args ...string) (string, error)
 		return "", errors.New("empty reply")
 	}
 	switch line[0] {
-	case '+':
+	case '+', ':':
 		return line[1:], nil
 	case '-':
 		return "", errors.New(line[1:])

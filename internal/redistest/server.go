@@ -45,7 +45,7 @@ func StartServer(t testing.TB) *Server {
 // startNode starts a server on a fresh free port, trying another port if
 // the chosen one was taken before redis-server could bind it. A cluster node
 // also needs its bus port, port+10000, to be free.
-func startNode(t testing.TB, dir string, cluster bool) *Server {
+func startNode(t testing.TB, dir string, cluster bool, extra ...string) *Server {
 	t.Helper()
 	var err error
 	for range 3 {
@@ -54,7 +54,7 @@ func startNode(t testing.TB, dir string, cluster bool) *Server {
 		if err != nil {
 			t.Fatalf("redistest: finding a free port: %v", err)
 		}
-		s := newServer(dir, port, cluster)
+		s := newServer(dir, port, cluster, extra...)
 		if err = s.start(); err == nil {
 			return s
 		}
@@ -66,8 +66,9 @@ func startNode(t testing.TB, dir string, cluster bool) *Server {
 	return nil
 }
 
-// newServer returns a stopped server for port, with its files in dir.
-func newServer(dir string, port int, cluster bool) *Server {
+// newServer returns a stopped server for port, with its files in dir and
+// extra arguments for redis-server.
+func newServer(dir string, port int, cluster bool, extra ...string) *Server {
 	p := strconv.Itoa(port)
 	args := []string{
 		"--port", p,
@@ -85,7 +86,7 @@ func newServer(dir string, port int, cluster bool) *Server {
 			"--cluster-config-file", dir+"/nodes-"+p+".conf",
 		)
 	}
-	return &Server{addr: net.JoinHostPort("127.0.0.1", p), args: args}
+	return &Server{addr: net.JoinHostPort("127.0.0.1", p), args: append(args, extra...)}
 }
 
 // Addr returns the server's host:port. It stays the same across restarts.

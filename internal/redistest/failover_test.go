@@ -1,0 +1,30 @@
+package redistest_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/rtkit/rtkit/internal/redistest"
+)
+
+func TestStartClusterWith_failover(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartClusterWith(t, redistest.ClusterOptions{Replicas: 1, NodeTimeout: time.Second})
+	if n := len(cl.Nodes()); n != 6 {
+		t.Fatalf("len(Nodes()) = %d, want 6", n)
+	}
+	c := cl.Client(t)
+	if err := c.Set(t.Context(), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	old := cl.Primary(t, "k")
+	start := time.Now()
+	old.Kill(t)
+	for cl.Primary(t, "k") == old {
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("no replica took over within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("replica promoted %v after the kill", time.Since(start).Round(time.Millisecond))
+}
