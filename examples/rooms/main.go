@@ -66,18 +66,18 @@ func run(log *slog.Logger) error {
 	// WebSocket with 1001 "going away", and clients reconnect elsewhere.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = hub.Shutdown(sctx) // WebSockets are hijacked: srv.Shutdown does not see them
-		_ = srv.Shutdown(sctx)
-	}()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
 	log.Info("rooms listening", "url", "http://"+addr, "redis", os.Getenv("REDIS_URL") != "")
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	select {
+	case err := <-errc: // could not listen
 		return err
+	case <-ctx.Done(): // Ctrl-C
 	}
-	return nil
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = hub.Shutdown(sctx) // WebSockets are hijacked: srv.Shutdown does not see them
+	return srv.Shutdown(sctx)
 }
 
 // routes serves the page, the browser client and the hub.
