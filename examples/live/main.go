@@ -104,7 +104,7 @@ func (a *app) routes() http.Handler {
 		_, _ = w.Write(page)
 	})
 	mux.Handle("GET /uplot/", http.StripPrefix("/uplot", uplot.Handler())) // the chart library
-	mux.Handle("GET /events", a.broker)                                     // /events?topic=orders
+	mux.Handle("GET /events", a.broker)                                    // /events?topic=orders
 	// The same report three ways: computed every time; cached as data with
 	// cache.GetOrLoad; cached as an HTTP response (with ETag) by cache.Middleware.
 	mux.HandleFunc("GET /api/report/uncached", a.reportUncached)
