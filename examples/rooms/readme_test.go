@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtkit/rtkit/examples/internal/readmetest"
+	"github.com/rtkit/rtkit/internal/redistest"
+	"github.com/rtkit/rtkit/realtime"
+)
+
+// TestReadme checks the READMEs against the program and runs their
+// commands: the program built once, started as a separate process per
+// command, driven by Go clients, stopped with Ctrl-C.
+func TestReadme(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the program")
+	}
+	vars := readmetest.EnvVars(t, "main.go")
+	require.Equal(t, []string{"ADDR", "REDIS_PREFIX", "REDIS_URL"}, vars)
+	src, err := os.ReadFile("main.go")
+	require.NoError(t, err)
+	defaultAddr := regexp.MustCompile(`envOr\("ADDR", "([^"]+)"\)`).FindSubmatch(src)
+	require.NotNil(t, defaultAddr)
+
+	en := readmetest.Commands(t, "README.md", "./examples/rooms")
+	es := readmetest.Commands(t, "README.es.md", "./examples/rooms")
+	assert.Equal(t, en, es, "the Spanish README runs the same commands")
+	for _, file := range []string{"README.md", "README.es.md"} {
+		text, err := os.ReadFile(file)
+		require.NoError(t, err)
+		for _, v := range vars {
+			assert.Contains(t, string(text), "`"+v+"`", "%s documents %s", file, v)
+		}
+		assert.Contains(t, string(text), "http://"+string(defaultAddr[1]), "%s opens the default address", file)
+	}
+	var memory, shared []readmetest.Command
+	for _, c := range en {
+		for _, kv := range c.Env {
+			assert.Contains(t, vars, kv[0], "%q sets a variable the program does not read", c.Line)
+		}
+		if addr, ok := c.Get("ADDR"); ok {
+			assert.Regexp(t, `^127\.0\.0\.1:\d+$`, addr, "%q: a command for one machine listens on loopback", c.Line)
+		}
+		if _, ok := c.Get("REDIS_URL"); ok {
+			shared = append(shared, c)
+		} else {
+			memory = append(memory, c)
+		}
+	}
+	require.NotEmpty(t, memory)
+	require.Len(t, shared, 2, "two processes on one Redis")
+
+	bin := readmetest.Build(t)
+	ctx := context.Background()
+	t.Run("memory", func(t *testing.T) {
+		for _, c := range memory {
+			p := readmetest.Start(t, bin, c.Env)
+			ada := dial(t, p.URL, "ada", realtime.DialOptions{})
+			_, err := ada.Join(ctx, "general", realtime.JoinOptions{History: 50})
+			require.NoError(t, err)
+			_, err = ada.Publish(ctx, "general", map[string]string{"text": "hello"})
+			require.NoError(t, err)
+			assert.Equal(t, "hello", text(next(t, ada, "msg")))
+		}
+	})
+	t.Run("redis", func(t *testing.T) {
+		db := redistest.New(t)
+		var urls []string
+		for _, c := range shared {
+			env := slices.Concat(c.Env, [][2]string{{"REDIS_URL", "redis://" + db.Opts.Addr}, {"REDIS_PREFIX", db.Prefix}})
+			urls = append(urls, readmetest.Start(t, bin, env).URL)
+		}
+		ada := dial(t, urls[0], "ada", realtime.DialOptions{})
+		bob := dial(t, urls[1], "bob", realtime.DialOptions{})
+		_, err := ada.Join(ctx, "general", realtime.JoinOptions{})
+		require.NoError(t, err)
+		_, err = ada.Publish(ctx, "general", map[string]string{"text": "before bob"})
+		require.NoError(t, err)
+		_, err = bob.Join(ctx, "general", realtime.JoinOptions{History: 50})
+		require.NoError(t, err)
+		assert.Equal(t, "before bob", text(next(t, bob, "msg")), "history from the other process")
+		assert.Equal(t, "join", nextPresence(t, ada, "bob").Presence, "presence across processes")
+		assert.Equal(t, []string{"ada", "bob"}, users(t, bob, "general"))
+		_, err = bob.Publish(ctx, "general", map[string]string{"text": "hi from 8081"})
+		require.NoError(t, err)
+		for {
+			if e := next(t, ada, "msg"); e.From.User == "bob" {
+				assert.Equal(t, "hi from 8081", text(e))
+				break
+			}
+		}
+	})
+}
