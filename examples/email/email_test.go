@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -57,9 +58,9 @@ func startApp(t *testing.T, kv ...string) string {
 
 // watch follows the app's task events over SSE, as /tasks does, until the
 // test ends. It returns once the stream is subscribed.
-func watch(t *testing.T, base string) <-chan tasks.Event {
+func watch(t *testing.T, base string) *eventLog {
 	t.Helper()
-	ch := make(chan tasks.Event, 1000)
+	log := &eventLog{changed: make(chan struct{}, 1)}
 	opened := &onOpen{ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -70,7 +71,7 @@ func watch(t *testing.T, base string) <-chan tasks.Event {
 			if err := json.Unmarshal(e.Data, &te); err != nil {
 				return err
 			}
-			ch <- te
+			log.add(te)
 			return nil
 		})
 	})
@@ -83,7 +84,7 @@ func watch(t *testing.T, base string) <-chan tasks.Event {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the event stream did not start")
 	}
-	return ch
+	return log
 }
 
 // onOpen is EventSource's onopen for sse.Subscribe: the broker answers 200
@@ -101,25 +102,59 @@ func (o *onOpen) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// until collects the events of task id until one of kind last.
-func until(t *testing.T, events <-chan tasks.Event, id string, last tasks.EventKind) []tasks.Event {
+// eventLog keeps every task event received.
+type eventLog struct {
+	mu      sync.Mutex
+	events  []tasks.Event
+	changed chan struct{}
+}
+
+func (l *eventLog) add(e tasks.Event) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// wait waits until done holds for the events so far.
+func (l *eventLog) wait(t *testing.T, what string, done func([]tasks.Event) bool) []tasks.Event {
 	t.Helper()
-	var got []tasks.Event
 	timeout := time.After(30 * time.Second)
 	for {
+		l.mu.Lock()
+		events := slices.Clone(l.events)
+		l.mu.Unlock()
+		if done(events) {
+			return events
+		}
 		select {
-		case e := <-events:
-			if e.TaskID != id {
-				continue
-			}
-			got = append(got, e)
-			if e.Kind == last {
-				return got
-			}
+		case <-l.changed:
 		case <-timeout:
-			t.Fatalf("no %q event for task %s; got %v", last, id, got)
+			t.Fatalf("waiting for %s; events: %v", what, events)
 		}
 	}
+}
+
+// until waits for an event of kind last of task id and returns the task's
+// events up to it.
+func until(t *testing.T, log *eventLog, id string, last tasks.EventKind) []tasks.Event {
+	t.Helper()
+	var got []tasks.Event
+	log.wait(t, string(last)+" of "+id, func(events []tasks.Event) bool {
+		got = got[:0]
+		for _, e := range events {
+			if e.TaskID == id {
+				if got = append(got, e); e.Kind == last {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return got
 }
 
 func kinds(events []tasks.Event) []tasks.EventKind {

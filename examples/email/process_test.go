@@ -103,18 +103,15 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 		want[signUp(t, bases[i%2], "user"+string(rune('a'+i))+"@example.com")] = true
 	}
 	finishedBy := map[string]int{}
-	timeout := time.After(30 * time.Second)
-	for len(want) > 0 {
-		select {
-		case e := <-events:
+	events.wait(t, "the six mails", func(events []tasks.Event) bool {
+		clear(finishedBy)
+		for _, e := range events {
 			if e.Kind == tasks.EventSucceeded && want[e.TaskID] {
-				delete(want, e.TaskID)
 				finishedBy[e.Node]++
 			}
-		case <-timeout:
-			t.Fatalf("%d mails not sent; finished so far: %v", len(want), finishedBy)
 		}
-	}
+		return finishedBy[nodes[0]]+finishedBy[nodes[1]] == n
+	})
 	select {
 	case <-open:
 	default:
@@ -133,7 +130,7 @@ func startProcess(t *testing.T, env []string) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = env
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -209,4 +206,22 @@ func TestReadmesDocumentTheEnvironment(t *testing.T) {
 			assert.True(t, read[m[1]], "%s sets %s, which the app does not read", file, m[1])
 		}
 	}
+}
+
+// lockedBuffer collects a process's output while the test may read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
