@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rtkit/rtkit/internal/redistest"
+	"github.com/rtkit/rtkit/tasks"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// runMainEnv makes the test binary run main instead of the tests: the
+// two-process test starts it as the README's "go run" commands would.
+const runMainEnv = "EMAIL_TEST_RUN_MAIN"
+
+// readmeCommands returns the environment of each "go run ./examples/email"
+// line of README.md that sets REDIS_URL.
+func readmeCommands(t *testing.T) [][]string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	var cmds [][]string
+	for line := range strings.Lines(string(readme)) {
+		fields := strings.Fields(line)
+		i := slices.Index(fields, "go")
+		if i < 0 || !strings.Contains(line, "REDIS_URL=") || !strings.Contains(line, "go run ./examples/email") {
+			continue
+		}
+		cmds = append(cmds, fields[:i])
+	}
+	return cmds
+}
+
+// Two processes started as the README says share one Redis: a sign-up
+// posted to either is mailed by whichever has a free worker, and both
+// take part. The SMTP server holds every mail until three are in flight
+// at once, which two workers per process can only reach together.
+func TestTwoProcessesShareTheWork(t *testing.T) {
+	db := redistest.New(t)
+	var once sync.Once
+	open := make(chan struct{})
+	var mu sync.Mutex
+	inFlight := 0
+	mail := startSMTP(t, func(s *smtpSink) {
+		s.hold = func() {
+			mu.Lock()
+			if inFlight++; inFlight >= 3 {
+				once.Do(func() { close(open) })
+			}
+			mu.Unlock()
+			select {
+			case <-open:
+			case <-time.After(20 * time.Second):
+			}
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		}
+	})
+
+	cmds := readmeCommands(t)
+	require.Len(t, cmds, 2, "README.md shows two processes on Redis")
+	var bases, nodes []string
+	for _, vars := range cmds {
+		addr := freeAddr(t)
+		env := append(os.Environ(), runMainEnv+"=1")
+		for _, kv := range vars {
+			k, _, _ := strings.Cut(kv, "=")
+			switch k {
+			case "REDIS_URL", "ADDR": // this test's Redis and a free port instead
+			default:
+				env = append(env, kv)
+			}
+		}
+		env = append(env, "REDIS_URL=redis://"+db.Opts.Addr, "REDIS_PREFIX="+db.Prefix, "ADDR="+addr,
+			"SMTP_ADDR="+mail.addr, "WORKERS=2")
+		base := startProcess(t, env)
+		bases = append(bases, base)
+		var info struct{ Node string }
+		resp, err := http.Get(base + "/api/tasks")
+		require.NoError(t, err)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&info))
+		resp.Body.Close()
+		nodes = append(nodes, info.Node)
+	}
+	events := watch(t, bases[0]) // events of both processes
+
+	const n = 6
+	want := map[string]bool{}
+	for i := range n {
+		want[signUp(t, bases[i%2], "user"+string(rune('a'+i))+"@example.com")] = true
+	}
+	finishedBy := map[string]int{}
+	events.wait(t, "the six mails", func(events []tasks.Event) bool {
+		clear(finishedBy)
+		for _, e := range events {
+			if e.Kind == tasks.EventSucceeded && want[e.TaskID] {
+				finishedBy[e.Node]++
+			}
+		}
+		return finishedBy[nodes[0]]+finishedBy[nodes[1]] == n
+	})
+	select {
+	case <-open:
+	default:
+		t.Fatal("three mails were never in flight at once")
+	}
+	assert.Len(t, finishedBy, 2, "both processes sent mail: %v", finishedBy)
+	for _, node := range nodes {
+		assert.Positive(t, finishedBy[node], "process %s sent none: %v", node, finishedBy)
+	}
+}
+
+// startProcess runs the test binary as main with env and returns its URL
+// once it answers; SIGTERM stops it when the test ends, and it must exit
+// cleanly.
+func startProcess(t *testing.T, env []string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = env
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			assert.NoError(t, err, "exit after SIGTERM; output:\n%s", out.String())
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("no exit 20s after SIGTERM; output:\n%s", out.String())
+		}
+	})
+	var addr string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "ADDR="); ok {
+			addr = v
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/api/tasks")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return "http://" + addr
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the process exited: %v; output:\n%s", err, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the process did not answer; output:\n%s", out.String())
+		}
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on (for now).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// The variables both READMEs document are exactly those the app reads,
+// and their commands set no others.
+func TestReadmesDocumentTheEnvironment(t *testing.T) {
+	read := map[string]bool{}
+	_, _ = loadConfig(func(k string) string { read[k] = true; return "" })
+	var names []string
+	for k := range read {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\|")
+	set := regexp.MustCompile(`\b([A-Z][A-Z_]+)=`)
+	for _, file := range []string{"README.md", "README.es.md"} {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		var documented []string
+		for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+			documented = append(documented, m[1])
+		}
+		slices.Sort(documented)
+		assert.Equal(t, names, documented, "%s: the table of environment variables", file)
+		for _, m := range set.FindAllStringSubmatch(string(b), -1) {
+			assert.True(t, read[m[1]], "%s sets %s, which the app does not read", file, m[1])
+		}
+	}
+}
+
+// lockedBuffer collects a process's output while the test may read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
