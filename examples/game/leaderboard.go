@@ -74,7 +74,7 @@ func (b *memoryBoard) Add(_ context.Context, r boardRound) error {
 func (b *memoryBoard) View(context.Context) (boardView, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return boardView{Top: slices.Clone(b.view.Top), Recent: slices.Clone(b.view.Recent)}, nil
+	return boardView{Top: append([]boardScore{}, b.view.Top...), Recent: append([]boardRound{}, b.view.Recent...)}, nil
 }
 
 // redisBoard: a sorted set of scores (trimmed to the best 100) and a list
