@@ -10,45 +10,50 @@ import (
 	"log/slog"
 	"net/http"
 	"net/mail"
-	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rtkit/rtkit"
 	"github.com/rtkit/rtkit/cache"
+	"github.com/rtkit/rtkit/internal/uplot"
 	"github.com/rtkit/rtkit/realtime"
 	"github.com/rtkit/rtkit/sse"
 	"github.com/rtkit/rtkit/tasks"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
 )
 
 //go:embed web
 var webFS embed.FS
 
-// app wires the pieces: a backplane, presence and a task store (memory,
-// or Redis with REDIS_URL), the hub, the task runner and its mailer, and
-// the HTTP routes.
+// app is the whole chat, built from a config by newApp (the one place
+// that wires the pieces): the records (memory, or Redis with REDIS_URL),
+// a backplane and presence, the hub, the SSE broker, the cache, the task
+// runner and its mailer, and the HTTP routes (handler).
 type app struct {
 	cfg       config
 	log       *slog.Logger
 	node      string
 	redis     *redis.Client // nil in memory mode
+	store     store
 	bp        rtkit.Backplane
 	hub       *realtime.Hub
 	events    *sse.Broker
 	cache     *cache.Cache
-	users     *userDB
 	taskStore tasks.Store
 	tasks     *tasks.Runner
 	from      *mail.Address
 	mailer    mailer
-	mentions  *mentionFeed
+	limiter   *ipLimiter
 
 	stop context.CancelFunc // ends the app's own goroutines
-	wg   sync.WaitGroup     // the stats publisher, the mention worker and the task runner
+	wg   sync.WaitGroup     // the stats publisher, the task feed and the task runner
 }
 
-func newApp(cfg config, log *slog.Logger) (*app, error) {
+// withDefaults fills in what a config built in code (tests) leaves out.
+func (cfg config) withDefaults() config {
 	if cfg.StatsEvery <= 0 {
 		cfg.StatsEvery = 2 * time.Second
 	}
@@ -61,71 +66,104 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 	if cfg.MailRetry == (tasks.Backoff{}) {
 		cfg.MailRetry = defaultMailRetry
 	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = time.Hour
+	}
+	if cfg.History <= 0 {
+		cfg.History = 10000
+	}
+	if cfg.MailBatch <= 0 {
+		cfg.MailBatch = 2 * time.Minute
+	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = bcrypt.DefaultCost
+	}
+	if cfg.AuthRate == 0 {
+		cfg.AuthRate, cfg.AuthBurst = rate.Every(6*time.Second), 10
+	}
+	if cfg.PublicURL == "" {
+		port := cfg.Addr[strings.LastIndexByte(cfg.Addr, ':')+1:]
+		cfg.PublicURL = "http://localhost:" + port
+	}
+	return cfg
+}
+
+// newApp builds the app. With REDIS_URL it first checks that Redis
+// answers: a wrong URL or an unreachable server is an error here, not a
+// server that starts and logs warnings forever.
+func newApp(cfg config, log *slog.Logger) (*app, error) {
+	cfg = cfg.withDefaults()
 	from, err := mail.ParseAddress(cfg.SMTPFrom)
 	if err != nil {
 		return nil, fmt.Errorf("SMTP_FROM: %w", err)
 	}
-	a := &app{cfg: cfg, log: log, node: nodeName(cfg.Addr), users: newUserDB(), from: from,
-		mentions: newMentionFeed(cfg.Rooms, log)}
+	a := &app{cfg: cfg, log: log, node: nodeName(cfg.Addr), from: from, limiter: newIPLimiter(cfg.AuthRate, cfg.AuthBurst)}
 	var presence realtime.Presence
-	var store cache.Store
-	var taskStore tasks.Store = tasks.NewMemoryStore(tasks.MemoryOptions{})
+	var cacheStore cache.Store
+	a.taskStore = tasks.NewMemoryStore(tasks.MemoryOptions{})
 	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
-		}
-		a.redis = redis.NewClient(opts)
-		bp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: a.redis, Prefix: cfg.Prefix, Logger: log, TopicHistory: topicHistory})
-		if err != nil {
-			return nil, err
-		}
-		a.bp = bp
-		if presence, err = realtime.NewRedisPresence(realtime.RedisPresenceOptions{Client: a.redis, Prefix: cfg.Prefix}); err != nil {
-			return nil, err
-		}
-		store = cache.NewRedisStore(a.redis, cfg.Prefix+"cache:")
-		if taskStore, err = tasks.NewRedisStore(tasks.RedisOptions{Client: a.redis, Prefix: cfg.Prefix + "tasks:", Logger: log}); err != nil {
+		if err := a.openRedis(&presence, &cacheStore); err != nil {
+			if a.redis != nil {
+				_ = a.redis.Close()
+			}
 			return nil, err
 		}
 	} else {
-		a.bp = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{TopicHistory: topicHistory})
+		a.store = newMemStore()
+		a.bp = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{TopicHistory: a.topicHistory})
 	}
 	a.hub = realtime.NewHub(realtime.Options{
 		Backplane:      a.bp,
 		Presence:       presence,
 		Authenticate:   a.authenticate,
 		Authorize:      a.authorize,
-		OnConnect:      func(c realtime.ConnInfo) { a.mentions.connected(a.bp, c) },
-		OnDisconnect:   a.mentions.disconnected,
 		OriginPatterns: cfg.Origins,
+		MaxHistory:     pageSize,
 		Logger:         log,
 	})
-	a.hub.HandleCall("rooms.list", a.listRooms)
-	a.hub.HandleCall("user.profile", a.userProfile)
+	for name, fn := range map[string]realtime.CallHandler{
+		"rooms.list": a.listRooms, "room.join": a.joinRoom, "room.leave": a.leaveRoom, "read": a.readRoom,
+		"room.create": a.createRoom, "room.archive": a.archiveRoom, "room.members": a.roomMembers, "room.member": a.setMember,
+		"send": a.send, "msg.edit": a.editMessage, "msg.delete": a.deleteMessage, "history": a.history,
+		"dm.open": a.dmOpen, "dm.list": a.dmList, "users.list": a.usersList,
+		"settings": a.settings, "admin.users": a.adminUsers, "admin.ban": a.ban, "admin.disconnect": a.disconnect,
+	} {
+		a.hub.HandleCall(name, fn)
+	}
 	a.cache = cache.New(cache.Options{
-		Store:  store,
-		Local:  &cache.LocalOptions{Backplane: a.bp, Topic: "chat-cache-invalidations"},
+		Store:  cacheStore,
+		Local:  &cache.LocalOptions{Backplane: a.bp, Topic: "sys:cache"},
 		Logger: log,
 	})
 	a.events = sse.NewBroker(sse.Options{
 		Backplane: a.bp,
-		Topics:    a.dashboardTopics,
-		Authorize: a.authorizeDashboard,
-		Expires:   a.tokenExpiry,
+		Topics:    a.streamTopics,
+		Authorize: a.authorizeStream,
+		Expires:   a.streamExpiry,
+		MaxTopics: 100,
 		Logger:    log,
 	})
-	a.taskStore = taskStore
-	// The app's backplane carries the runner's events to every replica's
-	// dashboard, and cancellations to the replica running a task.
-	a.tasks = tasks.NewRunner(tasks.Options{Store: taskStore, Backplane: a.bp, EventsTopic: tasksTopic, Logger: log, ShutdownTimeout: 5 * time.Second})
+	// The backplane carries the runner's events to every replica, and
+	// cancellations to the replica running a task. The runner's node name
+	// is known, so that each replica relays its own runner's events to
+	// the dashboard (taskfeed.go).
+	a.tasks = tasks.NewRunner(tasks.Options{Store: a.taskStore, Backplane: a.bp, EventsTopic: tasksTopic, Node: a.node,
+		Logger: log, ShutdownTimeout: 5 * time.Second})
 	a.mailer = newMailer(cfg, from, a.bp, log)
 	tasks.Handle(a.tasks, mailTask, a.sendMail)
+	tasks.Handle(a.tasks, digestTask, a.sendDigest)
 
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
+	if err := a.seedRooms(ctx); err != nil {
+		_ = a.shutdown(ctx)
+		return nil, err
+	}
+	if err := a.startTaskFeed(ctx); err != nil {
+		_ = a.shutdown(ctx)
+		return nil, err
+	}
 	a.wg.Go(func() { a.publishStats(ctx) })
-	a.wg.Go(func() { a.notifyMentions(ctx) })
 	a.wg.Go(func() {
 		if err := a.tasks.Run(ctx); err != nil {
 			log.Error("task runner", "err", err)
@@ -134,20 +172,57 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
-// topicHistory keeps 500 messages per room (and task events), the last 10
-// minutes of dashboard stats and the outbox's last 100 mails.
-func topicHistory(topic string) (int, time.Duration) {
-	switch topic {
-	case statsTopic:
-		return 600, 10 * time.Minute
-	case outboxTopic:
-		return outboxSize, 7 * 24 * time.Hour
+// openRedis connects to REDIS_URL and makes the shared parts.
+func (a *app) openRedis(presence *realtime.Presence, cacheStore *cache.Store) error {
+	opts, err := redis.ParseURL(a.cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL %q is not a Redis URL (e.g. redis://127.0.0.1:6379/0): %w", a.cfg.RedisURL, err)
 	}
-	return 500, 24 * time.Hour
+	a.redis = redis.NewClient(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("REDIS_URL: Redis at %s does not answer: %w", opts.Addr, err)
+	}
+	p := a.cfg.Prefix
+	a.store = &redisStore{rdb: a.redis, prefix: p + "db:"}
+	if a.bp, err = rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: a.redis, Prefix: p, Logger: a.log, TopicHistory: a.topicHistory}); err != nil {
+		return err
+	}
+	if *presence, err = realtime.NewRedisPresence(realtime.RedisPresenceOptions{Client: a.redis, Prefix: p}); err != nil {
+		return err
+	}
+	*cacheStore = cache.NewRedisStore(a.redis, p+"cache:")
+	a.taskStore, err = tasks.NewRedisStore(tasks.RedisOptions{Client: a.redis, Prefix: p + "tasks:", Logger: a.log})
+	return err
 }
 
-func (a *app) tokenExpiry(r *http.Request) time.Time {
-	return tokenExpiry(r.URL.Query().Get("token"))
+// seedRooms creates the configured public rooms that do not exist yet.
+func (a *app) seedRooms(ctx context.Context) error {
+	for _, name := range a.cfg.Rooms {
+		err := a.store.CreateRoom(ctx, room{Name: name, Created: time.Now().UTC()})
+		if err != nil && !errors.Is(err, errTaken) {
+			return fmt.Errorf("creating room %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// topicHistory keeps cfg.History messages a room or conversation, for a
+// year; the last hour of dashboard stats; 200 task events; the outbox's
+// last 100 mails; 100 notifications a user.
+func (a *app) topicHistory(topic string) (int, time.Duration) {
+	switch {
+	case topic == statsTopic:
+		return 3600, time.Hour
+	case topic == taskFeedTopic || topic == tasksTopic:
+		return 200, 24 * time.Hour
+	case topic == outboxTopic:
+		return outboxSize, 7 * 24 * time.Hour
+	case strings.HasPrefix(topic, "user:"), strings.HasPrefix(topic, "sys:"):
+		return 100, 24 * time.Hour
+	}
+	return a.cfg.History, 365 * 24 * time.Hour
 }
 
 func (a *app) handler() http.Handler {
@@ -156,10 +231,16 @@ func (a *app) handler() http.Handler {
 	files := http.FileServerFS(static)
 	mux.Handle("GET /", securityHeaders(files))
 	mux.Handle("GET /rtkit.js", realtime.ClientHandler())
-	mux.Handle("GET /ws", a.hub)
-	mux.Handle("GET /events", a.events)
+	mux.Handle("GET /uplot/", http.StripPrefix("/uplot", uplot.Handler()))
+	mux.Handle("GET /ws", expireConns(a.hub))
+	mux.Handle("GET /events", a.eventsHandler())
 	mux.Handle("GET /outbox", securityHeaders(http.HandlerFunc(a.outboxPage)))
+	mux.HandleFunc("POST /api/register", a.register)
 	mux.HandleFunc("POST /api/login", a.login)
+	mux.HandleFunc("POST /api/logout", a.logout)
+	mux.HandleFunc("POST /api/refresh", a.refresh)
+	mux.HandleFunc("GET /api/session", a.sessionHandler)
+	mux.HandleFunc("GET /api/dashboard", a.dashboardHistory)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", a.ready)
 	return mux
@@ -184,79 +265,12 @@ func (a *app) shutdown(ctx context.Context) error {
 	herr := a.hub.Shutdown(ctx)
 	a.stop()
 	a.wg.Wait()
-	a.mentions.close()
 	err := errors.Join(herr, a.events.Shutdown(ctx), a.cache.Shutdown(ctx), a.taskStore.Close())
 	_ = a.bp.Close()
 	if a.redis != nil {
 		_ = a.redis.Close()
 	}
 	return err
-}
-
-// login hands out a signed session token for a chosen name.
-func (a *app) login(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Name string `json:"name"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&req); err != nil {
-		http.Error(w, "send JSON {\"name\": ...}", http.StatusBadRequest)
-		return
-	}
-	if !validName.MatchString(req.Name) {
-		http.Error(w, "a name is 1 to 32 letters, digits, _ or -", http.StatusBadRequest)
-		return
-	}
-	a.users.seen(req.Name)
-	writeJSON(w, map[string]string{"name": req.Name, "token": signToken(a.cfg.Secret, req.Name, time.Now())})
-}
-
-func (a *app) authenticate(r *http.Request) (realtime.Identity, error) {
-	name, err := verifyToken(a.cfg.Secret, r.URL.Query().Get("token"), time.Now())
-	if err != nil {
-		return realtime.Identity{}, err
-	}
-	return realtime.Identity{User: name}, nil
-}
-
-// authorize allows the configured rooms only, and no direct messages:
-// names are not passwords in this version, so inboxes are not private.
-func (a *app) authorize(ctx context.Context, id realtime.Identity, act realtime.Action) error {
-	switch act.Kind {
-	case realtime.ActionDirect:
-		return &realtime.Error{Code: realtime.CodeForbidden, Message: "direct messages are off in this version"}
-	case realtime.ActionJoin, realtime.ActionPublish, realtime.ActionPresence:
-		if !slices.Contains(a.cfg.Rooms, act.Room) {
-			return &realtime.Error{Code: realtime.CodeForbidden, Message: "no such room"}
-		}
-	}
-	return nil
-}
-
-type roomInfo struct {
-	Name   string `json:"name"`
-	Online int    `json:"online"`
-}
-
-// listRooms answers from the cache: every page asks on every presence
-// change, and a couple of seconds of staleness is fine for counts.
-func (a *app) listRooms(ctx context.Context, c *realtime.Call) (any, error) {
-	return cache.GetOrLoad(ctx, a.cache, "rooms", a.loadRooms, cache.TTL(2*time.Second))
-}
-
-func (a *app) loadRooms(ctx context.Context) ([]roomInfo, error) {
-	out := make([]roomInfo, 0, len(a.cfg.Rooms))
-	for _, name := range a.cfg.Rooms {
-		members, err := a.hub.Presence(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		users := map[string]bool{}
-		for _, m := range members {
-			users[m.User] = true
-		}
-		out = append(out, roomInfo{Name: name, Online: len(users)})
-	}
-	return out, nil
 }
 
 func (a *app) ready(w http.ResponseWriter, r *http.Request) {
@@ -273,7 +287,5 @@ func (a *app) ready(w http.ResponseWriter, r *http.Request) {
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
-		return
-	}
+	_ = json.NewEncoder(w).Encode(v)
 }

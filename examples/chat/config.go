@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/mail"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rtkit/rtkit/tasks"
+	"golang.org/x/time/rate"
 )
 
 // config is the app's configuration, from the environment.
@@ -20,8 +22,30 @@ type config struct {
 	RedisURL string   // REDIS_URL; empty: everything in memory
 	Prefix   string   // REDIS_PREFIX: starts every Redis key, default "chat:"
 	Secret   []byte   // CHAT_SECRET signs session tokens; required with REDIS_URL
-	Rooms    []string // CHAT_ROOMS, comma-separated; default general,random,help
+	Rooms    []string // CHAT_ROOMS: the public rooms created at the first start; default general,random,help
 	Origins  []string // CHAT_ORIGINS: extra origins allowed to open WebSockets
+	Admins   []string // CHAT_ADMINS: handles that are admins (besides the first user)
+	// PublicURL is where users open the chat (CHAT_PUBLIC_URL, default
+	// http://localhost:<port>): mails link there.
+	PublicURL string
+	// SessionTTL is how long a session token lives (CHAT_SESSION_TTL,
+	// default 1h); pages refresh it while open.
+	SessionTTL time.Duration
+	// History is how many messages a room keeps (CHAT_HISTORY, default
+	// 10000), for a year at most.
+	History int
+	// MailBatch is how long notifications gather before one mail goes
+	// (CHAT_MAIL_BATCH, default 2m).
+	MailBatch time.Duration
+	// BcryptCost hashes passwords (default bcrypt.DefaultCost; tests
+	// lower it).
+	BcryptCost int
+	// AuthRate and AuthBurst limit sign-in and registration attempts per
+	// client IP address: default a burst of 10, then one every 6s.
+	AuthRate  rate.Limit
+	AuthBurst int
+	// SecretGenerated is set when no CHAT_SECRET was given.
+	SecretGenerated bool
 	// StatsEvery is how often each replica publishes its dashboard
 	// counters (CHAT_STATS_EVERY, default 2s).
 	StatsEvery time.Duration
@@ -47,18 +71,38 @@ func (secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 func configFromEnv() (config, error) {
 	c := config{
-		Addr:     envOr("ADDR", ":8080"),
-		RedisURL: os.Getenv("REDIS_URL"),
-		Prefix:   envOr("REDIS_PREFIX", "chat:"),
-		Secret:   []byte(os.Getenv("CHAT_SECRET")),
-		Rooms:    splitList(envOr("CHAT_ROOMS", "general,random,help")),
-		Origins:  splitList(os.Getenv("CHAT_ORIGINS")),
+		Addr:      envOr("ADDR", ":8080"),
+		RedisURL:  os.Getenv("REDIS_URL"),
+		Prefix:    envOr("REDIS_PREFIX", "chat:"),
+		Secret:    []byte(os.Getenv("CHAT_SECRET")),
+		Rooms:     splitList(envOr("CHAT_ROOMS", "general,random,help")),
+		Origins:   splitList(os.Getenv("CHAT_ORIGINS")),
+		Admins:    splitList(os.Getenv("CHAT_ADMINS")),
+		PublicURL: os.Getenv("CHAT_PUBLIC_URL"),
 	}
-	every, err := time.ParseDuration(envOr("CHAT_STATS_EVERY", "2s"))
-	if err != nil || every <= 0 {
-		return c, errors.New("CHAT_STATS_EVERY must be a positive duration, e.g. 2s")
+	for _, d := range []struct {
+		env, def string
+		to       *time.Duration
+	}{{"CHAT_STATS_EVERY", "2s", &c.StatsEvery}, {"CHAT_SESSION_TTL", "1h", &c.SessionTTL}, {"CHAT_MAIL_BATCH", "2m", &c.MailBatch}} {
+		v, err := time.ParseDuration(envOr(d.env, d.def))
+		if err != nil || v <= 0 {
+			return c, fmt.Errorf("%s must be a positive duration, e.g. %s", d.env, d.def)
+		}
+		*d.to = v
 	}
-	c.StatsEvery = every
+	if c.SessionTTL < time.Minute {
+		return c, errors.New("CHAT_SESSION_TTL must be at least 1m")
+	}
+	n, err := strconv.Atoi(envOr("CHAT_HISTORY", "10000"))
+	if err != nil || n < 100 {
+		return c, errors.New("CHAT_HISTORY must be a number of messages, at least 100")
+	}
+	c.History = n
+	for _, r := range c.Rooms {
+		if !validRoom.MatchString(r) {
+			return c, fmt.Errorf("CHAT_ROOMS: %q: %s", r, roomRule)
+		}
+	}
 	if err := c.mailFromEnv(); err != nil {
 		return c, err
 	}
@@ -68,6 +112,7 @@ func configFromEnv() (config, error) {
 		}
 		c.Secret = make([]byte, 32)
 		_, _ = rand.Read(c.Secret)
+		c.SecretGenerated = true
 	}
 	return c, nil
 }

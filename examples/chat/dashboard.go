@@ -3,23 +3,27 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/rtkit/rtkit/sse"
+	"github.com/rtkit/rtkit"
 	"github.com/rtkit/rtkit/tasks"
 )
 
-// The live dashboard: every replica publishes its counters to the
-// dashboard topic every StatsEvery; the page streams that topic, the chat
-// rooms (their messages and presence changes come through as "msg" and
-// "presence" events) and the task runners' events (JSON objects without an
-// event type: "message" events) over one EventSource.
+// The live dashboard (/dashboard.html): every replica publishes its
+// counters to the stats topic every StatsEvery; the page first reads the
+// last hour from history (GET /api/dashboard), then streams the stats,
+// the public rooms (their messages and presence changes come as "msg" and
+// "presence" events) and, for admins, the task feed over one EventSource.
 
 const (
-	statsTopic = "dashboard:stats"
-	tasksTopic = "tasks"
+	statsTopic    = "sys:stats"
+	tasksTopic    = "sys:tasks"    // the runners' raw events: not streamed to pages
+	taskFeedTopic = "sys:taskfeed" // the same, named and redacted (taskfeed.go)
 )
 
 // nodeStats is what a replica publishes.
@@ -61,7 +65,7 @@ func (a *app) publishStats(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.StatsEvery)
 		st.Tasks = a.taskCounts(pctx)
 		data, _ := json.Marshal(st)
-		if _, err := a.events.Publish(pctx, statsTopic, sse.Event{Type: "stats", Data: data}); err != nil && ctx.Err() == nil {
+		if _, err := a.bp.Publish(pctx, statsTopic, data, rtkit.PublishOptions{}); err != nil && ctx.Err() == nil {
 			a.log.Warn("publishing dashboard stats", "err", err)
 		}
 		cancel()
@@ -90,14 +94,126 @@ func (a *app) taskCounts(ctx context.Context) map[tasks.State]int {
 	return sum
 }
 
-// dashboardTopics streams the stats, the task events and every room.
-func (a *app) dashboardTopics(r *http.Request) ([]string, error) {
-	return append([]string{statsTopic, tasksTopic}, a.cfg.Rooms...), nil
+// streamTopics: the "topic" query parameters, or the dashboard's: stats,
+// the public rooms, and the task feed for admins.
+func (a *app) streamTopics(r *http.Request) ([]string, error) {
+	if t := r.URL.Query()["topic"]; len(t) > 0 {
+		return t, nil
+	}
+	u, _, err := a.session(r)
+	if err != nil {
+		return nil, err
+	}
+	topics := []string{statsTopic}
+	if u.Role == roleAdmin {
+		topics = append(topics, taskFeedTopic)
+	}
+	public, err := a.publicRooms(r.Context())
+	return append(topics, public...), err
 }
 
-// authorizeDashboard lets signed-in users watch (EventSource cannot set
-// headers: the token comes as a query parameter).
-func (a *app) authorizeDashboard(r *http.Request, topic string) error {
-	_, err := verifyToken(a.cfg.Secret, r.URL.Query().Get("token"), time.Now())
-	return err
+func (a *app) publicRooms(ctx context.Context) ([]string, error) {
+	rooms, err := a.rooms(ctx)
+	var out []string
+	for _, r := range rooms {
+		if !r.Private && !r.Archived {
+			out = append(out, r.Name)
+		}
+	}
+	return out, err
+}
+
+// authorizeStream is the broker's Authorize hook: the same rules as the
+// hub's, with the dashboard's topics besides.
+func (a *app) authorizeStream(r *http.Request, topic string) error {
+	u, _, err := a.session(r)
+	switch {
+	case err != nil:
+		return err
+	case topic == statsTopic:
+		return nil
+	case topic == taskFeedTopic:
+		if u.Role != roleAdmin {
+			return errors.New("admins only")
+		}
+		return nil
+	case strings.HasPrefix(topic, "sys:"):
+		return errors.New("not a stream")
+	}
+	return a.canRead(r.Context(), u.Handle, topic)
+}
+
+// streamExpiry ends a stream when its session token expires; EventSource
+// reconnects with the refreshed cookie.
+func (a *app) streamExpiry(r *http.Request) time.Time {
+	_, exp, _ := a.parseToken(requestToken(r))
+	return exp
+}
+
+// eventsHandler answers 401 without a session (the broker's Authorize
+// refuses with 403, which means "not yours" rather than "sign in").
+func (a *app) eventsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, err := a.session(r); err != nil {
+			fail(w, http.StatusUnauthorized, "", "sign in first")
+			return
+		}
+		a.events.ServeHTTP(w, r)
+	})
+}
+
+// activity is one line of the dashboard's recent activity.
+type activity struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+	Text string `json:"text"`
+	At   int64  `json:"at"`
+}
+
+// dashboardHistory answers GET /api/dashboard: the last hour of stats,
+// the latest public messages and, for admins, the latest task events, so
+// that the page does not start empty.
+func (a *app) dashboardHistory(w http.ResponseWriter, r *http.Request) {
+	u, _, err := a.session(r)
+	if err != nil {
+		fail(w, http.StatusUnauthorized, "", "sign in first")
+		return
+	}
+	ctx := r.Context()
+	out := struct {
+		Stats    []json.RawMessage `json:"stats"`
+		Tasks    []json.RawMessage `json:"tasks"`
+		Activity []activity        `json:"activity"`
+		Admin    bool              `json:"admin"`
+	}{Stats: []json.RawMessage{}, Tasks: []json.RawMessage{}, Activity: []activity{}, Admin: u.Role == roleAdmin}
+	hist, err := a.bp.History(ctx, statsTopic, rtkit.HistoryOptions{})
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "", "history is unavailable")
+		return
+	}
+	for _, m := range hist.Messages {
+		out.Stats = append(out.Stats, m.Data)
+	}
+	if out.Admin {
+		if hist, err = a.bp.History(ctx, taskFeedTopic, rtkit.HistoryOptions{Limit: 50}); err == nil {
+			for _, m := range hist.Messages {
+				out.Tasks = append(out.Tasks, m.Data)
+			}
+		}
+	}
+	public, _ := a.publicRooms(ctx)
+	for _, room := range public {
+		if hist, err = a.bp.History(ctx, room, rtkit.HistoryOptions{Limit: 20}); err != nil {
+			continue
+		}
+		for _, e := range applyEdits(hist.Messages) {
+			out.Activity = append(out.Activity, activity{Room: room, User: e.User, Text: e.Text, At: e.At})
+		}
+	}
+	slices.SortFunc(out.Activity, func(x, y activity) int { return int(x.At - y.At) })
+	if n := len(out.Activity); n > 30 {
+		out.Activity = out.Activity[n-30:]
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, out)
 }

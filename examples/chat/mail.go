@@ -31,6 +31,9 @@ type email struct {
 	To        string    `json:"to"`
 	Subject   string    `json:"subject"`
 	Body      string    `json:"body"`
+	// Label says what the mail is about, for the dashboard ("mail to
+	// ana: mention in #general"); it is not sent.
+	Label string `json:"label,omitempty"`
 }
 
 // A mailer delivers emails. Send honours ctx's deadline and cancellation.

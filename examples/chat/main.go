@@ -1,7 +1,12 @@
-// Command chat is rtkit's example application: a chat where users pick a
-// name, see the rooms, chat with recent history on join, and see who is
-// online and who is typing. "@name" in a message mails that user if they
-// are offline, through a background task. A live dashboard
+// Command chat is rtkit's integrated example: the enterprise chat of the
+// course project. People register (a unique @handle, a display name in
+// any script, an email address, a password) and sign in; they join public
+// rooms, talk in private rooms an admin added them to, send direct
+// messages, edit and delete their messages, mention each other with
+// @handle, and see who is online and typing. Mentioned and direct-messaged
+// users who are offline get one batched email through background tasks.
+// Admins create and archive rooms, manage private rooms' members, delete
+// any message, and disconnect or ban users. A live dashboard
 // (/dashboard.html) shows activity, replicas and tasks.
 //
 //	go run ./examples/chat                      # one process, in memory
@@ -9,42 +14,51 @@
 //	SMTP_ADDR=127.0.0.1:1025 go run ./examples/chat  # mail through a local relay
 //
 // With REDIS_URL set, copies of the app on several ports (or machines)
-// share rooms, history, presence, direct messages and tasks.
+// share users, rooms, messages, presence, unread markers and tasks; a
+// restart loses nothing.
 //
 // # Configuration
 //
 // From the environment:
 //
 //	ADDR              listen address (default :8080)
-//	REDIS_URL         Redis for several replicas; unset: everything in memory
+//	REDIS_URL         Redis for several replicas; unset: everything in memory.
+//	                  A wrong URL or a Redis that does not answer stops the
+//	                  app at start (exit status 1)
 //	REDIS_PREFIX      starts every Redis key (default "chat:")
-//	CHAT_SECRET       signs session tokens; required with REDIS_URL
-//	CHAT_ROOMS        comma-separated rooms (default general,random,help)
+//	CHAT_SECRET       signs session tokens (JWT HS256); required with
+//	                  REDIS_URL, the same on every replica. Unset in one
+//	                  process: a random one, and sessions end on restart
+//	CHAT_SESSION_TTL  how long a session token lives (default 1h; pages
+//	                  refresh it while open)
+//	CHAT_ADMINS       comma-separated handles that are admins; the first
+//	                  user to register is admin too
+//	CHAT_ROOMS        public rooms created at the first start (default
+//	                  general,random,help)
+//	CHAT_HISTORY      messages kept per room or conversation (default 10000)
+//	CHAT_MAIL_BATCH   how long notifications gather into one mail (default 2m)
+//	CHAT_PUBLIC_URL   the chat's address in mails (default http://localhost:<port>)
 //	CHAT_ORIGINS      extra origins allowed to open WebSockets
 //	CHAT_STATS_EVERY  how often replicas publish dashboard stats (default 2s)
 //	SMTP_ADDR         SMTP server, host:port; unset: mails are logged and kept
-//	                  on the outbox page (/outbox, linked from the dashboard)
+//	                  on the outbox page (/outbox, admins only)
 //	SMTP_FROM         sender address (default chat@localhost)
 //	SMTP_USER         user for PLAIN auth, with SMTP_PASSWORD; the password is
 //	                  sent over TLS only (port 465, or STARTTLS on any other),
 //	                  or in clear to a loopback address, and never logged
 //	SMTP_PASSWORD     its password
 //
-// # Mentions
-//
-// The replica that accepted a message looks for "@name"s in it and, for
-// each user known to it who is in no room (on any replica), enqueues an
-// "email.send" task, unique per message and recipient. Any replica's task
-// runner sends it: an SMTP 5xx reply ends the task, anything else (the
-// server down, a 4xx) retries it with backoff, 8 attempts over about two
-// minutes. Names are not passwords here, so each replica only knows the
-// users who signed in to it, and their addresses are <name>@example.com.
+// Sign-in and registration are limited per client address (a burst of 10,
+// then one every 6 seconds). Passwords are stored as bcrypt hashes and
+// never logged.
 package main
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -70,12 +84,22 @@ func run(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: cfg.Addr, Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		_ = a.shutdown(context.Background())
+		return err
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
+	if cfg.SecretGenerated {
+		log.Warn("CHAT_SECRET is not set: sessions are signed with a random secret, " +
+			"so they end when the app restarts and other replicas cannot check them. Set CHAT_SECRET for anything real.")
+	}
 	log.Info("chat listening", "addr", cfg.Addr, "redis", cfg.RedisURL != "")
+	fmt.Printf("\n  Open %s in your browser (the dashboard is at %s/dashboard.html).\n\n", a.cfg.PublicURL, a.cfg.PublicURL)
 	select {
 	case err := <-errc:
 		_ = a.shutdown(context.Background())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestMain(m *testing.M) {
@@ -24,7 +27,19 @@ func TestMain(m *testing.M) {
 }
 
 func testConfig() config {
-	return config{Addr: "127.0.0.1:0", Secret: []byte("test-secret"), Rooms: []string{"general", "random"}}
+	return config{Addr: "127.0.0.1:0", Secret: []byte("test-secret"), Rooms: []string{"general", "random"},
+		BcryptCost: bcrypt.MinCost, MailBatch: 300 * time.Millisecond, AuthBurst: 1000, AuthRate: 1000}
+}
+
+// redisConfig is cfg on the shared test Redis, under a fresh prefix.
+func redisConfig(t *testing.T, cfg config) config {
+	t.Helper()
+	db := redistest.New(t)
+	cfg.RedisURL, cfg.Prefix = os.Getenv("REDIS_URL"), db.Prefix
+	if cfg.RedisURL == "" {
+		cfg.RedisURL = "redis://" + db.Opts.Addr
+	}
+	return cfg
 }
 
 // startApp runs the app on a loopback server until the test ends.
@@ -49,145 +64,197 @@ func startAppWith(t *testing.T, cfg config, log *slog.Logger) (*app, string) {
 	return a, srv.URL
 }
 
-func login(t *testing.T, base, name string) string {
+// post sends body as JSON with the session token (if any) and decodes
+// the reply into out (if not nil).
+func post(t *testing.T, base, path, token string, body any, out any) *http.Response {
 	t.Helper()
-	resp, err := http.Post(base+"/api/login", "application/json", strings.NewReader(`{"name":"`+name+`"}`))
+	data, err := json.Marshal(body)
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(data))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: token})
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var out struct{ Token string }
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-	return out.Token
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp
+}
+
+// sessionToken is the session cookie's value in resp.
+func sessionToken(resp *http.Response) string {
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// register registers handle (password "password-"+handle) and returns
+// its session token.
+func register(t *testing.T, base, handle string) string {
+	t.Helper()
+	resp := post(t, base, "/api/register", "", map[string]string{
+		"handle": handle, "name": strings.ToUpper(handle[:1]) + handle[1:], "email": handle + "@example.com", "password": "password-" + handle,
+	}, nil)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	tok := sessionToken(resp)
+	require.NotEmpty(t, tok)
+	return tok
+}
+
+// get fetches path with the token and returns the status and body.
+func get(t *testing.T, base, path, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: token})
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 func dial(t *testing.T, base, token string) *realtime.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := realtime.Dial(ctx, base+"/ws?token="+token, realtime.DialOptions{Logger: slog.New(slog.DiscardHandler)})
+	h := http.Header{}
+	h.Set("Cookie", sessionCookie+"="+token)
+	c, err := realtime.Dial(ctx, base+"/ws", realtime.DialOptions{HTTPHeader: h, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
-func nextMsg(t *testing.T, c *realtime.Client) realtime.Event {
+// call calls method and decodes the reply into out (if not nil).
+func call(t *testing.T, c *realtime.Client, method string, data, out any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, c.Call(ctx, method, data, out), method)
+}
+
+// callErr calls method and returns its error's code.
+func callErr(t *testing.T, c *realtime.Client, method string, data any) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := c.Call(ctx, method, data, nil)
+	var e *realtime.Error
+	require.ErrorAs(t, err, &e, method)
+	return e.Code
+}
+
+// enter joins room as c (the membership call, then the hub's join).
+func enter(t *testing.T, c *realtime.Client, room string) {
+	t.Helper()
+	call(t, c, "room.join", map[string]string{"room": room}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.Join(ctx, room, realtime.JoinOptions{})
+	require.NoError(t, err)
+}
+
+// say sends text to room as c and returns the message's ID.
+func say(t *testing.T, c *realtime.Client, room, text string) string {
+	t.Helper()
+	var out struct{ ID string }
+	call(t, c, "send", map[string]string{"room": room, "text": text}, &out)
+	return out.ID
+}
+
+// nextEvent returns the next server event (data of a "msg") of kind in
+// room.
+func nextEvent(t *testing.T, c *realtime.Client, room, kind string) event {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
 		case e := <-c.Events():
-			if e.Op == "msg" && !e.Ephemeral {
-				return e
+			if e.Op != "msg" || e.Room != room || e.From.User != "" {
+				continue
+			}
+			var ev event
+			require.NoError(t, json.Unmarshal(e.Data, &ev))
+			if ev.Kind == kind {
+				if ev.ID == "" {
+					ev.ID = e.ID.String()
+				}
+				return ev
 			}
 		case <-timeout:
-			t.Fatal("no message")
+			t.Fatalf("no %s event in %s", kind, room)
 		}
 	}
 }
 
-func TestChat(t *testing.T) {
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestPagesAreServed(t *testing.T) {
+	t.Parallel()
 	base := startApp(t, testConfig())
-	ctx := context.Background()
-
-	// The page is served, with a content security policy.
-	resp, err := http.Get(base + "/")
-	require.NoError(t, err)
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Contains(t, string(page), "rtkit chat")
-	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
-	for _, path := range []string{"/app.js", "/style.css", "/rtkit.js", "/healthz", "/readyz"} {
-		resp, err := http.Get(base + path)
-		require.NoError(t, err)
-		resp.Body.Close()
-		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+	status, page := get(t, base, "/", "")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Contains(t, page, "rtkit chat")
+	for _, path := range []string{"/app.js", "/style.css", "/rtkit.js", "/dashboard.html", "/uplot/uPlot.iife.min.js", "/uplot/LICENSE", "/healthz", "/readyz"} {
+		status, _ := get(t, base, path, "")
+		assert.Equal(t, http.StatusOK, status, path)
 	}
+}
 
-	// Bad names and bad tokens are refused.
-	resp, err = http.Post(base+"/api/login", "application/json", strings.NewReader(`{"name":"<script>"}`))
+func TestChatOverRedisSurvivesRestart(t *testing.T) {
+	cfg := redisConfig(t, testConfig())
+	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
-	_, err = realtime.Dial(ctx, base+"/ws?token=ada.9999999999.forged", realtime.DialOptions{NoReconnect: true})
-	require.Error(t, err)
+	srv := httptest.NewServer(a.handler())
+	ana := register(t, srv.URL, "ana")
+	c := dial(t, srv.URL, ana)
+	enter(t, c, "general")
+	id := say(t, c, "general", "before the restart")
+	call(t, c, "room.create", map[string]any{"name": "ops", "private": true}, nil)
+	require.NoError(t, c.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, a.shutdown(ctx))
+	srv.Close()
 
-	ada := dial(t, base, login(t, base, "ada"))
-	_, err = ada.Join(ctx, "general", realtime.JoinOptions{History: 50})
-	require.NoError(t, err)
-	_, err = ada.Publish(ctx, "general", map[string]string{"text": "first!"})
-	require.NoError(t, err)
-	assert.Equal(t, `{"text":"first!"}`, string(nextMsg(t, ada).Data))
-
-	// A later arrival gets the recent history on join, then live messages.
-	bob := dial(t, base, login(t, base, "bob"))
-	_, err = bob.Join(ctx, "general", realtime.JoinOptions{History: 50})
-	require.NoError(t, err)
-	assert.Equal(t, `{"text":"first!"}`, string(nextMsg(t, bob).Data))
-	_, err = ada.Publish(ctx, "general", map[string]string{"text": "hi bob"})
-	require.NoError(t, err)
-	assert.Equal(t, "ada", nextMsg(t, bob).From.User)
-
+	// A new process on the same Redis knows the user, her session, her
+	// rooms and the messages.
+	base := startApp(t, cfg)
+	status, _ := get(t, base, "/api/session", ana)
+	assert.Equal(t, http.StatusOK, status)
+	c = dial(t, base, ana)
+	var page struct{ Messages []event }
+	call(t, c, "history", map[string]string{"room": "general"}, &page)
+	require.Len(t, page.Messages, 1)
+	assert.Equal(t, id, page.Messages[0].ID)
+	assert.Equal(t, "before the restart", page.Messages[0].Text)
 	var rooms []roomInfo
-	require.NoError(t, bob.Call(ctx, "rooms.list", nil, &rooms))
-	assert.Equal(t, []roomInfo{{Name: "general", Online: 2}, {Name: "random", Online: 0}}, rooms)
-
-	// Profiles are read through the cache: the second read does not reach
-	// the "database".
-	for range 2 {
-		var p profile
-		require.NoError(t, bob.Call(ctx, "user.profile", map[string]string{"name": "ada"}, &p))
-		assert.Equal(t, "ada", p.Name)
-		assert.False(t, p.FirstSeen.IsZero())
-	}
-	err = bob.Call(ctx, "user.profile", map[string]string{"name": "nobody"}, nil)
-	var pe *realtime.Error
-	require.ErrorAs(t, err, &pe)
-	assert.Equal(t, realtime.CodeNotFound, pe.Code)
-	members, err := bob.Presence(ctx, "general")
-	require.NoError(t, err)
-	assert.Len(t, members, 2)
-
-	// Only the configured rooms exist.
-	_, err = bob.Join(ctx, "elsewhere", realtime.JoinOptions{})
-	var e *realtime.Error
-	require.ErrorAs(t, err, &e)
-	assert.Equal(t, realtime.CodeForbidden, e.Code)
-}
-
-func TestChatReplicasShareRoomsOverRedis(t *testing.T) {
-	db := redistest.New(t)
-	cfg := testConfig()
-	cfg.RedisURL, cfg.Prefix = os.Getenv("REDIS_URL"), db.Prefix
-	if cfg.RedisURL == "" {
-		cfg.RedisURL = "redis://" + db.Opts.Addr
-	}
-	a, b := startApp(t, cfg), startApp(t, cfg)
-	ctx := context.Background()
-	ada := dial(t, a, login(t, a, "ada"))
-	bob := dial(t, b, login(t, b, "bob")) // a token from either replica works on both
-	_, err := ada.Join(ctx, "general", realtime.JoinOptions{})
-	require.NoError(t, err)
-	_, err = bob.Join(ctx, "general", realtime.JoinOptions{})
-	require.NoError(t, err)
-	_, err = bob.Publish(ctx, "general", map[string]string{"text": "from replica B"})
-	require.NoError(t, err)
-	assert.Equal(t, "bob", nextMsg(t, ada).From.User)
-	members, err := ada.Presence(ctx, "general")
-	require.NoError(t, err)
-	assert.Len(t, members, 2, "presence spans replicas")
-}
-
-func TestSessionTokens(t *testing.T) {
-	secret := []byte("s")
-	now := time.Now()
-	tok := signToken(secret, "ada", now)
-	name, err := verifyToken(secret, tok, now)
-	require.NoError(t, err)
-	assert.Equal(t, "ada", name)
-	for _, bad := range []string{"", "ada", tok + "x", strings.Replace(tok, "ada", "eve", 1), signToken([]byte("other"), "ada", now)} {
-		_, err := verifyToken(secret, bad, now)
-		assert.ErrorIs(t, err, errBadToken, "%q", bad)
-	}
-	_, err = verifyToken(secret, tok, now.Add(sessionTTL+time.Minute))
-	assert.ErrorIs(t, err, errBadToken, "expired")
+	call(t, c, "rooms.list", nil, &rooms)
+	assert.Contains(t, rooms, roomInfo{Name: "ops", Private: true, Joined: true})
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/rtkit/rtkit/tasks"
 )
 
-// The "email.send" task: enqueued by the mention worker, run by any
+// The "email.send" task: enqueued by a digest (digest.go), run by any
 // replica's task runner, which hands the email to the app's mailer.
 
 const (
@@ -57,19 +57,18 @@ func (a *app) sendMail(ctx context.Context, j *tasks.Job[email]) error {
 
 // enqueueMail enqueues e once per key: a second enqueue with the key while
 // the first is pending or retrying is a no-op.
-func (a *app) enqueueMail(ctx context.Context, key string, e *email) {
+func (a *app) enqueueMail(ctx context.Context, key string, e *email) error {
 	t, err := a.tasks.Enqueue(ctx, mailTask, e, tasks.Unique(key, mailUnique), tasks.MaxAttempts(a.cfg.MailAttempts),
 		tasks.WithBackoff(a.cfg.MailRetry), tasks.Timeout(mailTimeout))
 	switch {
 	case errors.Is(err, tasks.ErrDuplicate):
 		a.log.Debug("mail already enqueued", "key", key)
 	case err != nil:
-		if ctx.Err() == nil {
-			a.log.Error("enqueueing a mail failed; it is not sent", "to", e.To, "err", err)
-		}
+		a.log.Error("enqueueing a mail failed", "to", e.To, "err", err)
 	default:
 		a.log.Info("mail enqueued", "to", e.To, "subject", e.Subject, "task", t.ID)
 	}
+	return err
 }
 
 // uniqueKey joins parts into a task unique key, hashed when too long for

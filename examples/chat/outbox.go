@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/mail"
 	"slices"
-	"time"
 
 	"github.com/rtkit/rtkit"
 )
@@ -49,11 +48,16 @@ func (o *outbox) Send(ctx context.Context, e *email) error {
 	return nil
 }
 
-// outboxPage lists the kept mails, newest first, to signed-in users (the
-// dashboard links here with its token).
+// outboxPage lists the kept mails, newest first, to admins: they are
+// other users' mail.
 func (a *app) outboxPage(w http.ResponseWriter, r *http.Request) {
-	if _, err := verifyToken(a.cfg.Secret, r.URL.Query().Get("token"), time.Now()); err != nil {
-		http.Error(w, "sign in on the dashboard, then follow its outbox link", http.StatusUnauthorized)
+	u, _, err := a.session(r)
+	if err != nil {
+		http.Error(w, "sign in to the chat first", http.StatusUnauthorized)
+		return
+	}
+	if u.Role != roleAdmin {
+		http.Error(w, "the outbox is for admins", http.StatusForbidden)
 		return
 	}
 	hist, err := a.bp.History(r.Context(), outboxTopic, rtkit.HistoryOptions{Limit: outboxSize})
