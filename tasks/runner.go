@@ -56,7 +56,10 @@ type Options struct {
 	// Node names this runner in leases and events. Default
 	// "<hostname>-<pid>-<random>". Runners sharing a store need distinct
 	// names: a node's leases are renewed together, so the tasks of a
-	// crashed runner wait while another runner of its name lives.
+	// crashed runner wait while another runner of its name lives, and a
+	// runner gives up the tasks of its name that it doesn't run (see
+	// [Store.Renew]), so two live runners of one name hand each other's
+	// long tasks back.
 	Node string
 	// Logger receives store errors and handler panics. Default
 	// slog.Default().
