@@ -390,7 +390,7 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 	var newQueues []string
 	for _, r := range batch {
 		q := r.t.Queue
-		if _, ok := s.known.Load(q); !ok && !slices.Contains(newQueues, q) {
+		if seen, _ := s.known.Load(q); seen != true && !slices.Contains(newQueues, q) {
 			newQueues = append(newQueues, q)
 		}
 		if r.periodic != "" {
