@@ -99,6 +99,9 @@ type Runner struct {
 	want  atomic.Int64  // free slots the dispatcher waits for, or 0
 	freed chan struct{} // signalled when the wanted slots are free
 	skew  time.Duration // added to the scheduler's clock, in tests
+
+	probeMu sync.Mutex
+	probe   map[string]time.Time // queue → until when renewals probe it (see probeQueues)
 }
 
 type weighted struct {
