@@ -94,8 +94,10 @@
 //
 // [MemoryStore] (the default) keeps tasks in memory for one process.
 // [RedisStore] is durable and shared by any number of runners; see its
-// documentation for how it stays consistent and fast. Both pass one
-// conformance suite.
+// documentation for how it stays consistent and fast, and for what it
+// does when Redis loses its data (each process registers the queues it
+// uses again, so maintenance and inspection keep seeing them). Both pass
+// one conformance suite.
 //
 // # Performance
 //

@@ -126,3 +126,26 @@ func ExampleRunner_List() {
 	// resize 1
 	// pending: 3 more: true
 }
+
+// A caller-chosen ID makes enqueueing idempotent across the caller's own
+// retries: the second Enqueue of "order-42-receipt" changes nothing and
+// names the task that exists.
+func ExampleID() {
+	r := tasks.NewRunner(tasks.Options{})
+	ctx := context.Background()
+	for range 2 { // say, an HTTP handler retried by its client
+		_, err := r.Enqueue(ctx, "email.send", email{To: "ada@example.com", Subject: "your receipt"}, tasks.ID("order-42-receipt"))
+		var dup *tasks.DuplicateError
+		switch {
+		case errors.As(err, &dup):
+			fmt.Println("already enqueued:", dup.ID)
+		case err != nil:
+			log.Fatal(err)
+		default:
+			fmt.Println("enqueued")
+		}
+	}
+	// Output:
+	// enqueued
+	// already enqueued: order-42-receipt
+}

@@ -14,13 +14,13 @@ import (
 	"github.com/rtkit/rtkit/internal/redistest"
 )
 
-// pausingClient returns a client of srv whose reads time out after
+// pausingClient returns a client of the Redis at addr whose reads time out after
 // 100ms and which retries a call up to 10 times: a Redis paused (SIGSTOP)
 // for longer than the timeout makes it send calls again that Redis runs
 // when it resumes, as well as the first ones.
-func pausingClient(t testing.TB, srv *redistest.Server) *redis.Client {
+func pausingClient(t testing.TB, addr string) *redis.Client {
 	c := redis.NewClient(&redis.Options{
-		Addr: srv.Addr(), ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond,
+		Addr: addr, ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond,
 		DialTimeout: 200 * time.Millisecond, MaxRetries: 10,
 		MinRetryBackoff: 20 * time.Millisecond, MaxRetryBackoff: 100 * time.Millisecond,
 	})
@@ -36,7 +36,7 @@ func TestRedisStorePausedRedisRunsEachTaskOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	srv := redistest.StartServer(t)
-	s := newRedisStore(t, pausingClient(t, srv), "pause:", storeConfig{})
+	s := newRedisStore(t, pausingClient(t, srv.Addr()), "pause:", storeConfig{})
 	r := newRunner(t, s, Options{Concurrency: 10, LeaseTTL: 8 * time.Second})
 	var mu sync.Mutex
 	runs := make(map[string]int)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,6 +224,7 @@ func (r *Runner) dispatch(ctx context.Context, jobs *workQueue) {
 			if ctx.Err() != nil {
 				return
 			}
+			r.probeQueues(queues...) // the claim may have leased tasks we never heard of
 			errs++
 			r.log.Error("tasks: claiming tasks failed", "err", err, "node", r.node)
 			sleep(ctx, min(time.Duration(errs)*100*time.Millisecond, 5*time.Second))
@@ -381,7 +383,10 @@ func (r *Runner) report(a *attempt, o Outcome, kind EventKind) {
 		time.Sleep(time.Duration(i+1) * 200 * time.Millisecond)
 	}
 	if err != nil {
-		r.log.Error("tasks: reporting a task's outcome failed", "task", t.ID, "state", o.State, "err", err)
+		r.log.Error("tasks: reporting a task's outcome failed; the task will be handed back", "task", t.ID, "state", o.State, "err", err)
+		if !errors.Is(err, ErrClosed) {
+			r.probeQueues(t.Queue)
+		}
 		return
 	}
 	if !r.listening() {
@@ -452,6 +457,7 @@ func (r *Runner) renewLoop(ctx context.Context) {
 				byID[a.lease.Task.ID] = a
 			}
 		}
+		leases = r.probes(leases, now)
 		if len(leases) == 0 {
 			continue
 		}
@@ -465,12 +471,49 @@ func (r *Runner) renewLoop(ctx context.Context) {
 			continue
 		}
 		for _, id := range lost {
-			byID[id].stop(stopLost)
+			if a := byID[id]; a != nil { // not a probe
+				a.stop(stopLost)
+			}
 		}
 		for _, id := range cancelled {
-			byID[id].stop(stopCancel)
+			if a := byID[id]; a != nil {
+				a.stop(stopCancel)
+			}
 		}
 	}
+}
+
+// probeQueues makes renewals probe the queues for 3 leases: a worker
+// that may hold a task it lost track of (a Finish that gave up, a Claim
+// whose reply never came) renews in the queue even while it runs none of
+// its tasks, so that the store gives the lost task up (see Store.Renew)
+// rather than let the worker's claims keep its lease alive.
+func (r *Runner) probeQueues(queues ...string) {
+	r.probeMu.Lock()
+	defer r.probeMu.Unlock()
+	if r.probe == nil {
+		r.probe = make(map[string]time.Time)
+	}
+	for _, q := range queues {
+		r.probe[q] = time.Now().Add(3 * r.leaseTTL)
+	}
+}
+
+// probes adds to leases a probe, a lease of no task (reported lost), for
+// every queue being probed that none of leases is of.
+func (r *Runner) probes(leases []*Lease, now time.Time) []*Lease {
+	r.probeMu.Lock()
+	defer r.probeMu.Unlock()
+	for q, until := range r.probe {
+		if now.After(until) {
+			delete(r.probe, q)
+			continue
+		}
+		if !slices.ContainsFunc(leases, func(l *Lease) bool { return l.Task.Queue == q }) {
+			leases = append(leases, &Lease{Task: &Task{Queue: q}, Worker: r.node})
+		}
+	}
+	return leases
 }
 
 // errIgnoredContext is the error of an attempt whose handler ran on a

@@ -56,7 +56,10 @@ type Options struct {
 	// Node names this runner in leases and events. Default
 	// "<hostname>-<pid>-<random>". Runners sharing a store need distinct
 	// names: a node's leases are renewed together, so the tasks of a
-	// crashed runner wait while another runner of its name lives.
+	// crashed runner wait while another runner of its name lives, and a
+	// runner gives up the tasks of its name that it doesn't run (see
+	// [Store.Renew]), so two live runners of one name hand each other's
+	// long tasks back.
 	Node string
 	// Logger receives store errors and handler panics. Default
 	// slog.Default().
@@ -96,6 +99,9 @@ type Runner struct {
 	want  atomic.Int64  // free slots the dispatcher waits for, or 0
 	freed chan struct{} // signalled when the wanted slots are free
 	skew  time.Duration // added to the scheduler's clock, in tests
+
+	probeMu sync.Mutex
+	probe   map[string]time.Time // queue → until when renewals probe it (see probeQueues)
 }
 
 type weighted struct {

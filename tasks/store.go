@@ -47,7 +47,10 @@ type Store interface {
 	// of a task (its Finish gave up, its Claim's reply was lost) stops
 	// renewing it, and Maintain hands it back as if its lease had expired
 	// (attempt counted) about ttl after it was claimed, even while the
-	// worker lives and renews its other tasks.
+	// worker lives and renews its other tasks. A lease of no task
+	// (Task.ID "", Task.Queue and Worker set) renews nothing and is
+	// reported lost: the runner sends one to a queue where it may hold
+	// such a task but runs none.
 	Renew(ctx context.Context, leases []*Lease, ttl time.Duration) (lost, cancel []string, err error)
 
 	// Finish ends the lease with an outcome. It returns [ErrLeaseLost]

@@ -109,7 +109,7 @@ type RedisStore struct {
 	wg        sync.WaitGroup
 	enq       batcher[*enqReq]
 	fin       batcher[*finReq]
-	known     sync.Map // queue name → struct{}: queues this process enqueued to or claimed from
+	known     sync.Map // queue name → bool: queues this process enqueued to or claimed from; true once seen registered
 	skew      atomic.Int64
 	wait      waiter
 	lastRec   time.Time // last reconcile; Maintain only
@@ -390,7 +390,7 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 	var newQueues []string
 	for _, r := range batch {
 		q := r.t.Queue
-		if _, ok := s.known.Load(q); !ok && !slices.Contains(newQueues, q) {
+		if seen, _ := s.known.Load(q); seen != true && !slices.Contains(newQueues, q) {
 			newQueues = append(newQueues, q)
 		}
 		if r.periodic != "" {
@@ -444,7 +444,7 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 		}
 		if err := s.client.SAdd(ctx, s.queuesKey(), members...).Err(); err == nil {
 			for _, q := range newQueues {
-				s.known.Store(q, struct{}{})
+				s.known.Store(q, true)
 			}
 		}
 	}
@@ -506,7 +506,7 @@ func (s *RedisStore) Claim(ctx context.Context, worker string, queues []string, 
 	var next time.Time
 	for _, q := range queues {
 		if _, ok := s.known.Load(q); !ok {
-			s.known.Store(q, struct{}{})
+			s.known.Store(q, false)
 		}
 		res, err := s.run(ctx, claimScript, q, worker, max-len(out), ttl.Milliseconds(), s.nonce()).Slice()
 		if err != nil {
@@ -683,19 +683,31 @@ func (s *RedisStore) queues(ctx context.Context) ([]string, error) {
 	for _, q := range qs {
 		have[q] = true
 	}
-	var lost []any
-	s.known.Range(func(k, _ any) bool {
-		if q := k.(string); !have[q] {
-			lost = append(lost, q)
+	var missing, lost []any
+	s.known.Range(func(k, v any) bool {
+		q, seen := k.(string), v.(bool)
+		switch {
+		case !have[q]:
+			missing = append(missing, q)
 			qs = append(qs, q)
+			if seen {
+				lost = append(lost, q)
+			}
+		case !seen:
+			s.known.Store(q, true)
 		}
 		return true
 	})
-	if len(lost) > 0 {
-		if err := s.client.SAdd(ctx, s.queuesKey(), lost...).Err(); err != nil {
+	if len(missing) > 0 {
+		if err := s.client.SAdd(ctx, s.queuesKey(), missing...).Err(); err != nil {
 			return nil, fmt.Errorf("tasks: registering queues: %w", err)
 		}
-		s.log.Warn("tasks: queues missing from Redis registered again", "queues", lost)
+		for _, q := range missing {
+			s.known.Store(q, true)
+		}
+		if len(lost) > 0 {
+			s.log.Warn("tasks: queues Redis lost were registered again", "queues", lost)
+		}
 	}
 	return qs, nil
 }

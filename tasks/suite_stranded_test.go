@@ -34,10 +34,8 @@ func strandedCases(h harness) map[string]func(t *testing.T) {
 	return map[string]func(t *testing.T){
 		"TaskWhoseFinishGaveUpIsHandedBack": func(t *testing.T) {
 			const ttl = 400 * time.Millisecond
-			var stranded atomic.Value // the stranded task's ID
-			stranded.Store("")
 			store := &finishFails{Store: h.newStore(t, storeConfig{}), fail: func(l *Lease) bool {
-				return l.Task.ID == stranded.Load() && l.Attempt == 1
+				return l.Task.ID == "stranded" && l.Attempt == 1
 			}}
 			r := newRunner(t, store, Options{Concurrency: 2, LeaseTTL: ttl})
 			// steady keeps running on the same worker and queue, so its
@@ -61,7 +59,6 @@ func strandedCases(h harness) map[string]func(t *testing.T) {
 			waitState(t, r, steady.ID, Active, 5*time.Second)
 			task, err := r.Enqueue(ctx, "job", nil, ID("stranded"))
 			require.NoError(t, err)
-			stranded.Store(task.ID)
 			// The runner tries Finish 5 times over 2s, gives up, and stops
 			// renewing the lease: the task is handed back a lease later.
 			done := waitState(t, r, task.ID, Succeeded, 2*time.Second+ttl+time.Second+ttl/4+time.Second+h.slack)
@@ -71,6 +68,35 @@ func strandedCases(h harness) map[string]func(t *testing.T) {
 			st, err := r.Get(ctx, steady.ID)
 			require.NoError(t, err)
 			assert.Equal(t, Active, st.State, "the worker's other task keeps its lease")
+		},
+		"TaskWhoseFinishGaveUpInAQuietQueueIsHandedBack": func(t *testing.T) {
+			// Short tasks trickle in: the worker's claims keep its lease
+			// alive, though it seldom runs a task when it renews.
+			const ttl = 400 * time.Millisecond
+			store := &finishFails{Store: h.newStore(t, storeConfig{}), fail: func(l *Lease) bool {
+				return l.Task.ID == "stranded" && l.Attempt == 1
+			}}
+			r := newRunner(t, store, Options{LeaseTTL: ttl})
+			Handle(r, "tick", func(ctx context.Context, j *Job[struct{}]) error { return nil })
+			Handle(r, "job", func(ctx context.Context, j *Job[struct{}]) error { return nil })
+			stop := make(chan struct{})
+			fed := make(chan struct{})
+			go func() {
+				defer close(fed)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(ttl / 4):
+					}
+					_, _ = r.Enqueue(ctx, "tick", nil)
+				}
+			}()
+			t.Cleanup(func() { close(stop); <-fed })
+			task, err := r.Enqueue(ctx, "job", nil, ID("stranded"))
+			require.NoError(t, err)
+			done := waitState(t, r, task.ID, Succeeded, 2*time.Second+ttl+time.Second+ttl/4+time.Second+h.slack)
+			assert.Equal(t, 2, done.Attempt)
 		},
 	}
 }
