@@ -280,8 +280,10 @@ func (b *RedisBackplane) writeLoop() {
 			continue
 		}
 		retry = b.flush(retry, batch)
-		clear(batch)
-		spare = batch[:0]
+		if len(batch) > 0 { // else batch is still b.pending
+			clear(batch)
+			spare = batch
+		}
 	}
 }
 
