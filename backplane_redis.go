@@ -104,9 +104,47 @@ type RedisOptions struct {
 // writer; each connection for subscriptions has a reader and a manager
 // goroutine. Close ends them all and waits for them.
 //
-// Limitation: on a Cluster, a topic's subscription stays on the node that
-// owned its slot when the topic was first subscribed; resharding a slot
-// with active subscriptions needs the subscribers to resubscribe.
+// # Failover and resharding
+//
+// On a Cluster, a topic's subscription follows its hash slot: when the
+// connection to the slot's primary fails, or the primary drops the
+// subscription because the slot moved (resharding, or the node became a
+// replica), the backplane refreshes the client's slot map (go-redis
+// refreshes it by itself only on MOVED or once a minute), subscribes the
+// topic on the slot's primary, and reads the stream there after the last
+// delivered message. With Sentinel (redis.NewFailoverClient), the client
+// finds the new primary and the backplane resubscribes and resumes the
+// same way. Stream IDs survive replication, so subscribers get neither a
+// gap nor a duplicate, unless the new primary lacks the last message a
+// node delivered (asynchronous replication lost the old primary's last
+// writes): then its subscribers get [Handler.HandleGap]. Messages Redis
+// acknowledged and lost before any node received them are lost without a
+// gap report: nobody can know of them (WAIT-based publishing is not
+// offered).
+//
+// Publishes to the failed slot fail, or wait in the retry described
+// above, until a replica takes over: about cluster-node-timeout plus one
+// to two seconds on a Cluster (Redis marks the primary failed after the
+// timeout, and the replica waits 0.5–1s more before its election), and
+// the sentinels' down-after-milliseconds plus about a second with
+// Sentinel. Subscribers resume within about half a second after that.
+// Measured on loopback with three publishing nodes (20 publishes a second
+// per topic per node), the race detector on, in
+// TestRedisBackplaneClusterFailover and TestRedisBackplaneSentinelFailover:
+//
+//   - Cluster, cluster-node-timeout 2s, SIGKILL of a busy slot's primary:
+//     replica promoted after 3.7–4.5s, publishes to the slot resumed
+//     after 4.1–4.7s, every member on every node got messages published
+//     after the kill 4.2–6.6s after it; of 900–2,200 member deliveries
+//     of acknowledged messages none was lost, none duplicated, none
+//     gap-reported; in one run of three each member of the failed slot's
+//     two topics got one gap report, for messages it had received that the
+//     old primary had not yet replicated.
+//   - Sentinel, down-after-milliseconds 1s: replica promoted after 2.4s,
+//     publishes resumed after 2.4s, members after 2.9s; 927 of 927
+//     deliveries, each member one gap report for the same reason.
+//   - Resharding a busy, subscribed slot (TestRedisBackplaneClusterReshard):
+//     publishes waited at most 0.1s, nothing lost, no gap.
 type RedisBackplane struct {
 	client  redis.UniversalClient
 	cluster *redis.ClusterClient
