@@ -25,6 +25,13 @@ type RedisOptions struct {
 	//
 	// Any MaxRetries is safe: a batch that reaches Redis twice (a retry
 	// after a lost reply) is published once.
+	//
+	// NewRedisBackplane adds a hook to a *redis.ClusterClient that
+	// refreshes its slot map (at most every 250ms) after a command fails
+	// on a connection error or CLUSTERDOWN; go-redis does so by itself only
+	// on MOVED or once a minute. Everything else that shares the client
+	// (presence, a cache or tasks store) then recovers from a failover as
+	// fast as the backplane does. The hook stays after Close.
 	Client redis.UniversalClient
 	// Prefix starts every key and channel name. Default "rtkit:". A
 	// topic's stream is "<Prefix>{<topic>}" and its channel
@@ -152,11 +159,10 @@ type RedisBackplane struct {
 	cfg     limitsConfig
 	health  time.Duration
 	log     *slog.Logger
-	pubCmd  string // PUBLISH or SPUBLISH
-	node    string // this backplane's name in batch keys
-	db      int    // the client's database number, in channel names
-
-	reloaded atomic.Int64 // unix ns of the last slot map refresh asked for
+	pubCmd  string         // PUBLISH or SPUBLISH
+	node    string         // this backplane's name in batch keys
+	db      int            // the client's database number, in channel names
+	slots   *slotRefresher // a Cluster client's slot map refresher
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -199,6 +205,8 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 		return nil, errors.New("rtkit: redis.Ring is not supported; use a Client or ClusterClient")
 	case *redis.ClusterClient:
 		b.cluster, b.pubCmd = c, "SPUBLISH"
+		b.slots = &slotRefresher{c: c}
+		c.AddHook(b.slots)
 	case *redis.Client:
 		b.db = c.Options().DB
 	}
@@ -435,18 +443,11 @@ func retryable(err error) bool {
 }
 
 // refreshSlots asks a Cluster client to reload its slot map, at most every
-// minReload: go-redis reloads it by itself only on MOVED, or once a
-// minute, and a primary that died answers with neither.
+// minReload.
 func (b *RedisBackplane) refreshSlots() {
-	if b.cluster == nil {
-		return
+	if b.slots != nil {
+		b.slots.refresh()
 	}
-	now := time.Now().UnixNano()
-	last := b.reloaded.Load()
-	if now-last < int64(minReload) || !b.reloaded.CompareAndSwap(last, now) {
-		return
-	}
-	b.cluster.ReloadState(b.ctx)
 }
 
 // minReload is the shortest time between two slot map refreshes.
