@@ -25,6 +25,13 @@ type RedisOptions struct {
 	//
 	// Any MaxRetries is safe: a batch that reaches Redis twice (a retry
 	// after a lost reply) is published once.
+	//
+	// NewRedisBackplane adds a hook to a *redis.ClusterClient that
+	// refreshes its slot map (at most every 250ms) after a command fails
+	// on a connection error or CLUSTERDOWN; go-redis does so by itself only
+	// on MOVED or once a minute. Everything else that shares the client
+	// (presence, a cache or tasks store) then recovers from a failover as
+	// fast as the backplane does. The hook stays after Close.
 	Client redis.UniversalClient
 	// Prefix starts every key and channel name. Default "rtkit:". A
 	// topic's stream is "<Prefix>{<topic>}" and its channel
@@ -104,9 +111,47 @@ type RedisOptions struct {
 // writer; each connection for subscriptions has a reader and a manager
 // goroutine. Close ends them all and waits for them.
 //
-// Limitation: on a Cluster, a topic's subscription stays on the node that
-// owned its slot when the topic was first subscribed; resharding a slot
-// with active subscriptions needs the subscribers to resubscribe.
+// # Failover and resharding
+//
+// On a Cluster, a topic's subscription follows its hash slot: when the
+// connection to the slot's primary fails, or the primary drops the
+// subscription because the slot moved (resharding, or the node became a
+// replica), the backplane refreshes the client's slot map (go-redis
+// refreshes it by itself only on MOVED or once a minute), subscribes the
+// topic on the slot's primary, and reads the stream there after the last
+// delivered message. With Sentinel (redis.NewFailoverClient), the client
+// finds the new primary and the backplane resubscribes and resumes the
+// same way. Stream IDs survive replication, so subscribers get neither a
+// gap nor a duplicate, unless the new primary lacks the last message a
+// node delivered (asynchronous replication lost the old primary's last
+// writes): then its subscribers get [Handler.HandleGap]. Messages Redis
+// acknowledged and lost before any node received them are lost without a
+// gap report: nobody can know of them (WAIT-based publishing is not
+// offered).
+//
+// Publishes to the failed slot fail, or wait in the retry described
+// above, until a replica takes over: about cluster-node-timeout plus one
+// to two seconds on a Cluster (Redis marks the primary failed after the
+// timeout, and the replica waits 0.5–1s more before its election), and
+// the sentinels' down-after-milliseconds plus about a second with
+// Sentinel. Subscribers resume within about half a second after that.
+// Measured on loopback with three publishing nodes (20 publishes a second
+// per topic per node), the race detector on, in
+// TestRedisBackplaneClusterFailover and TestRedisBackplaneSentinelFailover:
+//
+//   - Cluster, cluster-node-timeout 2s, SIGKILL of a busy slot's primary:
+//     replica promoted after 3.7–4.5s, publishes to the slot resumed
+//     after 4.1–4.7s, every member on every node got messages published
+//     after the kill 4.2–6.6s after it; of 900–2,200 member deliveries
+//     of acknowledged messages none was lost, none duplicated, none
+//     gap-reported; in one run of three each member of the failed slot's
+//     two topics got one gap report, for messages it had received that the
+//     old primary had not yet replicated.
+//   - Sentinel, down-after-milliseconds 1s: replica promoted after 2.4s,
+//     publishes resumed after 2.4s, members after 2.9s; 927 of 927
+//     deliveries, each member one gap report for the same reason.
+//   - Resharding a busy, subscribed slot (TestRedisBackplaneClusterReshard):
+//     publishes waited at most 0.1s, nothing lost, no gap.
 type RedisBackplane struct {
 	client  redis.UniversalClient
 	cluster *redis.ClusterClient
@@ -114,11 +159,10 @@ type RedisBackplane struct {
 	cfg     limitsConfig
 	health  time.Duration
 	log     *slog.Logger
-	pubCmd  string // PUBLISH or SPUBLISH
-	node    string // this backplane's name in batch keys
-	db      int    // the client's database number, in channel names
-
-	reloaded atomic.Int64 // unix ns of the last slot map refresh asked for
+	pubCmd  string         // PUBLISH or SPUBLISH
+	node    string         // this backplane's name in batch keys
+	db      int            // the client's database number, in channel names
+	slots   *slotRefresher // a Cluster client's slot map refresher
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -161,6 +205,8 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 		return nil, errors.New("rtkit: redis.Ring is not supported; use a Client or ClusterClient")
 	case *redis.ClusterClient:
 		b.cluster, b.pubCmd = c, "SPUBLISH"
+		b.slots = &slotRefresher{c: c}
+		c.AddHook(b.slots)
 	case *redis.Client:
 		b.db = c.Options().DB
 	}
@@ -280,8 +326,10 @@ func (b *RedisBackplane) writeLoop() {
 			continue
 		}
 		retry = b.flush(retry, batch)
-		clear(batch)
-		spare = batch[:0]
+		if len(batch) > 0 { // else batch is still b.pending
+			clear(batch)
+			spare = batch
+		}
 	}
 }
 
@@ -395,18 +443,11 @@ func retryable(err error) bool {
 }
 
 // refreshSlots asks a Cluster client to reload its slot map, at most every
-// minReload: go-redis reloads it by itself only on MOVED, or once a
-// minute, and a primary that died answers with neither.
+// minReload.
 func (b *RedisBackplane) refreshSlots() {
-	if b.cluster == nil {
-		return
+	if b.slots != nil {
+		b.slots.refresh()
 	}
-	now := time.Now().UnixNano()
-	last := b.reloaded.Load()
-	if now-last < int64(minReload) || !b.reloaded.CompareAndSwap(last, now) {
-		return
-	}
-	b.cluster.ReloadState(b.ctx)
 }
 
 // minReload is the shortest time between two slot map refreshes.

@@ -240,7 +240,7 @@ func (sh *redisShard) readLoop() {
 				// The node may have failed over, or lost the slot: find
 				// each topic's primary again after the next refresh.
 				sh.b.refreshSlots()
-				if !sleepCtx(ctx, backoff(fails)) {
+				if !sleepCtx(ctx, min(backoff(fails), maxRehomeDelay)) {
 					return
 				}
 				fails++
@@ -275,6 +275,11 @@ func (sh *redisShard) readLoop() {
 		}
 	}
 }
+
+// maxRehomeDelay bounds the pause between two attempts to find a failed
+// Cluster node's topics a new primary: each attempt costs a refused dial
+// and a rate-limited slot map refresh, and subscribers wait for it.
+const maxRehomeDelay = 500 * time.Millisecond
 
 // reconnect replaces the connection and queues all topics for
 // resubscription and a stream read.
@@ -558,7 +563,7 @@ const (
 // stream IDs survive replication, so finding that message proves nothing
 // was missed, and only its absence is a gap.
 func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
-	pipe := sh.b.client.TxPipeline()
+	pipe := sh.b.client.Pipeline()
 	type read struct {
 		t       *redisTopic
 		mode    syncMode
@@ -588,8 +593,10 @@ func (sh *redisShard) sync(ctx context.Context, topics []*redisTopic) error {
 		case r.from.IsZero():
 			r.entries = pipe.XRangeN(ctx, t.key, "-", "+", int64(t.size)+1)
 		default:
-			r.entries = pipe.XRange(ctx, t.key, r.from.String(), "+")
+			// The tail first: if the range then holds nothing, nothing
+			// at or after from existed when the tail was read either.
 			r.tail = pipe.XRevRangeN(ctx, t.key, "+", "-", 1)
+			r.entries = pipe.XRange(ctx, t.key, r.from.String(), "+")
 		}
 		reads[i] = r
 	}

@@ -51,6 +51,16 @@
 // History is bounded per topic by count ([DefaultHistorySize]) and by age
 // ([DefaultHistoryTTL]); both are options.
 //
+// On Redis Cluster (with replicas) and Sentinel, the RedisBackplane
+// survives a primary failover: publishes to the failed slots resume about
+// cluster-node-timeout plus one to two seconds after the crash (retried
+// idempotently, never published twice), subscriptions follow their slot to
+// the new primary and resume from the stream after the last delivered
+// message, and only messages the new primary lacks are reported as a gap;
+// resharding a subscribed slot loses nothing. [RedisBackplane] has the
+// measured numbers. Redis channels carry the database number, so two
+// applications on two databases of one Redis never hear each other.
+//
 // # Performance
 //
 // Measured on the project's CI machine (2 vCPU AMD EPYC, shared; Go 1.26,

@@ -37,6 +37,17 @@
 // per-tag versions), and MaxStaleness bounds how long a local copy is
 // trusted if invalidations are lost (a backplane gap drops them all).
 //
+// On a Redis Cluster with replicas, invalidations keep flowing after the
+// primary of their topic fails over: in TestLocalTierInvalidatedAfterClusterFailover
+// (cluster-node-timeout 2s) a write on one node dropped another node's
+// local copy 4.5s after the primary was SIGKILLed. Invalidations published
+// while a node's subscription is moving to the new primary are ephemeral
+// and lost to that node: its copy stays until the next invalidation of the
+// key or MaxStaleness. The Redis store's own keys on the failed primary
+// fail (fail open) until the client's slot map is refreshed: share the
+// client with an rtkit.RedisBackplane, which refreshes it after connection
+// errors, or go-redis does so only once a minute.
+//
 // # HTTP
 //
 // [Middleware] caches GET and HEAD responses with strong ETags, 304s,

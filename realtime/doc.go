@@ -33,6 +33,17 @@
 // share rooms, presence, direct messages and kicks. Presence entries of a
 // node that dies expire, and the survivors announce the departures.
 //
+// On a Redis Cluster with replicas (or Sentinel), a failed primary stops
+// only what lives in its slots, and only until a replica takes over: with
+// cluster-node-timeout 2s, a direct message to a user whose inbox slot
+// failed over went through 3.8s after the primary was SIGKILLed, and a
+// join (presence) in a room of that slot 3.8s after it
+// (TestHubsSurviveClusterFailover); members resume from the stream with
+// neither gap nor duplicate (see [rtkit.RedisBackplane] for the numbers).
+// [RedisPresence] refreshes a Cluster client's slot map after a
+// connection error and retries once, so it does not wait for go-redis's
+// once-a-minute refresh.
+//
 // # Security and limits
 //
 // Authentication runs before the upgrade (HTTP 401/403); origin checks are

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,10 +32,18 @@ type RedisPresenceOptions struct {
 // expire unless the hub that owns them refreshes them, so the members of a
 // crashed node disappear within TTL, and the next refresh of a surviving
 // node in the room announces their departure.
+//
+// On a Cluster, a call that fails on a connection error asks the client
+// to refresh its slot map (at most every 250ms): go-redis does so by
+// itself only on MOVED or once a minute, so without it presence would fail
+// for up to a minute after a primary fails over, instead of about
+// cluster-node-timeout plus a second or two. Add, Remove and List are
+// then tried once more, 100ms later.
 type RedisPresence struct {
-	client redis.UniversalClient
-	prefix string
-	ttl    time.Duration
+	client   redis.UniversalClient
+	prefix   string
+	ttl      time.Duration
+	reloaded atomic.Int64 // unix ns of the last slot map refresh asked for
 }
 
 var _ Presence = (*RedisPresence)(nil)
@@ -59,6 +68,39 @@ func (p *RedisPresence) keys(room string) (expiry, members string) {
 	return base, base + ":members"
 }
 
+// failed asks a Cluster client to refresh its slot map after a connection
+// error, at most every 250ms. It reports whether err was such an error.
+func (p *RedisPresence) failed(err error) bool {
+	c, ok := p.client.(*redis.ClusterClient)
+	var rerr redis.Error
+	if !ok || err == nil || (errors.As(err, &rerr) && !redis.HasErrorPrefix(err, "CLUSTERDOWN")) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	now, last := time.Now().UnixNano(), p.reloaded.Load()
+	if now-last >= int64(250*time.Millisecond) && p.reloaded.CompareAndSwap(last, now) {
+		c.ReloadState(context.Background())
+	}
+	return true
+}
+
+// again runs f, and once more, after a slot map refresh, if it failed on a
+// connection error to a Cluster node (every presence call is idempotent).
+func (p *RedisPresence) again(ctx context.Context, f func() error) error {
+	err := f()
+	if !p.failed(err) {
+		return err
+	}
+	tm := time.NewTimer(100 * time.Millisecond)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return f()
+	case <-ctx.Done():
+		return err
+	}
+}
+
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 // Add implements [Presence.Add].
@@ -69,12 +111,15 @@ func (p *RedisPresence) Add(ctx context.Context, room string, m Member) error {
 	}
 	zk, hk := p.keys(room)
 	now := time.Now()
-	_, err = p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.HSet(ctx, hk, m.Conn, raw)
-		pipe.ZAdd(ctx, zk, redis.Z{Score: float64(now.Add(p.ttl).UnixMilli()), Member: m.Conn})
-		pipe.PExpire(ctx, hk, 2*p.ttl)
-		pipe.PExpire(ctx, zk, 2*p.ttl)
-		return nil
+	err = p.again(ctx, func() error {
+		_, err := p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.HSet(ctx, hk, m.Conn, raw)
+			pipe.ZAdd(ctx, zk, redis.Z{Score: float64(now.Add(p.ttl).UnixMilli()), Member: m.Conn})
+			pipe.PExpire(ctx, hk, 2*p.ttl)
+			pipe.PExpire(ctx, zk, 2*p.ttl)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("realtime: presence add: %w", err)
@@ -85,10 +130,13 @@ func (p *RedisPresence) Add(ctx context.Context, room string, m Member) error {
 // Remove implements [Presence.Remove].
 func (p *RedisPresence) Remove(ctx context.Context, room, conn string) error {
 	zk, hk := p.keys(room)
-	_, err := p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.ZRem(ctx, zk, conn)
-		pipe.HDel(ctx, hk, conn)
-		return nil
+	err := p.again(ctx, func() error {
+		_, err := p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.ZRem(ctx, zk, conn)
+			pipe.HDel(ctx, hk, conn)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("realtime: presence remove: %w", err)
@@ -99,7 +147,11 @@ func (p *RedisPresence) Remove(ctx context.Context, room, conn string) error {
 // List implements [Presence.List]; expired entries are left out.
 func (p *RedisPresence) List(ctx context.Context, room string) ([]Member, error) {
 	zk, hk := p.keys(room)
-	conns, err := p.client.ZRangeByScore(ctx, zk, &redis.ZRangeBy{Min: ms(time.Now()), Max: "+inf"}).Result()
+	var conns []string
+	err := p.again(ctx, func() (err error) {
+		conns, err = p.client.ZRangeByScore(ctx, zk, &redis.ZRangeBy{Min: ms(time.Now()), Max: "+inf"}).Result()
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("realtime: presence list: %w", err)
 	}
@@ -108,6 +160,7 @@ func (p *RedisPresence) List(ctx context.Context, room string) ([]Member, error)
 		n := min(len(conns), 1000)
 		vals, err := p.client.HMGet(ctx, hk, conns[:n]...).Result()
 		if err != nil {
+			p.failed(err)
 			return nil, fmt.Errorf("realtime: presence list: %w", err)
 		}
 		for _, v := range vals {
@@ -158,6 +211,7 @@ func (p *RedisPresence) Refresh(ctx context.Context, local map[string][]string) 
 		sweeps[room] = sweepScript.Eval(ctx, pipe, []string{zk, hk}, ms(now))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		p.failed(err)
 		return nil, fmt.Errorf("realtime: presence refresh: %w", err)
 	}
 	expired := make(map[string][]Member)

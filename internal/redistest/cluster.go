@@ -195,3 +195,67 @@ func (c *Cluster) Primary(t testing.TB, key string) *Server {
 	t.Fatalf("redistest: primary for %q: %v", key, lastErr)
 	return nil
 }
+
+// MigrateSlot moves the hash slot of key, with its keys, from its primary
+// to the primary to, as redis-cli --cluster reshard does: IMPORTING and
+// MIGRATING, MIGRATE of every key, then SETSLOT NODE on every primary. It
+// fails t on any error. Clients see ASK and TRYAGAIN while it runs, and
+// MOVED after.
+func (c *Cluster) MigrateSlot(t testing.TB, key string, to *Server) {
+	t.Helper()
+	ctx := context.Background()
+	from := c.Primary(t, key)
+	if from == to {
+		return
+	}
+	client := func(s *Server) *redis.Client {
+		rdb := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
+		t.Cleanup(func() { _ = rdb.Close() })
+		return rdb
+	}
+	src, dst := client(from), client(to)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("redistest: migrating the slot of %q from %s to %s: %v", key, from.addr, to.addr, err)
+		}
+	}
+	slot, err := src.ClusterKeySlot(ctx, key).Result()
+	must(err)
+	srcID, err := src.ClusterMyID(ctx).Result()
+	must(err)
+	dstID, err := dst.ClusterMyID(ctx).Result()
+	must(err)
+	must(dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err())
+	must(src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err())
+	host, port, _ := strings.Cut(to.addr, ":")
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, int(slot), 100).Result()
+		must(err)
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		must(src.Do(ctx, args...).Err())
+	}
+	// The new owner first, then the old one, then everyone else, as
+	// redis-cli does.
+	must(dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err())
+	must(src.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err())
+	for _, s := range c.nodes {
+		if s == from || s == to || !s.running() {
+			continue
+		}
+		_ = client(s).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err() // replicas refuse; gossip tells them
+	}
+}
+
+// running reports whether the server's process is up.
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil && !s.proc.exited()
+}

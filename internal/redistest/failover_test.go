@@ -28,3 +28,28 @@ func TestStartClusterWith_failover(t *testing.T) {
 	}
 	t.Logf("replica promoted %v after the kill", time.Since(start).Round(time.Millisecond))
 }
+
+func TestStartSentinel_failover(t *testing.T) {
+	t.Parallel()
+	g := redistest.StartSentinel(t)
+	c := g.Client(t)
+	if err := c.Set(t.Context(), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	old := g.Primary(t)
+	if old != g.Nodes()[0] {
+		t.Fatalf("primary %s, want the first node %s", old.Addr(), g.Nodes()[0].Addr())
+	}
+	start := time.Now()
+	old.Kill(t)
+	for g.Primary(t) == old {
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("no failover within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("replica promoted %v after the kill", time.Since(start).Round(time.Millisecond))
+	if got, err := c.Get(t.Context(), "k").Result(); err != nil || got != "v" {
+		t.Errorf("GET through the failover client after the failover = %q, %v", got, err)
+	}
+}
