@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -209,6 +210,28 @@ func CheckTopic(topic string) error {
 		}
 	}
 	return nil
+}
+
+// ReservedTopic reports whether topic belongs to rtkit's own packages on
+// a shared backplane, so that the realtime hub and the SSE broker refuse
+// it to clients unless the application's Authorize hook decides:
+//
+//   - "inbox:..." — the realtime hub's per-user inboxes (direct messages
+//     and kicks); the hub refuses them as rooms whatever Authorize says;
+//   - "tasks" and "tasks:..." — the tasks runner's default events topic
+//     and its cancellations;
+//   - "rtkit-..." and "rtkit:..." — other internal topics, such as the
+//     cache's default "rtkit-cache-invalidations".
+//
+// Topics renamed through the packages' options are not covered: an
+// application that renames them guards them in its Authorize hook.
+func ReservedTopic(topic string) bool {
+	for _, p := range []string{"inbox:", "tasks:", "rtkit-", "rtkit:"} {
+		if strings.HasPrefix(topic, p) {
+			return true
+		}
+	}
+	return topic == "tasks"
 }
 
 // historyLimits are the resolved history bounds of one topic.

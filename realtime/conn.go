@@ -308,13 +308,14 @@ func (c *conn) start(inboxSince string) error {
 // inboxMessage handles a message on the user's inbox: a direct message is
 // delivered; a kick closes the connection.
 func (c *conn) inboxMessage(msg *rtkit.Message) {
+	op, rest := envelopeOp(msg.Data)
 	switch {
-	case bytes.HasPrefix(msg.Data, opDirect):
+	case bytes.Equal(op, opDirect):
 		c.inbox.deliver(clientFrame("", msg))
-	case bytes.HasPrefix(msg.Data, opKick):
+	case bytes.Equal(op, opKick):
 		reason := "disconnected by the server"
 		var k struct{ Reason string }
-		if json.Unmarshal(msg.Data, &k) == nil && k.Reason != "" {
+		if json.Unmarshal(append(append([]byte(nil), opKick...), rest...), &k) == nil && k.Reason != "" {
 			reason = truncate(k.Reason, 100)
 		}
 		c.closeWith(CloseKicked, reason)

@@ -69,9 +69,13 @@ func (c *conn) reply(id uint64, e *Error) {
 	c.send(errorFrame(id, e))
 }
 
-// authorize asks the Authorize hook.
+// authorize asks the Authorize hook. Without one, rooms on topics rtkit
+// uses internally ([rtkit.ReservedTopic]) are refused.
 func (c *conn) authorize(ctx context.Context, a Action) *Error {
 	if c.h.opts.Authorize == nil {
+		if a.Room != "" && rtkit.ReservedTopic(a.Room) {
+			return errorf(CodeForbidden, "room %q is reserved", truncate(a.Room, 64))
+		}
 		return nil
 	}
 	err := c.h.opts.Authorize(ctx, c.info.Identity, a)

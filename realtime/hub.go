@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
@@ -74,8 +76,11 @@ type Options struct {
 	Authenticate func(r *http.Request) (Identity, error)
 	// Authorize decides each join, pub, presence, direct and call. An error
 	// is sent back as a forbidden reply (or as the [*Error] returned); the
-	// connection stays. Default: allow. Whatever Authorize says, pub and
-	// presence need the connection to have joined the room.
+	// connection stays. Default: allow, except rooms on topics rtkit uses
+	// internally ([rtkit.ReservedTopic]: "tasks", "tasks:*", "rtkit-*",
+	// "rtkit:*"), which are forbidden. Whatever Authorize says, pub and
+	// presence need the connection to have joined the room, and rooms
+	// starting with "inbox:" are refused (bad_request).
 	Authorize func(ctx context.Context, id Identity, a Action) error
 	// OnConnect and OnDisconnect are called when a connection is
 	// established (after its welcome is queued) and when it ends, from the
@@ -337,10 +342,16 @@ func (h *Hub) unregister(c *conn) {
 
 // Publish sends data, marshalled to JSON, to every member of room on
 // every node, as a message from the server. It returns the message's ID.
+// Invalid UTF-8 in the JSON (a [json.RawMessage] can carry some) is
+// replaced by U+FFFD, as json.Marshal does for strings: clients get text
+// frames, which must be UTF-8.
 func (h *Hub) Publish(ctx context.Context, room string, data any) (rtkit.ID, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return rtkit.ID{}, fmt.Errorf("realtime: publish to %q: %w", room, err)
+	}
+	if !utf8.Valid(raw) {
+		raw = bytes.ToValidUTF8(raw, replacementChar)
 	}
 	if err := rtkit.CheckTopic(room); err != nil {
 		return rtkit.ID{}, err

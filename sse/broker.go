@@ -12,12 +12,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rtkit/rtkit"
 )
 
 // ErrBrokerClosed is returned by Publish after Shutdown.
 var ErrBrokerClosed = errors.New("sse: broker shut down")
+
+var errReserved = errors.New("sse: reserved topic")
 
 // ResetEvent is the type of the event a stream sends, before anything
 // else, when it cannot resume every topic from the client's Last-Event-ID
@@ -44,10 +47,12 @@ type Options struct {
 	Topics func(r *http.Request) ([]string, error)
 	// Authorize decides whether the request may stream topic. An error
 	// refuses the whole request with 403 before the stream starts.
-	// Default: allow — every topic of the backplane, including the realtime
-	// hub's per-user inbox topics ("inbox:<user>") when the hub shares the
-	// backplane: set Authorize (or Topics) whenever clients may not read
-	// everything.
+	// Default: allow every topic except those rtkit uses internally
+	// ([rtkit.ReservedTopic]: the realtime hub's inboxes "inbox:*", the
+	// tasks runner's "tasks" and "tasks:*", "rtkit-*" and "rtkit:*"), which
+	// get 403; an Authorize hook decides those too (a task dashboard
+	// allows "tasks" to its operators, say). Set Authorize (or Topics)
+	// whenever clients may not read everything.
 	Authorize func(r *http.Request, topic string) error
 	// Expires, if set, returns when the request's credentials expire: the
 	// stream ends then, so that the client reconnects and is authorized
@@ -150,9 +155,14 @@ func (b *Broker) Stats() Stats {
 
 // Publish sends e to every stream of topic on every node and keeps it in
 // the topic's history. e.ID is ignored (the backplane assigns IDs);
-// e.Retry is not carried. After Shutdown it returns [ErrBrokerClosed].
+// e.Retry is not carried. A type with a line break or NUL, or a type or
+// data that is not valid UTF-8, is refused with an error wrapping
+// [ErrInvalidEvent]. After Shutdown it returns [ErrBrokerClosed].
 func (b *Broker) Publish(ctx context.Context, topic string, e Event) (rtkit.ID, error) {
 	if err := checkField("event type", e.Type); err != nil {
+		return rtkit.ID{}, err
+	}
+	if err := checkData(e.Data); err != nil {
 		return rtkit.ID{}, err
 	}
 	if b.closing.Load() {
@@ -166,13 +176,19 @@ func (b *Broker) Publish(ctx context.Context, topic string, e Event) (rtkit.ID, 
 }
 
 // What an event carries on the backplane: its data, prefixed by its type
-// when it has one. A payload the hub published (a JSON object starting
+// when it has one (or when the data starts with a record separator, so
+// that it is never taken for another package's envelope). A payload the
+// realtime hub published (its envelope mark, then a JSON object starting
 // with {"op":"...") streams as an event of that op's type, so a page can
-// listen to a chat room's "msg" and "presence" events.
-const typedPrefix = "\x1esse\x1f"
+// listen to a chat room's "msg" and "presence" events; the event's data is
+// the JSON object.
+const (
+	typedPrefix = "\x1esse\x1f"
+	hubMark     = "\x1ehub\x1f" // realtime.EnvelopeMark
+)
 
 func encodePayload(typ string, data []byte) []byte {
-	if typ == "" {
+	if typ == "" && (len(data) == 0 || data[0] != '\x1e') {
 		return data
 	}
 	b := make([]byte, 0, len(typedPrefix)+len(typ)+1+len(data))
@@ -188,9 +204,11 @@ func decodePayload(p []byte) (typ string, data []byte) {
 			return string(t), d
 		}
 	}
-	if rest, ok := bytes.CutPrefix(p, []byte(`{"op":"`)); ok {
-		if i := bytes.IndexByte(rest, '"'); i > 0 && i <= 32 {
-			return string(rest[:i]), p
+	if env, ok := bytes.CutPrefix(p, []byte(hubMark)); ok {
+		if rest, ok := bytes.CutPrefix(env, []byte(`{"op":"`)); ok {
+			if i := bytes.IndexByte(rest, '"'); i > 0 && i <= 32 {
+				return string(rest[:i]), env
+			}
 		}
 	}
 	return "", p
@@ -215,6 +233,10 @@ func (t *topicCache) body(m *rtkit.Message) []byte {
 	typ, data := decodePayload(m.Data)
 	if checkField("event type", typ) != nil {
 		typ = ""
+	}
+	if !utf8.Valid(data) {
+		// Published by other code on the backplane: the stream stays UTF-8.
+		data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
 	}
 	body := appendBody(make([]byte, 0, len(data)+len(typ)+16), typ, data)
 	t.last.Store(&cachedBody{msg: m, body: body})
@@ -259,12 +281,16 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if b.opts.Authorize != nil {
-		for _, t := range topics {
-			if err := b.opts.Authorize(r, t); err != nil {
-				http.Error(w, "not allowed to stream "+t, http.StatusForbidden)
-				return
-			}
+	for _, t := range topics {
+		err := errReserved
+		if b.opts.Authorize != nil {
+			err = b.opts.Authorize(r, t)
+		} else if !rtkit.ReservedTopic(t) {
+			err = nil
+		}
+		if err != nil {
+			http.Error(w, "not allowed to stream "+t, http.StatusForbidden)
+			return
 		}
 	}
 	h := w.Header()

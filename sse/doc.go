@@ -36,6 +36,9 @@
 // data split on CR, LF and CRLF, id and event fields refused when they
 // would break a line, retry in milliseconds, comments; events of any size.
 // [Parser] reads the same format, for [Subscribe] and any other consumer.
+// The stream is UTF-8: Publish and AppendEvent refuse data or a type that
+// is not valid UTF-8 ([ErrInvalidEvent]), and payloads other code
+// publishes on the backplane stream with invalid bytes replaced by U+FFFD.
 //
 // # Behaviour under load and faults
 //
