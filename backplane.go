@@ -113,6 +113,12 @@ type SubscribeOptions struct {
 	// message yet): Recovered then reports whether no message was ever
 	// dropped from the topic's history.
 	FromStart bool
+	// MaxReplay, if positive, caps the messages delivered from history
+	// (with Since or FromStart): when more were missed, only the newest
+	// MaxReplay are delivered and Recovered reports false, as if the older
+	// ones had left history. It bounds what one subscriber can make a node
+	// hold and send. Zero: no cap (history's own bounds).
+	MaxReplay int
 }
 
 // HistoryOptions select the messages History returns. The zero value
@@ -299,6 +305,15 @@ func cmpOr(v, def int) int {
 		return def
 	}
 	return v
+}
+
+// capReplay keeps the newest max messages of history (max > 0), and
+// reports whether none was cut.
+func capReplay(history []*Message, max int) ([]*Message, bool) {
+	if max <= 0 || len(history) <= max {
+		return history, true
+	}
+	return history[len(history)-max:], false
 }
 
 // newSubscription builds the Subscription value Subscribe returns.

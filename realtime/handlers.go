@@ -166,7 +166,7 @@ func (c *conn) join(in *inbound) *Error {
 	// FromStart: a rejoin at "0-0", or a history join of an empty room (a
 	// message published since the History call must not slip by).
 	fromStart := since.IsZero() && (in.Since != "" || in.History > 0)
-	sub, err := c.h.bp.Subscribe(ctx, in.Room, rtkit.SubscribeOptions{Since: since, FromStart: fromStart}, m)
+	sub, err := c.h.bp.Subscribe(ctx, in.Room, rtkit.SubscribeOptions{Since: since, FromStart: fromStart, MaxReplay: c.h.opts.MaxReplay}, m)
 	if err != nil {
 		return fail("subscribe", err)
 	}
@@ -182,12 +182,7 @@ func (c *conn) join(in *inbound) *Error {
 		b = appendBool(b, "recovered", in.Since == "" || sub.Recovered())
 		return appendField(b, "position", sub.Position().String())
 	})
-	frames := make([][]byte, 0, 1+len(history))
-	frames = append(frames, ok)
-	for _, h := range history {
-		frames = append(frames, clientFrame(in.Room, h))
-	}
-	m.markReady(frames...)
+	m.markReady(ok, history)
 	return nil
 }
 
@@ -195,6 +190,9 @@ func (c *conn) leave(in *inbound) *Error {
 	c.mu.Lock()
 	m := c.rooms[in.Room]
 	delete(c.rooms, in.Room)
+	if m != nil {
+		m.dropHeldLocked()
+	}
 	c.mu.Unlock()
 	if m == nil {
 		return errorf(CodeNotFound, "not a member of %q", truncate(in.Room, 64))
