@@ -71,10 +71,22 @@ type Options struct {
 	// WriteTimeout bounds each write; a client that does not take the data
 	// in time is dropped. Default 10s.
 	WriteTimeout time.Duration
-	// QueueBytes bounds the events waiting to be written to one stream. A
-	// subscriber over it is dropped with a retry hint and resumes from
-	// history when it reconnects. Default 1 MiB.
+	// QueueBytes bounds the data of the events waiting to be written to
+	// one stream, counted as published (framing, "data: " per line, is not
+	// counted). An event always fits an empty queue, so any event Publish
+	// accepts (up to the backplane's MaxMessageSize, 1 MiB by default)
+	// reaches a reader that keeps up; keep QueueBytes at least that large
+	// so that a burst of large events does not drop streams. A stream over
+	// it is dropped: the write under way finishes, the stream ends with a
+	// retry hint and a clean end of the response, and the client resumes
+	// from history when it reconnects. Default 1 MiB.
 	QueueBytes int
+	// MaxReplay caps the events one resume replays per topic (the newest
+	// ones; older ones are reported with a reset event, as if they had left
+	// history). Replayed events are encoded and written a chunk (64 KiB) at
+	// a time, so a resume costs the node about one chunk plus a pointer per
+	// waiting event, whatever the history holds. Default 1000.
+	MaxReplay int
 	// MaxTopics bounds the topics of one stream. Default 32.
 	MaxTopics int
 	// Logger receives stream errors. Default slog.Default().
@@ -127,6 +139,7 @@ func NewBroker(opts Options) *Broker {
 	setDefault(&o.WriteTimeout, 10*time.Second)
 	setDefault(&o.QueueBytes, 1<<20)
 	setDefault(&o.MaxTopics, 32)
+	setDefault(&o.MaxReplay, rtkit.DefaultHistorySize)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
 }
@@ -230,6 +243,13 @@ func (t *topicCache) body(m *rtkit.Message) []byte {
 	if c := t.last.Load(); c != nil && c.msg == m {
 		return c.body
 	}
+	body := appendMessageBody(make([]byte, 0, len(m.Data)+16), m)
+	t.last.Store(&cachedBody{msg: m, body: body})
+	return body
+}
+
+// appendMessageBody appends the event and data fields of m's event.
+func appendMessageBody(b []byte, m *rtkit.Message) []byte {
 	typ, data := decodePayload(m.Data)
 	if checkField("event type", typ) != nil {
 		typ = ""
@@ -238,9 +258,7 @@ func (t *topicCache) body(m *rtkit.Message) []byte {
 		// Published by other code on the backplane: the stream stays UTF-8.
 		data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
 	}
-	body := appendBody(make([]byte, 0, len(data)+len(typ)+16), typ, data)
-	t.last.Store(&cachedBody{msg: m, body: body})
-	return body
+	return appendBody(b, typ, data)
 }
 
 func (b *Broker) acquire(topic string) *topicCache {

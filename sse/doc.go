@@ -45,7 +45,12 @@
 // A stream starts with a retry hint and its position; it sends a heartbeat
 // comment when silent (15 s by default), bounds every write with a
 // deadline (through [net/http.ResponseController]), and is dropped when its
-// queue of unwritten events exceeds QueueBytes. Events of a topic are
+// queue of unwritten events exceeds QueueBytes (counted as the events' data,
+// before framing; an event always fits an empty queue, so any event Publish
+// accepts reaches a reader that keeps up). A dropped stream finishes the
+// write under way, sends a retry hint and ends the response cleanly. A
+// resume replays at most MaxReplay events per topic, encoded and written
+// 64 KiB at a time, so it costs the node about that much per stream. Events of a topic are
 // encoded once per node; everything queued for a stream goes out in one
 // write and one flush. Streams can be given a maximum lifetime (with
 // jitter, so that reconnects spread out) or end when the request's
