@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -112,6 +113,12 @@ type SubscribeOptions struct {
 	// message yet): Recovered then reports whether no message was ever
 	// dropped from the topic's history.
 	FromStart bool
+	// MaxReplay, if positive, caps the messages delivered from history
+	// (with Since or FromStart): when more were missed, only the newest
+	// MaxReplay are delivered and Recovered reports false, as if the older
+	// ones had left history. It bounds what one subscriber can make a node
+	// hold and send. Zero: no cap (history's own bounds).
+	MaxReplay int
 }
 
 // HistoryOptions select the messages History returns. The zero value
@@ -211,6 +218,28 @@ func CheckTopic(topic string) error {
 	return nil
 }
 
+// ReservedTopic reports whether topic belongs to rtkit's own packages on
+// a shared backplane, so that the realtime hub and the SSE broker refuse
+// it to clients unless the application's Authorize hook decides:
+//
+//   - "inbox:..." — the realtime hub's per-user inboxes (direct messages
+//     and kicks); the hub refuses them as rooms whatever Authorize says;
+//   - "tasks" and "tasks:..." — the tasks runner's default events topic
+//     and its cancellations;
+//   - "rtkit-..." and "rtkit:..." — other internal topics, such as the
+//     cache's default "rtkit-cache-invalidations".
+//
+// Topics renamed through the packages' options are not covered: an
+// application that renames them guards them in its Authorize hook.
+func ReservedTopic(topic string) bool {
+	for _, p := range []string{"inbox:", "tasks:", "rtkit-", "rtkit:"} {
+		if strings.HasPrefix(topic, p) {
+			return true
+		}
+	}
+	return topic == "tasks"
+}
+
 // historyLimits are the resolved history bounds of one topic.
 type historyLimits struct {
 	size int           // 0: no history
@@ -276,6 +305,15 @@ func cmpOr(v, def int) int {
 		return def
 	}
 	return v
+}
+
+// capReplay keeps the newest max messages of history (max > 0), and
+// reports whether none was cut.
+func capReplay(history []*Message, max int) ([]*Message, bool) {
+	if max <= 0 || len(history) <= max {
+		return history, true
+	}
+	return history[len(history)-max:], false
 }
 
 // newSubscription builds the Subscription value Subscribe returns.

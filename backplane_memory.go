@@ -234,6 +234,8 @@ func (b *MemoryBackplane) Subscribe(ctx context.Context, topic string, opts Subs
 		hist, _ = t.history(ID{}, 0)
 		complete = !t.trimmed
 	}
+	hist, all := capReplay(hist, opts.MaxReplay)
+	complete = complete && all
 	pos := s.finish(opts.Since, hist, t.last)
 	t.subs.add(s)
 	t.mu.Unlock()

@@ -101,6 +101,10 @@ func (b *RedisBackplane) Subscribe(ctx context.Context, topic string, opts Subsc
 		release()
 		return nil, err
 	}
+	// SubscribeOptions.MaxReplay (issue 12): keep the newest messages only.
+	var all bool
+	hist.Messages, all = capReplay(hist.Messages, opts.MaxReplay)
+	hist.Complete = hist.Complete && all
 	t.mu.Lock()
 	pos := s.finish(opts.Since, hist.Messages, t.last)
 	t.mu.Unlock()

@@ -193,6 +193,38 @@ func runConformance(t *testing.T, h harness) {
 		assert.Zero(t, rec.gapCount())
 	})
 
+	run("MaxReplayKeepsTheNewest", func(t *testing.T) {
+		b := h.open(t, MemoryOptions{})
+		tp := topic(t)
+		var pub []ID
+		for i := range 10 {
+			id, err := b.Publish(ctx, tp, fmt.Appendf(nil, "m%d", i), PublishOptions{})
+			require.NoError(t, err)
+			pub = append(pub, id)
+		}
+		for _, c := range []struct {
+			name      string
+			opts      SubscribeOptions
+			want      []ID
+			recovered bool
+		}{
+			{"since, more missed than the cap", SubscribeOptions{Since: pub[2], MaxReplay: 3}, pub[7:], false},
+			{"since, within the cap", SubscribeOptions{Since: pub[6], MaxReplay: 3}, pub[7:], true},
+			{"from start", SubscribeOptions{FromStart: true, MaxReplay: 4}, pub[6:], false},
+			{"no cap", SubscribeOptions{Since: pub[2]}, pub[3:], true},
+		} {
+			rec := newRecorder()
+			sub, err := b.Subscribe(ctx, tp, c.opts, rec)
+			require.NoError(t, err, c.name)
+			rec.waitN(t, len(c.want))
+			settle()
+			assert.Equal(t, c.want, ids(rec.messages()), c.name)
+			assert.Equal(t, c.recovered, sub.Recovered(), c.name)
+			assert.Equal(t, pub[9], sub.Position(), c.name)
+			sub.Close()
+		}
+	})
+
 	run("ConcurrentPublishersStrictOrder", func(t *testing.T) {
 		b := h.open(t, MemoryOptions{HistorySize: 5000})
 		tp := topic(t)

@@ -22,6 +22,7 @@ type conn struct {
 	h    *Hub
 	ws   *websocket.Conn
 	info ConnInfo
+	ip   string // counted against MaxConnsPerIP
 
 	ctx    context.Context // ends with the connection
 	cancel context.CancelFunc
@@ -34,7 +35,12 @@ type conn struct {
 	closing chan struct{} // closed when a graceful close (with a code) ends
 	rooms   map[string]*membership
 	inbox   *membership
-	wg      sync.WaitGroup // writer, calls, pings and the closer
+	// replaying lists the memberships (inbox included) whose held
+	// messages the writer still has to queue, oldest join first; heldLive
+	// counts the bytes of the live messages among them.
+	replaying []*membership
+	heldLive  int
+	wg        sync.WaitGroup // writer, calls, pings and the closer
 
 	// Read side: only the connection's own goroutine uses these.
 	limiter *rate.Limiter
@@ -52,65 +58,6 @@ func newConn(h *Hub, ws *websocket.Conn, info ConnInfo) *conn {
 	return c
 }
 
-// membership is the connection's subscription to a room (or to its
-// inbox, when room is nil). It is the rtkit.Handler of that subscription.
-type membership struct {
-	c     *conn
-	room  *room
-	sub   *rtkit.Subscription
-	ready bool     // guarded by c.mu: the join reply is queued
-	held  [][]byte // guarded by c.mu: frames delivered before ready
-}
-
-// HandleMessage queues the message's frame to the connection.
-func (m *membership) HandleMessage(msg *rtkit.Message) {
-	if m.room == nil {
-		m.c.inboxMessage(msg)
-		return
-	}
-	m.deliver(m.room.frame(msg))
-}
-
-// HandleGap tells the client that messages may be lost.
-func (m *membership) HandleGap(rtkit.ID) {
-	b := []byte(`{"op":"gap"`)
-	if m.room != nil {
-		b = appendField(b, "room", m.room.name)
-	} else {
-		b = append(b, `,"inbox":true`...)
-	}
-	m.deliver(append(b, '}'))
-}
-
-func (m *membership) deliver(frame []byte) {
-	c := m.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !m.ready {
-		m.held = append(m.held, frame)
-		return
-	}
-	c.enqueueLocked(frame)
-}
-
-// markReady queues first (the join reply), then what was held, and
-// switches the membership to direct delivery.
-func (m *membership) markReady(first ...[]byte) {
-	c := m.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// A join's reply and recovered messages are queued whatever their
-	// size (history bounds them): a client that reconnects after falling
-	// behind must be able to catch up. Live messages count from here.
-	for _, f := range first {
-		c.queueLocked(f, true)
-	}
-	for _, f := range m.held {
-		c.queueLocked(f, true)
-	}
-	m.held, m.ready = nil, true
-}
-
 // send queues one object.
 func (c *conn) send(frame []byte) {
 	c.mu.Lock()
@@ -123,20 +70,19 @@ func (c *conn) send(frame []byte) {
 func (c *conn) enqueueLocked(frame []byte) { c.queueLocked(frame, false) }
 
 // queueLocked queues frame; unless force is set, a full queue closes the
-// connection instead.
+// connection instead. A frame larger than SendQueueBytes is accepted when
+// nothing else waits: a message the backplane accepted is deliverable to a
+// client that keeps up.
 func (c *conn) queueLocked(frame []byte, force bool) {
 	if c.closed {
 		return
 	}
-	if !force && c.queued+len(frame) > c.h.opts.SendQueueBytes {
-		c.h.slow.Add(1)
-		c.closeLocked(CloseSlowConsumer, "slow consumer: send queue full")
+	if pending := c.queued + c.heldLive; !force && pending > 0 && pending+len(frame) > c.h.opts.SendQueueBytes {
+		c.slowLocked()
 		return
 	}
 	c.queue = append(c.queue, frame)
-	if !force {
-		c.queued += len(frame)
-	}
+	c.queued += len(frame)
 	if !c.writing {
 		c.writing = true
 		c.wg.Add(1)
@@ -161,6 +107,9 @@ func (c *conn) writeLoop() {
 		// returns at once.
 		runtime.Gosched()
 		c.mu.Lock()
+		if len(c.queue) == 0 && !c.closed {
+			c.refillLocked()
+		}
 		frames := c.queue
 		if len(frames) == 0 || c.closed {
 			c.writing = false
@@ -219,11 +168,21 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 	c.closeLocked(code, reason)
 }
 
+// slowLocked closes a connection whose send queue overflowed.
+func (c *conn) slowLocked() {
+	c.h.slow.Add(1)
+	c.closeLocked(CloseSlowConsumer, "slow consumer: send queue full")
+}
+
 func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 	if c.closed {
 		return
 	}
 	c.closed = true
+	for _, m := range c.replaying {
+		m.held = nil
+	}
+	c.replaying, c.heldLive = nil, 0
 	c.closing = make(chan struct{})
 	c.wg.Add(1)
 	go func(done chan struct{}) {
@@ -279,7 +238,7 @@ func (c *conn) start(inboxSince string) error {
 	defer cancel()
 	resume := inboxSince != "" && perr == nil // a garbage inbox_since starts live
 	sub, err := c.h.bp.Subscribe(ctx, inboxTopic(c.info.Identity.User),
-		rtkit.SubscribeOptions{Since: since, FromStart: resume && since.IsZero()}, m)
+		rtkit.SubscribeOptions{Since: since, FromStart: resume && since.IsZero(), MaxReplay: c.h.opts.MaxReplay}, m)
 	if err != nil {
 		c.h.log.Error("realtime: subscribing to inbox", "conn", c.info.ID, "err", err)
 		c.closeWith(websocket.StatusInternalError, "internal error")
@@ -301,20 +260,21 @@ func (c *conn) start(inboxSince string) error {
 	b = appendBool(b, "recovered", inboxSince == "" || (perr == nil && sub.Recovered()))
 	b = append(b, `,"ping":`...)
 	b = strconv.AppendInt(b, c.h.opts.PingInterval.Milliseconds(), 10)
-	m.markReady(append(b, '}'))
+	m.markReady(append(b, '}'), nil)
 	return nil
 }
 
 // inboxMessage handles a message on the user's inbox: a direct message is
 // delivered; a kick closes the connection.
 func (c *conn) inboxMessage(msg *rtkit.Message) {
+	op, rest := envelopeOp(msg.Data)
 	switch {
-	case bytes.HasPrefix(msg.Data, opDirect):
-		c.inbox.deliver(clientFrame("", msg))
-	case bytes.HasPrefix(msg.Data, opKick):
+	case bytes.Equal(op, opDirect):
+		c.inbox.deliver(msg)
+	case bytes.Equal(op, opKick):
 		reason := "disconnected by the server"
 		var k struct{ Reason string }
-		if json.Unmarshal(msg.Data, &k) == nil && k.Reason != "" {
+		if json.Unmarshal(append(append([]byte(nil), opKick...), rest...), &k) == nil && k.Reason != "" {
 			reason = truncate(k.Reason, 100)
 		}
 		c.closeWith(CloseKicked, reason)

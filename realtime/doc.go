@@ -48,7 +48,11 @@
 //
 // Authentication runs before the upgrade (HTTP 401/403); origin checks are
 // always on; Authorize decides each join, publish, presence list, direct
-// message and call; publishing and listing presence need membership. Inbound
+// message and call (by default it refuses the topics rtkit uses internally,
+// [rtkit.ReservedTopic]); publishing and listing presence need membership.
+// What other server code publishes to a room reaches members as data, never
+// as a hub command: only payloads starting with [EnvelopeMark] are hub
+// envelopes. Text frames are always valid UTF-8. Inbound
 // size, rate, rooms per connection and connections per user are limited
 // with safe defaults ([Options]). A member that cannot keep up is closed
 // with [CloseSlowConsumer] instead of slowing its rooms; its client

@@ -4,25 +4,34 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/rtkit/rtkit"
 )
 
-// What the hub publishes on the backplane is a JSON object that starts
-// with its op, so that every node turns it into a client frame by splicing
-// in the message ID and the time, without decoding it. It names its room,
-// so that it stands on its own wherever it goes (an SSE stream of several
-// rooms, say):
+// What the hub publishes on the backplane is [EnvelopeMark] followed by a
+// JSON object that starts with its op, so that every node turns it into a
+// client frame by splicing in the message ID and the time, without
+// decoding it. It names its room, so that it stands on its own wherever it
+// goes (an SSE stream of several rooms, say):
 //
-//	{"op":"msg","room":"lobby","from":{"user":"ada","conn":"c1"},"data":...}
-//	{"op":"presence","room":"lobby","event":"join","member":{"user":"ada","conn":"c1"}}
-//	{"op":"direct","from":{...},"data":...}      (on a user's inbox topic)
-//	{"op":"kick","reason":"..."}                 (on a user's inbox topic)
+//	\x1ehub\x1f{"op":"msg","room":"lobby","from":{"user":"ada","conn":"c1"},"data":...}
+//	\x1ehub\x1f{"op":"presence","room":"lobby","event":"join","member":{"user":"ada","conn":"c1"}}
+//	\x1ehub\x1f{"op":"direct","from":{...},"data":...}      (on a user's inbox topic)
+//	\x1ehub\x1f{"op":"kick","reason":"..."}                 (on a user's inbox topic)
 //
 // Anything else published to a room's topic by other code (a server
 // process using the backplane directly, say) reaches members as a "msg"
 // whose data is the payload, or the payload as a JSON string when it is
-// not JSON.
+// not JSON — also a payload that looks like a client frame ({"op":"kick"}):
+// only the mark makes an envelope.
+
+// EnvelopeMark starts every payload the hub publishes on its backplane
+// (record separator, "hub", unit separator). Clients' data cannot produce
+// it: it is always inside the JSON that follows, where control characters
+// are escaped. Server code that publishes on the backplane directly must
+// not start a payload with it.
+const EnvelopeMark = "\x1ehub\x1f"
 
 var (
 	opMsg      = []byte(`{"op":"msg"`)
@@ -57,7 +66,8 @@ func appendSender(b []byte, s Sender) []byte {
 // msgEnvelope encodes a room message (or, with no room, a direct message)
 // for the backplane.
 func msgEnvelope(op []byte, room string, from Sender, data []byte) []byte {
-	b := make([]byte, 0, len(op)+len(room)+len(data)+64)
+	b := make([]byte, 0, len(EnvelopeMark)+len(op)+len(room)+len(data)+64)
+	b = append(b, EnvelopeMark...)
 	b = append(b, op...)
 	if room != "" {
 		b = appendField(b, "room", room)
@@ -69,7 +79,7 @@ func msgEnvelope(op []byte, room string, from Sender, data []byte) []byte {
 
 func presenceEnvelope(event, room string, m Member) []byte {
 	mj, _ := json.Marshal(m)
-	b := append([]byte(nil), opPresence...)
+	b := append([]byte(EnvelopeMark), opPresence...)
 	b = appendField(b, "room", room)
 	b = appendField(b, "event", event)
 	b = appendRaw(b, "member", mj)
@@ -77,32 +87,33 @@ func presenceEnvelope(event, room string, m Member) []byte {
 }
 
 func kickEnvelope(reason string) []byte {
-	b := append([]byte(nil), opKick...)
+	b := append([]byte(EnvelopeMark), opKick...)
 	b = appendField(b, "reason", reason)
 	return append(b, '}')
 }
 
-// envelopeOp returns the op an envelope starts with, or nil for foreign
-// data.
-func envelopeOp(data []byte) []byte {
+// envelopeOp returns the op of a hub envelope and what follows it (",..."
+// or "}"), or nils for foreign data.
+func envelopeOp(data []byte) (op, rest []byte) {
+	d, ok := bytes.CutPrefix(data, []byte(EnvelopeMark))
+	if !ok {
+		return nil, nil
+	}
 	for _, op := range [][]byte{opMsg, opPresence, opDirect, opKick} {
-		if bytes.HasPrefix(data, op) && len(data) > len(op) && (data[len(op)] == ',' || data[len(op)] == '}') {
-			return op
+		if bytes.HasPrefix(d, op) && len(d) > len(op) && (d[len(op)] == ',' || d[len(op)] == '}') {
+			return op, d[len(op):]
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // clientFrame turns a backplane message into the frame members receive:
 // the envelope with the message ID and the time spliced in after its op.
 // Foreign data becomes a "msg" of room whose data is the payload.
 func clientFrame(room string, m *rtkit.Message) []byte {
-	op := envelopeOp(m.Data)
-	var rest []byte // the envelope after its op: ",..." or "}"
+	op, rest := envelopeOp(m.Data) // rest: the envelope after its op
 	if op == nil {
 		op = opMsg
-	} else {
-		rest = m.Data[len(op):]
 	}
 	b := make([]byte, 0, len(m.Data)+len(room)+64)
 	b = append(b, op...)
@@ -119,16 +130,37 @@ func clientFrame(room string, m *rtkit.Message) []byte {
 	b = append(b, `,"time":`...)
 	b = strconv.AppendInt(b, m.Time.UnixMilli(), 10)
 	if rest != nil {
+		if !utf8.Valid(rest) {
+			// Hub envelopes hold checked data; this guards the rule that
+			// every text frame is UTF-8 against anything else.
+			rest = bytes.ToValidUTF8(rest, replacementChar)
+		}
 		return append(b, rest...)
 	}
-	// Foreign payload.
-	if json.Valid(m.Data) {
-		b = appendRaw(b, "data", m.Data)
-	} else {
-		b = append(b, `,"data":`...)
-		b = appendString(b, string(m.Data))
+	b = append(b, `,"from":{}`...)
+	return append(appendForeign(b, m.Data), '}')
+}
+
+var replacementChar = []byte("\uFFFD")
+
+// appendForeign appends ,"data": with a payload other code published: JSON
+// as it is (compacted when it spans lines, so that it stays one line of
+// the frame; invalid UTF-8 in its strings replaced by U+FFFD), anything
+// else as a JSON string.
+func appendForeign(b, data []byte) []byte {
+	b = append(b, `,"data":`...)
+	if !json.Valid(data) {
+		return appendString(b, string(data))
 	}
-	return append(b, '}')
+	if !utf8.Valid(data) {
+		data = bytes.ToValidUTF8(data, replacementChar)
+	}
+	if bytes.ContainsAny(data, "\r\n") {
+		buf := bytes.NewBuffer(b)
+		_ = json.Compact(buf, data)
+		return buf.Bytes()
+	}
+	return append(b, data...)
 }
 
 // Message is a room message as History returns it.

@@ -69,9 +69,13 @@ func (c *conn) reply(id uint64, e *Error) {
 	c.send(errorFrame(id, e))
 }
 
-// authorize asks the Authorize hook.
+// authorize asks the Authorize hook. Without one, rooms on topics rtkit
+// uses internally ([rtkit.ReservedTopic]) are refused.
 func (c *conn) authorize(ctx context.Context, a Action) *Error {
 	if c.h.opts.Authorize == nil {
+		if a.Room != "" && rtkit.ReservedTopic(a.Room) {
+			return errorf(CodeForbidden, "room %q is reserved", truncate(a.Room, 64))
+		}
 		return nil
 	}
 	err := c.h.opts.Authorize(ctx, c.info.Identity, a)
@@ -162,7 +166,7 @@ func (c *conn) join(in *inbound) *Error {
 	// FromStart: a rejoin at "0-0", or a history join of an empty room (a
 	// message published since the History call must not slip by).
 	fromStart := since.IsZero() && (in.Since != "" || in.History > 0)
-	sub, err := c.h.bp.Subscribe(ctx, in.Room, rtkit.SubscribeOptions{Since: since, FromStart: fromStart}, m)
+	sub, err := c.h.bp.Subscribe(ctx, in.Room, rtkit.SubscribeOptions{Since: since, FromStart: fromStart, MaxReplay: c.h.opts.MaxReplay}, m)
 	if err != nil {
 		return fail("subscribe", err)
 	}
@@ -178,12 +182,7 @@ func (c *conn) join(in *inbound) *Error {
 		b = appendBool(b, "recovered", in.Since == "" || sub.Recovered())
 		return appendField(b, "position", sub.Position().String())
 	})
-	frames := make([][]byte, 0, 1+len(history))
-	frames = append(frames, ok)
-	for _, h := range history {
-		frames = append(frames, clientFrame(in.Room, h))
-	}
-	m.markReady(frames...)
+	m.markReady(ok, history)
 	return nil
 }
 
@@ -191,6 +190,9 @@ func (c *conn) leave(in *inbound) *Error {
 	c.mu.Lock()
 	m := c.rooms[in.Room]
 	delete(c.rooms, in.Room)
+	if m != nil {
+		m.dropHeldLocked()
+	}
 	c.mu.Unlock()
 	if m == nil {
 		return errorf(CodeNotFound, "not a member of %q", truncate(in.Room, 64))

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
@@ -106,6 +107,9 @@ func (r *raw) tryNext(d time.Duration) (map[string]any, error) {
 		cancel()
 		if err != nil {
 			return nil, err
+		}
+		if !utf8.Valid(frame) {
+			r.t.Fatalf("server sent a text frame that is not UTF-8: %q", frame)
 		}
 		for line := range bytes.SplitSeq(frame, []byte("\n")) {
 			var obj map[string]any

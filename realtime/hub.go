@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
@@ -74,8 +77,11 @@ type Options struct {
 	Authenticate func(r *http.Request) (Identity, error)
 	// Authorize decides each join, pub, presence, direct and call. An error
 	// is sent back as a forbidden reply (or as the [*Error] returned); the
-	// connection stays. Default: allow. Whatever Authorize says, pub and
-	// presence need the connection to have joined the room.
+	// connection stays. Default: allow, except rooms on topics rtkit uses
+	// internally ([rtkit.ReservedTopic]: "tasks", "tasks:*", "rtkit-*",
+	// "rtkit:*"), which are forbidden. Whatever Authorize says, pub and
+	// presence need the connection to have joined the room, and rooms
+	// starting with "inbox:" are refused (bad_request).
 	Authorize func(ctx context.Context, id Identity, a Action) error
 	// OnConnect and OnDisconnect are called when a connection is
 	// established (after its welcome is queued) and when it ends, from the
@@ -106,6 +112,16 @@ type Options struct {
 	// MaxConnsPerUser bounds one user's connections to this node; more are
 	// refused with HTTP 429 before the upgrade. Default 20.
 	MaxConnsPerUser int
+	// MaxConnsPerIP bounds the connections to this node from one client
+	// address (the host of the request's RemoteAddr); more are refused
+	// with HTTP 429 before the upgrade. Default 0: no limit, because
+	// behind a reverse proxy every client has the proxy's address (set it
+	// together with a middleware that puts the client's address from a
+	// trusted proxy header into RemoteAddr).
+	MaxConnsPerIP int
+	// MaxConns bounds the connections to this node; more are refused with
+	// HTTP 503 before the upgrade. Default 100,000.
+	MaxConns int
 	// PingInterval is how long a connection may be silent before the hub
 	// pings it; a peer that does not answer within WriteTimeout is dropped
 	// (it cannot receive a close frame). Default 25s.
@@ -116,6 +132,18 @@ type Options struct {
 	CallTimeout time.Duration
 	// MaxHistory caps the history a join may ask for. Default 100.
 	MaxHistory int
+	// MaxReplay caps the messages one rejoin with since (or one
+	// inbox_since) replays from history. A client further behind gets the
+	// newest MaxReplay messages and "recovered": false, and reloads.
+	// Default 1000 (the backplanes' default history size).
+	//
+	// A replay is queued as the connection drains (half of SendQueueBytes
+	// at a time), so it costs the node about SendQueueBytes per
+	// connection, not the length of the history; with the memory
+	// backplane the messages waiting are shared with its history. With
+	// Redis, each rejoin reads its messages (at most MaxReplay) from the
+	// stream and holds them until they are queued.
+	MaxReplay int
 	// Logger receives connection errors. Default slog.Default(). Message
 	// data and tokens are never logged.
 	Logger *slog.Logger
@@ -183,6 +211,8 @@ type Hub struct {
 	connsMu   sync.Mutex
 	conns     map[*conn]struct{}
 	perUser   map[string]int
+	perIP     map[string]int
+	reserved  int // connections counted by reserve (accepted or being upgraded)
 	startOnce sync.Once
 
 	messagesIn, published, framesOut, objectsOut, slow, limited atomic.Int64
@@ -192,7 +222,7 @@ type Hub struct {
 // the first connection; Shutdown ends them all.
 func NewHub(opts Options) *Hub {
 	h := &Hub{opts: opts, bp: opts.Backplane, presence: opts.Presence, log: opts.Logger,
-		conns: make(map[*conn]struct{}), perUser: make(map[string]int)}
+		conns: make(map[*conn]struct{}), perUser: make(map[string]int), perIP: make(map[string]int)}
 	o := &h.opts
 	if h.bp == nil {
 		h.bp, h.ownBP = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{}), true
@@ -209,10 +239,12 @@ func NewHub(opts Options) *Hub {
 	setDefault(&o.InboundBurst, 100)
 	setDefault(&o.MaxRoomsPerConn, 100)
 	setDefault(&o.MaxConnsPerUser, 20)
+	setDefault(&o.MaxConns, 100_000)
 	setDefault(&o.PingInterval, 25*time.Second)
 	setDefault(&o.WriteTimeout, 10*time.Second)
 	setDefault(&o.CallTimeout, 30*time.Second)
 	setDefault(&o.MaxHistory, 100)
+	setDefault(&o.MaxReplay, rtkit.DefaultHistorySize)
 	h.rooms.init()
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
@@ -239,7 +271,7 @@ func (h *Hub) HandleCall(method string, fn CallHandler) {
 // ServeHTTP authenticates the request, upgrades it to a WebSocket and
 // serves the connection. Failures before the upgrade are plain HTTP: 401
 // or 403 (authentication), 403 (origin), 429 (too many connections for
-// the user), 503 (shutting down).
+// the user or the address), 503 (shutting down, or MaxConns reached).
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.closing.Load() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
@@ -262,8 +294,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !h.reserveUser(id.User) {
-		http.Error(w, "too many connections for this user", http.StatusTooManyRequests)
+	ip := clientIP(r)
+	if status, msg := h.reserve(id.User, ip); status != 0 {
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+		http.Error(w, msg, status)
 		return
 	}
 	ws, err := websocket.Accept(withSmallReader(w), r, &websocket.AcceptOptions{
@@ -272,13 +308,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		// Accept has written the response (403 for a bad origin).
-		h.releaseUser(id.User)
+		h.release(id.User, ip)
 		return
 	}
 	ws.SetReadLimit(h.opts.MaxMessageSize)
 	c := newConn(h, ws, ConnInfo{ID: newConnID(), Identity: id, Request: r})
+	c.ip = ip
 	if !h.register(c) {
-		h.releaseUser(id.User)
+		h.release(id.User, ip)
 		_ = ws.Close(websocket.StatusGoingAway, "shutting down")
 		return
 	}
@@ -292,22 +329,43 @@ func newConnID() string {
 	return id.String()
 }
 
-func (h *Hub) reserveUser(user string) bool {
+// reserve counts a connection of user from ip against the limits, or
+// returns the HTTP status and message that refuse it.
+func (h *Hub) reserve(user, ip string) (int, string) {
 	h.connsMu.Lock()
 	defer h.connsMu.Unlock()
-	if h.perUser[user] >= h.opts.MaxConnsPerUser {
-		return false
+	switch {
+	case h.reserved >= h.opts.MaxConns:
+		return http.StatusServiceUnavailable, "too many connections to this server"
+	case h.perUser[user] >= h.opts.MaxConnsPerUser:
+		return http.StatusTooManyRequests, "too many connections for this user"
+	case h.opts.MaxConnsPerIP > 0 && h.perIP[ip] >= h.opts.MaxConnsPerIP:
+		return http.StatusTooManyRequests, "too many connections from this address"
 	}
+	h.reserved++
 	h.perUser[user]++
-	return true
+	h.perIP[ip]++
+	return 0, ""
 }
 
-func (h *Hub) releaseUser(user string) {
+func (h *Hub) release(user, ip string) {
 	h.connsMu.Lock()
 	defer h.connsMu.Unlock()
+	h.reserved--
 	if h.perUser[user]--; h.perUser[user] <= 0 {
 		delete(h.perUser, user)
 	}
+	if h.perIP[ip]--; h.perIP[ip] <= 0 {
+		delete(h.perIP, ip)
+	}
+}
+
+// clientIP is the host of the request's RemoteAddr.
+func clientIP(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // register adds c unless the hub is shutting down; the hub's WaitGroup
@@ -332,15 +390,21 @@ func (h *Hub) unregister(c *conn) {
 	h.connsMu.Lock()
 	delete(h.conns, c)
 	h.connsMu.Unlock()
-	h.releaseUser(c.info.Identity.User)
+	h.release(c.info.Identity.User, c.ip)
 }
 
 // Publish sends data, marshalled to JSON, to every member of room on
 // every node, as a message from the server. It returns the message's ID.
+// Invalid UTF-8 in the JSON (a [json.RawMessage] can carry some) is
+// replaced by U+FFFD, as json.Marshal does for strings: clients get text
+// frames, which must be UTF-8.
 func (h *Hub) Publish(ctx context.Context, room string, data any) (rtkit.ID, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return rtkit.ID{}, fmt.Errorf("realtime: publish to %q: %w", room, err)
+	}
+	if !utf8.Valid(raw) {
+		raw = bytes.ToValidUTF8(raw, replacementChar)
 	}
 	if err := rtkit.CheckTopic(room); err != nil {
 		return rtkit.ID{}, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +25,29 @@ func TestBrowserClient(t *testing.T) {
 	if err != nil {
 		t.Skip("node is not installed; the browser client's tests need Node 20+ (apt-get install nodejs)")
 	}
-	h := NewHub(Options{Authenticate: bearer})
+	// Rooms named "flaky*" refuse every other join with a transient error;
+	// rooms locked by POST /lock refuse joins for good.
+	var (
+		mu     sync.Mutex
+		flaky  = map[string]int{}
+		locked = map[string]bool{}
+	)
+	h := NewHub(Options{Authenticate: bearer, Authorize: func(ctx context.Context, id Identity, a Action) error {
+		if a.Kind != ActionJoin {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if locked[a.Room] {
+			return &Error{Code: CodeForbidden, Message: "locked"}
+		}
+		if strings.HasPrefix(a.Room, "flaky") {
+			if flaky[a.Room]++; flaky[a.Room]%2 == 0 {
+				return &Error{Code: CodeInternal, Message: "try again"}
+			}
+		}
+		return nil
+	}})
 	h.HandleCall("echo", func(ctx context.Context, c *Call) (any, error) { return string(c.Data), nil })
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", h)
@@ -37,6 +60,11 @@ func TestBrowserClient(t *testing.T) {
 		fmt.Fprint(w, id.String())
 	})
 	mux.HandleFunc("POST /drop", func(w http.ResponseWriter, r *http.Request) { dropConnections(h) })
+	mux.HandleFunc("POST /lock", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		locked[r.URL.Query().Get("room")] = true
+		mu.Unlock()
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -89,6 +89,12 @@ func decodeFrame(frame []byte, fn func(in *inbound, err *Error)) {
 			fn(&inbound{ID: probeID(line)}, errorf(CodeBadRequest, "more than %d objects in one frame", maxObjectsPerFrame))
 			continue
 		}
+		if !utf8.Valid(line) {
+			// Refused at the edge: browsers close a text frame that is not
+			// UTF-8, so such data must never reach a room.
+			fn(&inbound{ID: probeID(line)}, errorf(CodeBadRequest, "object is not valid UTF-8"))
+			continue
+		}
 		var in inbound
 		if err := json.Unmarshal(line, &in); err != nil {
 			fn(&inbound{ID: probeID(line)}, errorf(CodeBadRequest, "invalid JSON object: %s", jsonErrorText(err)))

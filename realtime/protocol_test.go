@@ -83,9 +83,11 @@ func FuzzDecodeFrame(f *testing.F) {
 }
 
 func FuzzClientFrame(f *testing.F) {
-	f.Add("lobby", []byte(`{"op":"msg","from":{"user":"a","conn":"c"},"data":{"x":1}}`), true)
-	f.Add("r", []byte(`{"op":"presence","event":"join","member":{"user":"u","conn":"c"}}`), false)
-	f.Add("", []byte(`{"op":"direct","from":{},"data":"hi"}`), true)
+	f.Add("lobby", []byte(EnvelopeMark+`{"op":"msg","from":{"user":"a","conn":"c"},"data":{"x":1}}`), true)
+	f.Add("r", []byte(EnvelopeMark+`{"op":"presence","event":"join","member":{"user":"u","conn":"c"}}`), false)
+	f.Add("", []byte(EnvelopeMark+`{"op":"direct","from":{},"data":"hi"}`), true)
+	f.Add("r", []byte(`{"op":"kick"}`), true)
+	f.Add("r", []byte("{\n\"a\": \"\xff\"}"), true)
 	f.Add("r", []byte(`not json at all`), true)
 	f.Add("r", []byte(`{"op":"msg"}`), true)
 	f.Add("r", []byte(`{"op":"msg","data":`), true)
@@ -100,10 +102,13 @@ func FuzzClientFrame(f *testing.F) {
 		frame := clientFrame(room, m)
 		// Envelopes from the hub are valid JSON and must stay so; foreign
 		// payloads, valid or not, must come out as valid JSON.
-		if envelopeOp(data) == nil || json.Valid(data) {
-			if !json.Valid(frame) {
+		if op, _ := envelopeOp(data); op == nil || json.Valid(data[len(EnvelopeMark):]) {
+			if !json.Valid(frame) || bytes.ContainsAny(frame, "\r\n") {
 				t.Fatalf("invalid frame %q from %q", frame, data)
 			}
+		}
+		if !utf8.Valid(frame) {
+			t.Fatalf("frame %q from %q is not UTF-8", frame, data)
 		}
 	})
 }

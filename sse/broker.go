@@ -12,12 +12,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rtkit/rtkit"
 )
 
 // ErrBrokerClosed is returned by Publish after Shutdown.
 var ErrBrokerClosed = errors.New("sse: broker shut down")
+
+var errReserved = errors.New("sse: reserved topic")
 
 // ResetEvent is the type of the event a stream sends, before anything
 // else, when it cannot resume every topic from the client's Last-Event-ID
@@ -44,10 +47,12 @@ type Options struct {
 	Topics func(r *http.Request) ([]string, error)
 	// Authorize decides whether the request may stream topic. An error
 	// refuses the whole request with 403 before the stream starts.
-	// Default: allow — every topic of the backplane, including the realtime
-	// hub's per-user inbox topics ("inbox:<user>") when the hub shares the
-	// backplane: set Authorize (or Topics) whenever clients may not read
-	// everything.
+	// Default: allow every topic except those rtkit uses internally
+	// ([rtkit.ReservedTopic]: the realtime hub's inboxes "inbox:*", the
+	// tasks runner's "tasks" and "tasks:*", "rtkit-*" and "rtkit:*"), which
+	// get 403; an Authorize hook decides those too (a task dashboard
+	// allows "tasks" to its operators, say). Set Authorize (or Topics)
+	// whenever clients may not read everything.
 	Authorize func(r *http.Request, topic string) error
 	// Expires, if set, returns when the request's credentials expire: the
 	// stream ends then, so that the client reconnects and is authorized
@@ -66,10 +71,22 @@ type Options struct {
 	// WriteTimeout bounds each write; a client that does not take the data
 	// in time is dropped. Default 10s.
 	WriteTimeout time.Duration
-	// QueueBytes bounds the events waiting to be written to one stream. A
-	// subscriber over it is dropped with a retry hint and resumes from
-	// history when it reconnects. Default 1 MiB.
+	// QueueBytes bounds the data of the events waiting to be written to
+	// one stream, counted as published (framing, "data: " per line, is not
+	// counted). An event always fits an empty queue, so any event Publish
+	// accepts (up to the backplane's MaxMessageSize, 1 MiB by default)
+	// reaches a reader that keeps up; keep QueueBytes at least that large
+	// so that a burst of large events does not drop streams. A stream over
+	// it is dropped: the write under way finishes, the stream ends with a
+	// retry hint and a clean end of the response, and the client resumes
+	// from history when it reconnects. Default 1 MiB.
 	QueueBytes int
+	// MaxReplay caps the events one resume replays per topic (the newest
+	// ones; older ones are reported with a reset event, as if they had left
+	// history). Replayed events are encoded and written a chunk (64 KiB) at
+	// a time, so a resume costs the node about one chunk plus a pointer per
+	// waiting event, whatever the history holds. Default 1000.
+	MaxReplay int
 	// MaxTopics bounds the topics of one stream. Default 32.
 	MaxTopics int
 	// Logger receives stream errors. Default slog.Default().
@@ -122,6 +139,7 @@ func NewBroker(opts Options) *Broker {
 	setDefault(&o.WriteTimeout, 10*time.Second)
 	setDefault(&o.QueueBytes, 1<<20)
 	setDefault(&o.MaxTopics, 32)
+	setDefault(&o.MaxReplay, rtkit.DefaultHistorySize)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
 }
@@ -150,9 +168,14 @@ func (b *Broker) Stats() Stats {
 
 // Publish sends e to every stream of topic on every node and keeps it in
 // the topic's history. e.ID is ignored (the backplane assigns IDs);
-// e.Retry is not carried. After Shutdown it returns [ErrBrokerClosed].
+// e.Retry is not carried. A type with a line break or NUL, or a type or
+// data that is not valid UTF-8, is refused with an error wrapping
+// [ErrInvalidEvent]. After Shutdown it returns [ErrBrokerClosed].
 func (b *Broker) Publish(ctx context.Context, topic string, e Event) (rtkit.ID, error) {
 	if err := checkField("event type", e.Type); err != nil {
+		return rtkit.ID{}, err
+	}
+	if err := checkData(e.Data); err != nil {
 		return rtkit.ID{}, err
 	}
 	if b.closing.Load() {
@@ -166,13 +189,19 @@ func (b *Broker) Publish(ctx context.Context, topic string, e Event) (rtkit.ID, 
 }
 
 // What an event carries on the backplane: its data, prefixed by its type
-// when it has one. A payload the hub published (a JSON object starting
+// when it has one (or when the data starts with a record separator, so
+// that it is never taken for another package's envelope). A payload the
+// realtime hub published (its envelope mark, then a JSON object starting
 // with {"op":"...") streams as an event of that op's type, so a page can
-// listen to a chat room's "msg" and "presence" events.
-const typedPrefix = "\x1esse\x1f"
+// listen to a chat room's "msg" and "presence" events; the event's data is
+// the JSON object.
+const (
+	typedPrefix = "\x1esse\x1f"
+	hubMark     = "\x1ehub\x1f" // realtime.EnvelopeMark
+)
 
 func encodePayload(typ string, data []byte) []byte {
-	if typ == "" {
+	if typ == "" && (len(data) == 0 || data[0] != '\x1e') {
 		return data
 	}
 	b := make([]byte, 0, len(typedPrefix)+len(typ)+1+len(data))
@@ -188,9 +217,11 @@ func decodePayload(p []byte) (typ string, data []byte) {
 			return string(t), d
 		}
 	}
-	if rest, ok := bytes.CutPrefix(p, []byte(`{"op":"`)); ok {
-		if i := bytes.IndexByte(rest, '"'); i > 0 && i <= 32 {
-			return string(rest[:i]), p
+	if env, ok := bytes.CutPrefix(p, []byte(hubMark)); ok {
+		if rest, ok := bytes.CutPrefix(env, []byte(`{"op":"`)); ok {
+			if i := bytes.IndexByte(rest, '"'); i > 0 && i <= 32 {
+				return string(rest[:i]), env
+			}
 		}
 	}
 	return "", p
@@ -212,13 +243,22 @@ func (t *topicCache) body(m *rtkit.Message) []byte {
 	if c := t.last.Load(); c != nil && c.msg == m {
 		return c.body
 	}
+	body := appendMessageBody(make([]byte, 0, len(m.Data)+16), m)
+	t.last.Store(&cachedBody{msg: m, body: body})
+	return body
+}
+
+// appendMessageBody appends the event and data fields of m's event.
+func appendMessageBody(b []byte, m *rtkit.Message) []byte {
 	typ, data := decodePayload(m.Data)
 	if checkField("event type", typ) != nil {
 		typ = ""
 	}
-	body := appendBody(make([]byte, 0, len(data)+len(typ)+16), typ, data)
-	t.last.Store(&cachedBody{msg: m, body: body})
-	return body
+	if !utf8.Valid(data) {
+		// Published by other code on the backplane: the stream stays UTF-8.
+		data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
+	}
+	return appendBody(b, typ, data)
 }
 
 func (b *Broker) acquire(topic string) *topicCache {
@@ -259,12 +299,16 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if b.opts.Authorize != nil {
-		for _, t := range topics {
-			if err := b.opts.Authorize(r, t); err != nil {
-				http.Error(w, "not allowed to stream "+t, http.StatusForbidden)
-				return
-			}
+	for _, t := range topics {
+		err := errReserved
+		if b.opts.Authorize != nil {
+			err = b.opts.Authorize(r, t)
+		} else if !rtkit.ReservedTopic(t) {
+			err = nil
+		}
+		if err != nil {
+			http.Error(w, "not allowed to stream "+t, http.StatusForbidden)
+			return
 		}
 	}
 	h := w.Header()

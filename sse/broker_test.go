@@ -389,7 +389,7 @@ func TestHubMessagesStreamAsTypedEvents(t *testing.T) {
 	ev := subscribe(t, url+"?topic=lobby", ClientOptions{})
 	waitFor(t, func() bool { return b.Stats().Streams == 1 })
 	// What the realtime hub publishes for a chat message.
-	_, err := bp.Publish(context.Background(), "lobby", []byte(`{"op":"msg","from":{"user":"ada"},"data":"hi"}`), rtkit.PublishOptions{})
+	_, err := bp.Publish(context.Background(), "lobby", []byte(hubMark+`{"op":"msg","from":{"user":"ada"},"data":"hi"}`), rtkit.PublishOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{`{"op":"msg","from":{"user":"ada"},"data":"hi"}`}, ev.waitData(t, "msg", 1))
 }

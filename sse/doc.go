@@ -36,13 +36,21 @@
 // data split on CR, LF and CRLF, id and event fields refused when they
 // would break a line, retry in milliseconds, comments; events of any size.
 // [Parser] reads the same format, for [Subscribe] and any other consumer.
+// The stream is UTF-8: Publish and AppendEvent refuse data or a type that
+// is not valid UTF-8 ([ErrInvalidEvent]), and payloads other code
+// publishes on the backplane stream with invalid bytes replaced by U+FFFD.
 //
 // # Behaviour under load and faults
 //
 // A stream starts with a retry hint and its position; it sends a heartbeat
 // comment when silent (15 s by default), bounds every write with a
 // deadline (through [net/http.ResponseController]), and is dropped when its
-// queue of unwritten events exceeds QueueBytes. Events of a topic are
+// queue of unwritten events exceeds QueueBytes (counted as the events' data,
+// before framing; an event always fits an empty queue, so any event Publish
+// accepts reaches a reader that keeps up). A dropped stream finishes the
+// write under way, sends a retry hint and ends the response cleanly. A
+// resume replays at most MaxReplay events per topic, encoded and written
+// 64 KiB at a time, so it costs the node about that much per stream. Events of a topic are
 // encoded once per node; everything queued for a stream goes out in one
 // write and one flush. Streams can be given a maximum lifetime (with
 // jitter, so that reconnects spread out) or end when the request's

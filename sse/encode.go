@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Event is one server-sent event.
@@ -18,8 +19,9 @@ type Event struct {
 	// Type is the event field: the type a page listens to with
 	// addEventListener. Empty means "message" (onmessage).
 	Type string
-	// Data is the payload. It may hold any bytes, newlines included: it is
-	// split into data lines and joined again by the client. (EventSource
+	// Data is the payload: UTF-8 text (the event-stream format is UTF-8;
+	// Publish and AppendEvent refuse anything else), newlines included: it
+	// is split into data lines and joined again by the client. (EventSource
 	// does not dispatch an event whose data is empty.)
 	Data []byte
 	// Retry, if positive, tells the client how long to wait before
@@ -32,10 +34,21 @@ type Event struct {
 var ErrInvalidEvent = errors.New("sse: invalid event")
 
 // checkField refuses what a field value cannot hold: a line break ends the
-// field, and NUL makes browsers ignore an id.
+// field, NUL makes browsers ignore an id, and the stream is UTF-8.
 func checkField(name, v string) error {
 	if strings.ContainsAny(v, "\r\n\x00") {
 		return fmt.Errorf("%w: %s contains CR, LF or NUL", ErrInvalidEvent, name)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, name)
+	}
+	return nil
+}
+
+// checkData refuses data that is not UTF-8.
+func checkData(data []byte) error {
+	if !utf8.Valid(data) {
+		return fmt.Errorf("%w: data is not valid UTF-8", ErrInvalidEvent)
 	}
 	return nil
 }
@@ -44,12 +57,16 @@ func checkField(name, v string) error {
 // an event field (if any), the data split on CR, LF and CRLF into data
 // fields, a retry field (if any), and the blank line that dispatches the
 // event. It returns an error wrapping [ErrInvalidEvent] for an ID or type
-// with a line break or NUL.
+// with a line break or NUL, or any field (data included) that is not valid
+// UTF-8.
 func AppendEvent(b []byte, e Event) ([]byte, error) {
 	if err := checkField("id", e.ID); err != nil {
 		return b, err
 	}
 	if err := checkField("event type", e.Type); err != nil {
+		return b, err
+	}
+	if err := checkData(e.Data); err != nil {
 		return b, err
 	}
 	if e.ID != "" {

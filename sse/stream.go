@@ -50,7 +50,7 @@ type topicHandler struct {
 }
 
 func (h topicHandler) HandleMessage(m *rtkit.Message) {
-	h.s.enqueue(queued{idx: h.idx, msg: m, body: h.s.caches[h.idx].body(m)})
+	h.s.enqueue(queued{idx: h.idx, msg: m})
 }
 
 func (h topicHandler) HandleGap(rtkit.ID) { h.s.enqueue(queued{idx: h.idx}) }
@@ -60,33 +60,39 @@ func newStream(b *Broker, w http.ResponseWriter, r *http.Request, topics []strin
 		wake: make(chan struct{}, 1)}
 }
 
+// enqueue queues an event for the writer. The queue bound counts the
+// events' data (as published, before framing), and an event always fits an
+// empty queue: an event Publish accepted is deliverable to a reader that
+// keeps up, whatever its size or number of lines. A stream over the bound
+// is dropped: the write under way finishes (within WriteTimeout), then the
+// stream ends with a retry hint and a clean end of the response.
 func (s *stream) enqueue(q queued) {
-	cut := false
-	defer func() {
-		if cut && s.deadlines.Load() {
-			// Dropped: a write stuck on a full socket is cut short (outside
-			// the lock), so the stream ends now rather than at the write
-			// timeout.
-			_ = s.rc.SetWriteDeadline(time.Now())
-		}
-	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := 0
+	if q.msg != nil {
+		n = len(q.msg.Data)
+	}
 	switch {
 	case s.overflow:
 		return
 	case s.recovering:
-		// What a resuming client missed is bounded by history, and it
-		// must be able to catch up.
+		// What a resuming client missed is bounded by MaxReplay, and it
+		// must be able to catch up. Replayed messages are encoded as they
+		// are written, a chunk at a time, so a long replay costs the node
+		// no more than one chunk.
 		s.queue = append(s.queue, q)
-	case s.queued+len(q.body) > s.b.opts.QueueBytes:
+	case s.queued > 0 && s.queued+n > s.b.opts.QueueBytes:
 		s.overflow = true
 		s.queue, s.queued = nil, 0
 		s.b.dropped.Add(1)
-		cut = true
 	default:
+		if q.msg != nil {
+			// Live: every stream of the topic shares the encoded body.
+			q.body = s.caches[q.idx].body(q.msg)
+		}
 		s.queue = append(s.queue, q)
-		s.queued += len(q.body)
+		s.queued += n
 	}
 	select {
 	case s.wake <- struct{}{}:
@@ -129,7 +135,7 @@ func (s *stream) subscribe(ctx context.Context) (lost []string, err error) {
 			}
 			s.pos[i] = h.Position
 		}
-		sub, err := s.b.bp.Subscribe(ctx, t, rtkit.SubscribeOptions{Since: s.pos[i], FromStart: s.pos[i].IsZero()}, topicHandler{s, i})
+		sub, err := s.b.bp.Subscribe(ctx, t, rtkit.SubscribeOptions{Since: s.pos[i], FromStart: s.pos[i].IsZero(), MaxReplay: s.b.opts.MaxReplay}, topicHandler{s, i})
 		if err != nil {
 			return nil, err
 		}
@@ -226,19 +232,31 @@ func (s *stream) run() {
 			s.write(append(appendRetry(buf[:0], s.b.opts.Retry), '\n'))
 			return
 		}
-		buf = s.appendBatch(buf[:0], batch)
-		if !s.write(buf) {
-			return
+		for len(batch) > 0 {
+			var n int
+			buf, n = s.appendBatch(buf[:0], batch)
+			if !s.write(buf) {
+				return
+			}
+			s.b.written.Add(int64(n))
+			clear(batch[:n])
+			batch = batch[n:]
 		}
-		s.b.written.Add(int64(len(batch)))
 		heartbeat.Reset(s.b.opts.Heartbeat)
 	}
 }
 
-// appendBatch encodes queued events: each persistent one with the id of
-// the stream's positions after it, each gap as a reset event.
-func (s *stream) appendBatch(buf []byte, batch []queued) []byte {
-	for _, q := range batch {
+// writeChunk is how many bytes of events the stream encodes for one write.
+const writeChunk = 64 << 10
+
+// appendBatch encodes queued events, up to writeChunk bytes (at least
+// one event): each persistent one with the id of the stream's positions
+// after it, each gap as a reset event. It returns how many it encoded.
+func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
+	for i, q := range batch {
+		if i > 0 && len(buf) >= writeChunk {
+			return buf, i
+		}
 		if q.msg == nil {
 			data, _ := json.Marshal([]string{s.topics[q.idx]})
 			buf = appendBody(buf, ResetEvent, data)
@@ -251,10 +269,14 @@ func (s *stream) appendBatch(buf []byte, batch []queued) []byte {
 			buf = appendPositions(buf, s.pos)
 			buf = append(buf, '\n')
 		}
-		buf = append(buf, q.body...)
+		if q.body != nil {
+			buf = append(buf, q.body...)
+		} else {
+			buf = appendMessageBody(buf, q.msg)
+		}
 		buf = append(buf, '\n')
 	}
-	return buf
+	return buf, len(batch)
 }
 
 // lifetime is how long the stream may last: MaxLifetime with ±10%

@@ -9,7 +9,12 @@
 //
 // The client reconnects with exponential backoff and jitter, rejoins its
 // rooms after the last message it saw (so nothing is missed), and emits
-// "gap" when the server's history no longer reaches back that far.
+// "gap" when the server's history no longer reaches back that far. The
+// backoff starts over only once a connection has stayed up for stableAfter
+// ms (10 s), so a server that accepts and then drops connections is not
+// hammered. A join or rejoin refused with a transient error (internal,
+// rate_limited) is retried; a room the client gives up on is reported with
+// a "joinfailed" event and forgotten.
 
 /** An error reply from the server: code is stable, message is for humans. */
 export class RealtimeError extends Error {
@@ -34,6 +39,13 @@ export function compareIDs(a, b) {
   return x[0] - y[0] || x[1] - y[1];
 }
 
+// How often a join refused with a transient error is tried again.
+const maxJoinRetries = 5;
+
+function transient(err) {
+  return err.code === "internal" || err.code === "rate_limited";
+}
+
 function absoluteWebSocketURL(url) {
   const base = globalThis.location ? globalThis.location.href : undefined;
   const u = new URL(url, base);
@@ -45,7 +57,9 @@ function absoluteWebSocketURL(url) {
 /**
  * Connects to a hub and keeps the connection up until close().
  * options: token (sent as ?token=), minBackoff and maxBackoff in ms
- * (defaults 250 and 10000), WebSocket (a constructor, default the global).
+ * (defaults 250 and 10000), stableAfter in ms (default 10000: how long a
+ * connection must stay up before the backoff starts over), WebSocket (a
+ * constructor, default the global).
  */
 export function connect(url, options = {}) {
   return new RealtimeClient(url, options);
@@ -57,6 +71,7 @@ export class RealtimeClient {
     if (options.token) this.url.searchParams.set("token", options.token);
     this.minBackoff = options.minBackoff ?? 250;
     this.maxBackoff = options.maxBackoff ?? 10000;
+    this.stableAfter = options.stableAfter ?? 10000;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.listeners = new Map();
     this.rooms = new Map(); // room -> {last: ID seen ("" if none), joined: confirmed}
@@ -66,14 +81,17 @@ export class RealtimeClient {
     this.queue = []; // requests waiting for a connection
     this.closed = false;
     this.connected = false;
-    this.attempt = 0;
+    this.attempt = 0; // failed or short-lived connections in a row
+    this.upSince = 0; // when the current connection got its welcome
     this.conn = "";
     this.user = "";
     this.open();
   }
 
   /** Registers fn for an event; returns a function that unregisters it.
-   * Events: msg, direct, presence, gap, connected, disconnected. */
+   * Events: msg, direct, presence, gap, connected, disconnected, and
+   * joinfailed ({room, error}: a rejoin after a reconnect was refused, or
+   * kept failing; the room is no longer joined). */
   on(event, fn) {
     if (!this.listeners.has(event)) this.listeners.set(event, new Set());
     this.listeners.get(event).add(fn);
@@ -131,7 +149,7 @@ export class RealtimeClient {
         // the directs missed meanwhile follow the welcome.
         if (this.inbox === null) this.inbox = obj.inbox || "";
         this.connected = true;
-        this.attempt = 0;
+        this.upSince = Date.now();
         if (rejoin && obj.recovered === false) this.emit("gap", { inbox: true });
         this.afterWelcome(rejoin);
         break;
@@ -176,13 +194,7 @@ export class RealtimeClient {
     if (rejoin) {
       for (const [room, r] of this.rooms) {
         if (!r.joined) continue; // a join still waiting goes out below
-        try {
-          const ok = await this.send({ op: "join", room, since: r.last || "0-0" }, true);
-          if (ok.recovered === false) this.emit("gap", { room });
-        } catch (err) {
-          console.warn("rtkit: rejoin failed", room, err);
-          this.emit("gap", { room }); // its messages are missed until joined again
-        }
+        await this.rejoin(room, r, this.ws, 0);
       }
     }
     const queued = this.queue;
@@ -191,8 +203,40 @@ export class RealtimeClient {
     this.emit("connected", { conn: this.conn, user: this.user });
   }
 
+  // rejoin joins a room again after a reconnect, from the last message
+  // seen. A transient refusal is retried (on the same connection, with
+  // backoff); a lasting one drops the room and emits joinfailed. A dropped
+  // connection leaves the room to the next welcome's rejoin.
+  async rejoin(room, r, ws, attempt) {
+    try {
+      const ok = await this.send({ op: "join", room, since: r.last || "0-0" }, true);
+      if (ok.recovered === false) this.emit("gap", { room });
+    } catch (err) {
+      if (this.rooms.get(room) !== r || this.ws !== ws || this.closed) return;
+      if (err.code === "disconnected") return;
+      if (transient(err) && attempt < maxJoinRetries) {
+        const delay = this.backoff(attempt);
+        setTimeout(() => this.ws === ws && this.rooms.get(room) === r && this.rejoin(room, r, ws, attempt + 1), delay);
+        return;
+      }
+      console.warn("rtkit: rejoin failed", room, err);
+      this.rooms.delete(room);
+      this.emit("joinfailed", { room, error: err });
+    }
+  }
+
+  backoff(attempt) {
+    const delay = Math.min(this.maxBackoff, this.minBackoff * 2 ** attempt);
+    return delay / 2 + Math.random() * delay / 2;
+  }
+
   onClose(ev) {
     this.connected = false;
+    // The backoff starts over only after a connection that lasted: one
+    // dropped right after its welcome (a server closing every connection
+    // at once, say) counts as a failed attempt.
+    if (this.upSince && Date.now() - this.upSince >= this.stableAfter) this.attempt = 0;
+    this.upSince = 0;
     for (const [, p] of this.pending) p.reject(new RealtimeError("disconnected", "connection lost"));
     this.pending.clear();
     this.emit("disconnected", { code: ev.code, reason: ev.reason });
@@ -200,8 +244,7 @@ export class RealtimeClient {
       this.closed = true;
       return;
     }
-    const delay = Math.min(this.maxBackoff, this.minBackoff * 2 ** this.attempt++);
-    this.timer = setTimeout(() => !this.closed && this.open(), delay / 2 + Math.random() * delay / 2);
+    this.timer = setTimeout(() => !this.closed && this.open(), this.backoff(this.attempt++));
   }
 
   write(q) {
@@ -221,7 +264,10 @@ export class RealtimeClient {
     });
   }
 
-  /** Joins a room. options: history (recent messages first), since (an ID). */
+  /** Joins a room. options: history (recent messages first), since (an ID).
+   * A transient refusal (internal, rate_limited) or a connection lost before
+   * the reply is retried, up to 5 times with backoff; the promise rejects
+   * when the client gives up. */
   async join(room, options = {}) {
     if (this.rooms.has(room)) throw new RealtimeError("bad_request", `already joined (or joining) ${room}`);
     const r = { last: options.since ?? "", joined: false };
@@ -230,7 +276,16 @@ export class RealtimeClient {
     if (options.since) obj.since = options.since;
     else if (options.history) obj.history = options.history;
     try {
-      const ok = await this.send(obj);
+      let ok;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          ok = await this.send(obj);
+          break;
+        } catch (err) {
+          if (!(transient(err) || err.code === "disconnected") || attempt >= maxJoinRetries || this.rooms.get(room) !== r) throw err;
+          await new Promise((resolve) => setTimeout(resolve, this.backoff(attempt)));
+        }
+      }
       r.joined = true;
       // A live-only join resumes from the room's position (replayed
       // messages advance last by themselves).

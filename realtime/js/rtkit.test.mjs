@@ -143,3 +143,50 @@ test("a room joined while reconnecting keeps delivering", async () => {
     rt.close();
   }
 });
+
+test("the backoff starts over only after a connection that lasted", async () => {
+  const rt = connect(ws, { token: "jsflap", minBackoff: 5, maxBackoff: 1000 });
+  try {
+    await once(rt, "connected");
+    for (let i = 0; i < 3; i++) {
+      const back = once(rt, "connected");
+      await sleep(20);
+      await fetch(`${base}/drop`, { method: "POST" });
+      await back;
+    }
+    // Three connections dropped right after their welcome: three failed
+    // attempts, not a fresh start each time.
+    assert.ok(rt.attempt >= 3, `attempt ${rt.attempt}`);
+  } finally {
+    rt.close();
+  }
+});
+
+test("a rejoin refused for a moment is retried; one refused for good is reported", async () => {
+  const rt = connect(ws, { token: "jsrejoin", minBackoff: 10, maxBackoff: 50 });
+  try {
+    await rt.join("flaky-a"); // 1st join: allowed; the rejoin (2nd) is refused once
+    await rt.join("jslocked");
+    const failed = collector(rt, "joinfailed");
+    const gaps = collector(rt, "gap");
+    await fetch(`${base}/lock?room=jslocked`, { method: "POST" });
+    const back = once(rt, "connected");
+    await fetch(`${base}/drop`, { method: "POST" });
+    await back;
+    const [f] = await failed.until(1);
+    assert.equal(f.room, "jslocked");
+    assert.equal(f.error.code, "forbidden");
+    assert.ok(!rt.rooms.has("jslocked"), "a room that could not be rejoined is not shown as joined");
+    const got = [];
+    rt.on("msg", (m) => m.room === "flaky-a" && got.push(m.data));
+    for (let i = 0; i < 50 && got.length === 0; i++) {
+      await fetch(`${base}/publish?room=flaky-a&n=${i}`, { method: "POST" });
+      await sleep(50);
+    }
+    assert.ok(got.length > 0, "the retried rejoin delivers again");
+    assert.equal(failed.length, 1);
+    assert.equal(gaps.length, 0);
+  } finally {
+    rt.close();
+  }
+});

@@ -1,0 +1,103 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+	"github.com/rtkit/rtkit"
+	"golang.org/x/time/rate"
+)
+
+// FuzzHubFrames feeds arbitrary bytes to a real hub as a client frame, and
+// the same bytes to a joined room as a payload other code published on the
+// backplane; every frame the hub writes back must be UTF-8 and consist of
+// lines that are each one JSON object.
+func FuzzHubFrames(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"join","id":1,"room":"lobby"}` + "\n" + `{"op":"pub","id":2,"room":"lobby","data":{"a":"\u00e9"}}`,
+		"{\"op\":\"pub\",\"id\":2,\"room\":\"fz\",\"data\":\"\xff\"}",
+		"{\"op\":\"join\",\"id\":3,\"room\":\"\xc3\x28\"}",
+		`{"op":"direct","id":4,"to":"fuzz","data":"self"}`,
+		`{"op":"presence","id":5,"room":"fz"}`,
+		`{"op":"call","id":6,"method":"nope"}`,
+		"{\n\"op\": \"msg\"}",
+		`{"op":"kick"}`,
+		"\xed\xa0\x80",
+		"\u2028\u2029",
+	} {
+		f.Add([]byte(s))
+	}
+	bp := rtkit.NewMemoryBackplane(rtkit.MemoryOptions{})
+	defer bp.Close()
+	h, url := testHub(f, Options{
+		Backplane:    bp,
+		Authenticate: func(*http.Request) (Identity, error) { return Identity{User: "fuzz"}, nil },
+		InboundRate:  rate.Inf,
+	})
+	_ = h
+	var c *websocket.Conn
+	sentinel := uint64(1 << 40)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) > 32<<10 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if c == nil {
+			var err error
+			if c, _, err = websocket.Dial(ctx, url, nil); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadLimit(-1)
+			write(t, ctx, c, `{"op":"join","id":1,"room":"fz"}`)
+		}
+		sentinel++
+		write(t, ctx, c, string(frame))
+		if _, err := bp.Publish(ctx, "fz", frame, rtkit.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		write(t, ctx, c, `{"op":"leave","id":`+itoa(int64(sentinel))+`,"room":"-"}`)
+		for {
+			_, got, err := c.Read(ctx)
+			if err != nil {
+				// Closed by the hub (a kick forged by the frame, say): the
+				// next input dials again.
+				c = nil
+				return
+			}
+			if !utf8.Valid(got) {
+				t.Fatalf("frame is not UTF-8: %q", got)
+			}
+			done := false
+			for line := range bytes.SplitSeq(got, []byte("\n")) {
+				var obj map[string]any
+				if err := json.Unmarshal(line, &obj); err != nil {
+					t.Fatalf("line %q of frame %q is not a JSON object: %v", line, got, err)
+				}
+				if id, _ := obj["id"].(float64); uint64(id) == sentinel && strings.Contains(string(line), `"not_found"`) {
+					done = true
+				}
+			}
+			if done {
+				return
+			}
+		}
+	})
+	if c != nil {
+		_ = c.CloseNow()
+	}
+}
+
+func write(t *testing.T, ctx context.Context, c *websocket.Conn, s string) {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageText, []byte(s)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,78 @@
+package sse
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// With default options, any event Publish accepts reaches a reader that
+// keeps up: a 1 MiB event, and 600 KB of one-character lines (whose
+// framing, "data: " per line, is four times their size).
+func TestLargeEventsReachStreamsWithDefaults(t *testing.T) {
+	t.Parallel()
+	b, url := testBroker(t, Options{})
+	ev := subscribe(t, url+"?topic=big", ClientOptions{})
+	waitFor(t, func() bool { return b.Stats().Streams == 1 })
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	lines := bytes.Repeat([]byte("y\n"), 300_000)
+	_, err := b.Publish(context.Background(), "big", Event{Data: big})
+	require.NoError(t, err)
+	_, err = b.Publish(context.Background(), "big", Event{Data: lines})
+	require.NoError(t, err)
+	got := ev.waitData(t, "", 2)
+	require.Equal(t, len(big), len(got[0]))
+	require.Equal(t, len(lines), len(got[1]))
+	require.Zero(t, b.Stats().Dropped)
+}
+
+// A slow consumer that is dropped while it still reads gets whole events,
+// the retry hint and a clean end of the chunked body, not a connection cut
+// in the middle of an event.
+func TestDroppedStreamEndsCleanly(t *testing.T) {
+	t.Parallel()
+	b := NewBroker(Options{QueueBytes: 16 << 10})
+	srv := httptest.NewUnstartedServer(b)
+	srv.Listener = smallBufferListener{srv.Listener}
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Shutdown(ctx)
+		srv.Close()
+	})
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}}
+	resp, err := client.Get(srv.URL + "?topic=flood")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	waitFor(t, func() bool { return b.Stats().Streams == 1 })
+	event := bytes.Repeat([]byte("z"), 8<<10)
+	for b.Stats().Dropped == 0 {
+		_, err := b.Publish(context.Background(), "flood", Event{Data: event})
+		require.NoError(t, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "the body ends cleanly")
+	require.True(t, strings.HasSuffix(string(body), "\n\n"))
+	last := string(body[strings.LastIndex(strings.TrimSuffix(string(body), "\n\n"), "\n\n")+2:])
+	require.True(t, strings.HasPrefix(last, "retry: "), "the stream ends with the retry hint, got %q", last)
+	for _, e := range strings.Split(strings.TrimSuffix(string(body), "\n\n"), "\n\n") {
+		if strings.Contains(e, "data: ") {
+			require.Contains(t, e, "data: "+string(event), "every event is whole")
+		}
+	}
+}
