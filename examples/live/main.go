@@ -46,6 +46,7 @@ var page []byte
 
 type config struct {
 	Addr, RedisURL, Prefix string
+	Shop                   string        // names this process's shop in its orders
 	Every                  time.Duration // between two orders
 	ReportCost             time.Duration // how long one report computation takes
 	ReportTTL              time.Duration // how long a computed report stays fresh in the cache
@@ -54,7 +55,7 @@ type config struct {
 // order is one event of the stream.
 type order struct {
 	Seq     int64  `json:"seq"`     // 1, 2, 3... per shop: the page checks that none is missing
-	Shop    string `json:"shop"`    // which process took it
+	Shop    string `json:"shop"`    // which process took it (seq starts again at 1 in a new one)
 	Product string `json:"product"` // what was sold
 	Cents   int64  `json:"cents"`   // for how much
 	Time    int64  `json:"time"`    // when, Unix milliseconds
@@ -132,7 +133,7 @@ func (a *app) simulate(ctx context.Context) {
 // takeOrder stores a random order and streams it to every page.
 func (a *app) takeOrder(ctx context.Context) error {
 	a.mu.Lock()
-	o := order{Seq: int64(len(a.orders) + 1), Shop: a.cfg.Addr, Product: products[rand.IntN(len(products))],
+	o := order{Seq: int64(len(a.orders) + 1), Shop: a.cfg.Shop, Product: products[rand.IntN(len(products))],
 		Cents: 150 + rand.Int64N(1200), Time: time.Now().UnixMilli()}
 	a.orders = append(a.orders, o)
 	a.mu.Unlock()
@@ -224,6 +225,7 @@ func main() {
 func run(log *slog.Logger) error {
 	cfg := config{Addr: envOr("ADDR", "127.0.0.1:8080"), RedisURL: os.Getenv("REDIS_URL"),
 		Prefix: envOr("REDIS_PREFIX", "live:"), ReportTTL: 5 * time.Second}
+	cfg.Shop = fmt.Sprintf("%s pid %d", cfg.Addr, os.Getpid())
 	var err error
 	if cfg.Every, err = time.ParseDuration(envOr("ORDER_EVERY", "500ms")); err != nil || cfg.Every <= 0 {
 		return errors.New("ORDER_EVERY must be a positive duration, e.g. 500ms")
