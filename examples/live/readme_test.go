@@ -25,45 +25,20 @@ func TestReadme(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the program")
 	}
-	vars := readmetest.EnvVars(t, "main.go")
+	vars, memory, shared := readmetest.Check(t, "./examples/live")
 	require.Equal(t, []string{"ADDR", "ORDER_EVERY", "REDIS_PREFIX", "REDIS_URL", "REPORT_COST"}, vars)
-	src, err := os.ReadFile("main.go")
-	require.NoError(t, err)
-	defaultAddr := string(regexp.MustCompile(`envOr\("ADDR", "([^"]+)"\)`).FindSubmatch(src)[1])
-
-	en := readmetest.Commands(t, "README.md", "./examples/live")
-	es := readmetest.Commands(t, "README.es.md", "./examples/live")
-	assert.Equal(t, en, es, "the Spanish README runs the same commands")
-	urlRe := regexp.MustCompile(`http://` + regexp.QuoteMeta(defaultAddr) + "(/[^\\s)>`'\"]*)?")
+	// Every URL the READMEs show on this machine answers.
 	var paths []string
 	for _, file := range []string{"README.md", "README.es.md"} {
 		text, err := os.ReadFile(file)
 		require.NoError(t, err)
-		for _, v := range vars {
-			assert.Contains(t, string(text), "`"+v+"`", "%s documents %s", file, v)
-		}
-		for _, m := range urlRe.FindAllStringSubmatch(string(text), -1) {
+		for _, m := range regexp.MustCompile("http://127\\.0\\.0\\.1:8080(/[^\\s)>`'\"]*)").FindAllStringSubmatch(string(text), -1) {
 			paths = append(paths, m[1])
 		}
 	}
 	slices.Sort(paths)
 	paths = slices.Compact(paths)
-	require.Contains(t, paths, "", "the READMEs open the default address")
-
-	var memory, shared []readmetest.Command
-	for _, c := range en {
-		for _, kv := range c.Env {
-			assert.Contains(t, vars, kv[0], "%q sets a variable the program does not read", c.Line)
-		}
-		if addr, ok := c.Get("ADDR"); ok {
-			assert.Regexp(t, `^127\.0\.0\.1:\d+$`, addr, "%q: a command for one machine listens on loopback", c.Line)
-		}
-		if _, ok := c.Get("REDIS_URL"); ok {
-			shared = append(shared, c)
-		} else {
-			memory = append(memory, c)
-		}
-	}
+	require.NotEmpty(t, paths)
 	require.NotEmpty(t, memory)
 	require.Len(t, shared, 2, "two processes on one Redis")
 
