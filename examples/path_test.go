@@ -49,3 +49,15 @@ func TestLearningPath(t *testing.T) {
 		}
 	}
 }
+
+// The top-level README links the learning path in both languages, and its
+// commands for one machine listen on loopback only.
+func TestTopReadme(t *testing.T) {
+	text, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(text), "(examples/README.md)")
+	assert.Contains(t, string(text), "(examples/README.es.md)")
+	for _, m := range regexp.MustCompile(`(?m)^.*\bADDR=(\S+) .*go run .*$`).FindAllStringSubmatch(string(text), -1) {
+		assert.Regexp(t, `^127\.0\.0\.1:\d+$`, m[1], "README.md: %q", m[0])
+	}
+}
