@@ -46,6 +46,7 @@ var page []byte
 
 type config struct {
 	Addr, RedisURL, Prefix string
+	Shop                   string        // names this process's shop in its orders
 	Every                  time.Duration // between two orders
 	ReportCost             time.Duration // how long one report computation takes
 	ReportTTL              time.Duration // how long a computed report stays fresh in the cache
@@ -54,7 +55,7 @@ type config struct {
 // order is one event of the stream.
 type order struct {
 	Seq     int64  `json:"seq"`     // 1, 2, 3... per shop: the page checks that none is missing
-	Shop    string `json:"shop"`    // which process took it
+	Shop    string `json:"shop"`    // which process took it (seq starts again at 1 in a new one)
 	Product string `json:"product"` // what was sold
 	Cents   int64  `json:"cents"`   // for how much
 	Time    int64  `json:"time"`    // when, Unix milliseconds
@@ -73,28 +74,33 @@ type app struct {
 }
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, close: func() {}}
 	var bp rtkit.Backplane = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{})
 	var store cache.Store = cache.NewMemoryStore()
+	var rdb *redis.Client
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		rdb := redis.NewClient(opts)
+		rdb = redis.NewClient(opts)
 		if bp, err = rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: rdb, Prefix: cfg.Prefix, Logger: log}); err != nil {
 			return nil, err
 		}
 		store = cache.NewRedisStore(rdb, cfg.Prefix+"cache:")
-		a.close = func() { _ = rdb.Close() }
 	}
-	// The backplane keeps each topic's last 1,000 events: what a client
-	// that reconnects with Last-Event-ID gets back.
-	a.broker = sse.NewBroker(sse.Options{Backplane: bp, Logger: log})
-	closeRedis := a.close
-	a.close = func() { _ = bp.Close(); closeRedis() }
-	a.cache = cache.New(cache.Options{Store: store, TTL: cfg.ReportTTL, Logger: log})
-	return a, nil
+	return &app{
+		cfg: cfg,
+		// The backplane keeps each topic's last 1,000 events: what a
+		// client that reconnects with Last-Event-ID gets back.
+		broker: sse.NewBroker(sse.Options{Backplane: bp, Logger: log}),
+		cache:  cache.New(cache.Options{Store: store, TTL: cfg.ReportTTL, Logger: log}),
+		close: func() {
+			_ = bp.Close()
+			if rdb != nil {
+				_ = rdb.Close()
+			}
+		},
+	}, nil
 }
 
 func (a *app) routes() http.Handler {
@@ -107,9 +113,10 @@ func (a *app) routes() http.Handler {
 	mux.Handle("GET /events", a.broker)                                    // /events?topic=orders
 	// The same report three ways: computed every time; cached as data with
 	// cache.GetOrLoad; cached as an HTTP response (with ETag) by cache.Middleware.
-	mux.HandleFunc("GET /api/report/uncached", a.reportUncached)
+	mux.Handle("GET /api/report/uncached", a.reportHandler("no-store"))
 	mux.HandleFunc("GET /api/report", a.reportCached)
-	mux.Handle("GET /api/report/http", cache.Middleware(a.cache, cache.MiddlewareOptions{})(http.HandlerFunc(a.reportHTTP)))
+	maxAge := fmt.Sprintf("public, max-age=%d", int(a.cfg.ReportTTL.Seconds()))
+	mux.Handle("GET /api/report/http", cache.Middleware(a.cache, cache.MiddlewareOptions{})(a.reportHandler(maxAge)))
 	mux.HandleFunc("POST /api/report/forget", a.forget)
 	mux.HandleFunc("GET /api/stats", a.stats)
 	return mux
@@ -132,7 +139,7 @@ func (a *app) simulate(ctx context.Context) {
 // takeOrder stores a random order and streams it to every page.
 func (a *app) takeOrder(ctx context.Context) error {
 	a.mu.Lock()
-	o := order{Seq: int64(len(a.orders) + 1), Shop: a.cfg.Addr, Product: products[rand.IntN(len(products))],
+	o := order{Seq: int64(len(a.orders) + 1), Shop: a.cfg.Shop, Product: products[rand.IntN(len(products))],
 		Cents: 150 + rand.Int64N(1200), Time: time.Now().UnixMilli()}
 	a.orders = append(a.orders, o)
 	a.mu.Unlock()
@@ -167,18 +174,15 @@ func (a *app) computeReport(ctx context.Context) (report, error) {
 	return r, nil
 }
 
-func (a *app) reportUncached(w http.ResponseWriter, r *http.Request) {
-	rep, err := a.computeReport(r.Context())
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, rep, err)
-}
-
-// reportHTTP says how long its answer may be cached; cache.Middleware,
-// around it, keeps the response that long and answers If-None-Match with 304.
-func (a *app) reportHTTP(w http.ResponseWriter, r *http.Request) {
-	rep, err := a.computeReport(r.Context())
-	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(a.cfg.ReportTTL.Seconds())))
-	writeJSON(w, rep, err)
+// reportHandler computes the report on every request and says how its
+// answer may be cached. Wrapped in cache.Middleware, a "public, max-age=5"
+// response is kept that long and If-None-Match is answered with 304.
+func (a *app) reportHandler(cacheControl string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rep, err := a.computeReport(r.Context())
+		w.Header().Set("Cache-Control", cacheControl)
+		writeJSON(w, rep, err)
+	}
 }
 
 // reportCached computes the report at most once per TTL, however many
@@ -224,6 +228,7 @@ func main() {
 func run(log *slog.Logger) error {
 	cfg := config{Addr: envOr("ADDR", "127.0.0.1:8080"), RedisURL: os.Getenv("REDIS_URL"),
 		Prefix: envOr("REDIS_PREFIX", "live:"), ReportTTL: 5 * time.Second}
+	cfg.Shop = fmt.Sprintf("%s pid %d", cfg.Addr, os.Getpid())
 	var err error
 	if cfg.Every, err = time.ParseDuration(envOr("ORDER_EVERY", "500ms")); err != nil || cfg.Every <= 0 {
 		return errors.New("ORDER_EVERY must be a positive duration, e.g. 500ms")

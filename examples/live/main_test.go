@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 // testConfig takes no order by itself (tests call takeOrder) and computes
 // the report in 50ms.
 func testConfig() config {
-	return config{Addr: "test", Every: time.Hour, ReportCost: 50 * time.Millisecond, ReportTTL: time.Minute}
+	return config{Addr: "127.0.0.1:0", Shop: "test", Every: time.Hour, ReportCost: 50 * time.Millisecond, ReportTTL: time.Minute}
 }
 
 // startLive serves the example on a loopback port until the test ends.
@@ -263,4 +263,29 @@ func TestStampede(t *testing.T) {
 	var s statsReply
 	getJSON(t, base+"/api/stats", nil, &s)
 	assert.Equal(t, int64(n-1), s.Hits+s.SharedWaits, "the others waited for that computation or hit its result: %+v", s)
+}
+
+// A page that comes back to a restarted server (in memory: history gone)
+// is told with rtkit-reset before the new orders.
+func TestRestartedServerSaysReset(t *testing.T) {
+	old, oldBase := startLive(t, testConfig())
+	events := subscribe(t, oldBase+"/events?topic=orders", sse.ClientOptions{})
+	waitStreams(t, old, 1)
+	takeOrders(t, old, 2)
+	nextOrder(t, events)
+	_, lastID := nextOrder(t, events)
+
+	a, base := startLive(t, testConfig())
+	events = subscribe(t, base+"/events?topic=orders", sse.ClientOptions{LastEventID: lastID})
+	select {
+	case e := <-events:
+		assert.Equal(t, sse.ResetEvent, e.Type)
+		assert.JSONEq(t, `["orders"]`, string(e.Data))
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reset")
+	}
+	waitStreams(t, a, 1)
+	takeOrders(t, a, 1)
+	o, _ := nextOrder(t, events)
+	assert.Equal(t, int64(1), o.Seq)
 }

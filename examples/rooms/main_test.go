@@ -255,3 +255,25 @@ func TestOversizedMessageDisconnectsAndClientRecovers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "back", text(next(t, bob, "msg")), "one copy of the missed message, then live ones")
 }
+
+// Ctrl-C: the hub closes every WebSocket with 1001 (going away), and the
+// client starts reconnecting instead of giving up.
+func TestShutdownSaysGoingAway(t *testing.T) {
+	hub, closeRedis, err := newHub("", "", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer closeRedis()
+	srv := httptest.NewServer(routes(hub))
+	defer srv.Close()
+	ada := dial(t, srv.URL, "ada", realtime.DialOptions{})
+	_, err = ada.Join(context.Background(), "general", realtime.JoinOptions{})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, hub.Shutdown(ctx))
+	assert.ErrorContains(t, next(t, ada, "disconnected").Err, "StatusGoingAway") // close code 1001
+	resp, err := http.Get(srv.URL + "/ws?name=bob")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "no new connections while stopping")
+}

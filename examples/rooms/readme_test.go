@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"regexp"
 	"slices"
 	"testing"
 
@@ -22,38 +20,8 @@ func TestReadme(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the program")
 	}
-	vars := readmetest.EnvVars(t, "main.go")
+	vars, memory, shared := readmetest.Check(t, "./examples/rooms")
 	require.Equal(t, []string{"ADDR", "REDIS_PREFIX", "REDIS_URL"}, vars)
-	src, err := os.ReadFile("main.go")
-	require.NoError(t, err)
-	defaultAddr := regexp.MustCompile(`envOr\("ADDR", "([^"]+)"\)`).FindSubmatch(src)
-	require.NotNil(t, defaultAddr)
-
-	en := readmetest.Commands(t, "README.md", "./examples/rooms")
-	es := readmetest.Commands(t, "README.es.md", "./examples/rooms")
-	assert.Equal(t, en, es, "the Spanish README runs the same commands")
-	for _, file := range []string{"README.md", "README.es.md"} {
-		text, err := os.ReadFile(file)
-		require.NoError(t, err)
-		for _, v := range vars {
-			assert.Contains(t, string(text), "`"+v+"`", "%s documents %s", file, v)
-		}
-		assert.Contains(t, string(text), "http://"+string(defaultAddr[1]), "%s opens the default address", file)
-	}
-	var memory, shared []readmetest.Command
-	for _, c := range en {
-		for _, kv := range c.Env {
-			assert.Contains(t, vars, kv[0], "%q sets a variable the program does not read", c.Line)
-		}
-		if addr, ok := c.Get("ADDR"); ok {
-			assert.Regexp(t, `^127\.0\.0\.1:\d+$`, addr, "%q: a command for one machine listens on loopback", c.Line)
-		}
-		if _, ok := c.Get("REDIS_URL"); ok {
-			shared = append(shared, c)
-		} else {
-			memory = append(memory, c)
-		}
-	}
 	require.NotEmpty(t, memory)
 	require.Len(t, shared, 2, "two processes on one Redis")
 

@@ -100,6 +100,60 @@ func EnvVars(t testing.TB, files ...string) []string {
 	return slices.Compact(vars)
 }
 
+// Check checks an example's README.md and README.es.md (in the current
+// directory) against the environment variables its main.go reads: both
+// READMEs run the same commands; each documents every variable (in
+// backquotes) and shows the default address (ADDR's default in main.go, as
+// http://ADDR); no command sets a variable the program does not read; a
+// command that sets ADDR binds 127.0.0.1. It returns the variables and the
+// commands, split into those without REDIS_URL and those with it.
+func Check(t testing.TB, pkg string) (vars []string, memory, shared []Command) {
+	t.Helper()
+	vars = EnvVars(t, "main.go")
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := regexp.MustCompile(`envOr\("ADDR", "([^"]+)"\)`).FindSubmatch(src)
+	if def == nil {
+		t.Fatal(`main.go has no envOr("ADDR", default)`)
+	}
+	en := Commands(t, "README.md", pkg)
+	if es := Commands(t, "README.es.md", pkg); !slices.EqualFunc(en, es, func(a, b Command) bool { return a.Line == b.Line }) {
+		t.Errorf("README.es.md runs other commands than README.md:\n%v\n%v", es, en)
+	}
+	for _, file := range []string{"README.md", "README.es.md"} {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vars {
+			if !strings.Contains(string(text), "`"+v+"`") {
+				t.Errorf("%s does not document %s", file, v)
+			}
+		}
+		if !strings.Contains(string(text), "http://"+string(def[1])) {
+			t.Errorf("%s does not open the default address http://%s", file, def[1])
+		}
+	}
+	for _, c := range en {
+		for _, kv := range c.Env {
+			if !slices.Contains(vars, kv[0]) {
+				t.Errorf("%q sets %s, which the program does not read (it reads %v)", c.Line, kv[0], vars)
+			}
+		}
+		if addr, ok := c.Get("ADDR"); ok && !strings.HasPrefix(addr, "127.0.0.1:") {
+			t.Errorf("%q: a command for one machine listens on 127.0.0.1", c.Line)
+		}
+		if _, ok := c.Get("REDIS_URL"); ok {
+			shared = append(shared, c)
+		} else {
+			memory = append(memory, c)
+		}
+	}
+	return vars, memory, shared
+}
+
 // Build builds the main package in the current directory into a temporary
 // directory and returns the program's path.
 func Build(t testing.TB) string {
