@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -133,7 +134,11 @@ func (l *eventLog) wait(t *testing.T, what string, done func([]tasks.Event) bool
 		select {
 		case <-l.changed:
 		case <-timeout:
-			t.Fatalf("waiting for %s; events: %v", what, events)
+			var b strings.Builder
+			for _, e := range events[max(0, len(events)-30):] {
+				fmt.Fprintf(&b, "\n  %s %s %s attempt %d %s", e.Node, e.Kind, e.TaskID[len(e.TaskID)-8:], e.Attempt, e.Error)
+			}
+			t.Fatalf("waiting for %s; the last of %d events:%s", what, len(events), b.String())
 		}
 	}
 }
