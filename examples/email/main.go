@@ -111,15 +111,20 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `want {"email": "ada@example.com", "name": "Ada"}`, http.StatusBadRequest)
 		return
 	}
-	t, err := a.runner.Enqueue(r.Context(), "welcome.send", s, tasks.Queue("welcome"),
-		tasks.MaxAttempts(a.cfg.Attempts), tasks.WithBackoff(tasks.Backoff{Initial: a.cfg.Backoff, Max: time.Hour, Factor: 2, Jitter: 0.2}),
-		tasks.Timeout(30*time.Second))
+	t, err := a.enqueueWelcome(r.Context(), s)
 	if err != nil {
 		a.log.Error("enqueue", "err", err)
 		http.Error(w, "try again later", http.StatusServiceUnavailable)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"task": t.ID, "status": "/api/tasks/" + t.ID})
+}
+
+// enqueueWelcome enqueues the welcome mail: MAIL_ATTEMPTS attempts, the
+// first retry MAIL_BACKOFF after a failure, then twice as long each time.
+func (a *app) enqueueWelcome(ctx context.Context, s signup) (*tasks.Task, error) {
+	return a.runner.Enqueue(ctx, "welcome.send", s, tasks.Queue("welcome"), tasks.Timeout(30*time.Second),
+		tasks.MaxAttempts(a.cfg.Attempts), tasks.WithBackoff(tasks.Backoff{Initial: a.cfg.Backoff, Max: time.Hour, Factor: 2, Jitter: 0.2}))
 }
 
 // sendWelcome is the "welcome.send" handler. Returning an error retries
