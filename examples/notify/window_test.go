@@ -22,8 +22,8 @@ type mailLog struct {
 }
 
 func (l *mailLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *mailLog) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l *mailLog) WithGroup(string) slog.Handler           { return l }
+func (l *mailLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *mailLog) WithGroup(string) slog.Handler            { return l }
 func (l *mailLog) Handle(_ context.Context, r slog.Record) error {
 	if !strings.HasPrefix(r.Message, "mail not sent") {
 		return nil
