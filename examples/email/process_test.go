@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtkit/rtkit/examples/internal/smtptest"
 	"github.com/rtkit/rtkit/internal/redistest"
 	"github.com/rtkit/rtkit/tasks"
 	"github.com/stretchr/testify/assert"
@@ -53,22 +54,20 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 	open := make(chan struct{})
 	var mu sync.Mutex
 	inFlight := 0
-	mail := startSMTP(t, func(s *smtpSink) {
-		s.hold = func() {
-			mu.Lock()
-			if inFlight++; inFlight >= 3 {
-				once.Do(func() { close(open) })
-			}
-			mu.Unlock()
-			select {
-			case <-open:
-			case <-time.After(20 * time.Second):
-			}
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
+	mail := smtptest.Start(t, smtptest.Options{Hold: func() {
+		mu.Lock()
+		if inFlight++; inFlight >= 3 {
+			once.Do(func() { close(open) })
 		}
-	})
+		mu.Unlock()
+		select {
+		case <-open:
+		case <-time.After(20 * time.Second):
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}})
 
 	cmds := readmeCommands(t)
 	require.Len(t, cmds, 2, "README.md shows two processes on Redis")
@@ -85,7 +84,7 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 			}
 		}
 		env = append(env, "REDIS_URL=redis://"+db.Opts.Addr, "REDIS_PREFIX="+db.Prefix, "ADDR="+addr,
-			"SMTP_ADDR="+mail.addr, "WORKERS=2")
+			"SMTP_ADDR="+mail.Addr, "WORKERS=2")
 		base := startProcess(t, env)
 		bases = append(bases, base)
 		var info struct{ Node string }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtkit/rtkit/examples/internal/smtptest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -48,7 +49,7 @@ func TestReadmeCommands(t *testing.T) {
 				continue
 			}
 			n++
-			mail := startSMTP(t, nil)
+			mail := smtptest.Start(t, smtptest.Options{})
 			addr := freeAddr(t)
 			env := append(os.Environ(), runMainEnv+"=1")
 			smtp := false
@@ -64,12 +65,12 @@ func TestReadmeCommands(t *testing.T) {
 			}
 			env = append(env, "ADDR="+addr, "BATCH_WINDOW=10ms")
 			if smtp {
-				env = append(env, "SMTP_ADDR="+mail.addr)
+				env = append(env, "SMTP_ADDR="+mail.Addr)
 			}
 			base := startProcess(t, env)
 			assert.Equal(t, sent{Stored: 1, Mail: 1}, post(t, base, "orders", "Order #9 shipped", "ada"), line)
 			if smtp {
-				mail.waitMail(t, "ada@example.com", "Order #9 shipped")
+				mail.WaitMail(t, "ada@example.com", "Order #9 shipped")
 			}
 		}
 		assert.Equal(t, 3, n, "%s: the commands", file)
