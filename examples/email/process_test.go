@@ -27,21 +27,55 @@ import (
 const runMainEnv = "EMAIL_TEST_RUN_MAIN"
 
 // readmeCommands returns the environment of each "go run ./examples/email"
-// line of README.md that sets REDIS_URL.
-func readmeCommands(t *testing.T) [][]string {
+// line of the README, split into those without REDIS_URL and those with it.
+func readmeCommands(t *testing.T, file string) (memory, shared [][]string) {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile(file)
 	require.NoError(t, err)
-	var cmds [][]string
 	for line := range strings.Lines(string(readme)) {
+		line, _, _ = strings.Cut(line, "#")
 		fields := strings.Fields(line)
 		i := slices.Index(fields, "go")
-		if i < 0 || !strings.Contains(line, "REDIS_URL=") || !strings.Contains(line, "go run ./examples/email") {
+		if i < 0 || !strings.HasPrefix(strings.Join(fields[i:], " "), "go run ./examples/email") {
 			continue
 		}
-		cmds = append(cmds, fields[:i])
+		if strings.Contains(line, "REDIS_URL=") {
+			shared = append(shared, fields[:i])
+		} else {
+			memory = append(memory, fields[:i])
+		}
 	}
-	return cmds
+	return memory, shared
+}
+
+// Each one-process command of both READMEs starts the app (on a free
+// port, with this test's SMTP server for SMTP_ADDR): a sign-up is mailed,
+// or logged and done without SMTP_ADDR.
+func TestReadmeCommands(t *testing.T) {
+	for _, file := range []string{"README.md", "README.es.md"} {
+		memory, shared := readmeCommands(t, file)
+		require.Len(t, memory, 2, "%s: the one-process commands", file)
+		require.Len(t, shared, 2, "%s: the two-process commands", file)
+		for _, vars := range memory {
+			mail := smtptest.Start(t, smtptest.Options{})
+			env := append(cleanEnv(), runMainEnv+"=1", "ADDR="+freeAddr(t))
+			smtp := false
+			for _, kv := range vars {
+				if strings.HasPrefix(kv, "SMTP_ADDR=") {
+					smtp, kv = true, "SMTP_ADDR="+mail.Addr
+				}
+				env = append(env, kv)
+			}
+			base := startProcess(t, env)
+			id := signUp(t, base, "ada@example.com")
+			if smtp {
+				mail.WaitMail(t, "ada@example.com", "Hello Ada")
+			}
+			for deadline := time.Now().Add(20 * time.Second); getTask(t, base, id).State != tasks.Succeeded; time.Sleep(50 * time.Millisecond) {
+				require.False(t, time.Now().After(deadline), "%v: the welcome task did not succeed", vars)
+			}
+		}
+	}
 }
 
 // Two processes started as the README says share one Redis: sign-ups
@@ -69,12 +103,12 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 		mu.Unlock()
 	}})
 
-	cmds := readmeCommands(t)
+	_, cmds := readmeCommands(t, "README.md")
 	require.Len(t, cmds, 2, "README.md shows two processes on Redis")
 	var bases, nodes []string
 	for _, vars := range cmds {
 		addr := freeAddr(t)
-		env := append(os.Environ(), runMainEnv+"=1")
+		env := append(cleanEnv(), runMainEnv+"=1")
 		for _, kv := range vars {
 			k, _, _ := strings.Cut(kv, "=")
 			switch k {
@@ -120,6 +154,19 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 	for _, node := range nodes {
 		assert.Positive(t, finishedBy[node], "process %s sent none: %v", node, finishedBy)
 	}
+}
+
+// cleanEnv is the environment a child process starts from: only PATH,
+// HOME and TMPDIR of the test's, so that a REDIS_URL or SMTP_ADDR set for
+// the tests does not leak into a README command that sets none.
+func cleanEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // startProcess runs the test binary as main with env and returns its URL

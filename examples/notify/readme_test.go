@@ -51,7 +51,7 @@ func TestReadmeCommands(t *testing.T) {
 			n++
 			mail := smtptest.Start(t, smtptest.Options{})
 			addr := freeAddr(t)
-			env := append(os.Environ(), runMainEnv+"=1")
+			env := append(cleanEnv(), runMainEnv+"=1")
 			smtp := false
 			for _, kv := range fields[:i] {
 				k, _, _ := strings.Cut(kv, "=")
@@ -75,6 +75,19 @@ func TestReadmeCommands(t *testing.T) {
 		}
 		assert.Equal(t, 3, n, "%s: the commands", file)
 	}
+}
+
+// cleanEnv is the environment a child process starts from: only PATH,
+// HOME and TMPDIR of the test's, so that a REDIS_URL or SMTP_ADDR set for
+// the tests does not leak into a README command that sets none.
+func cleanEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // startProcess runs the test binary as main with env and returns its URL
