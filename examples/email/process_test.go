@@ -271,3 +271,14 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// The Redis configuration in this process, so that goleak checks that it
+// closes everything it opened.
+func TestRedisInProcess(t *testing.T) {
+	db := redistest.New(t)
+	mail := smtptest.Start(t, smtptest.Options{})
+	base := startApp(t, "REDIS_URL", "redis://"+db.Opts.Addr, "REDIS_PREFIX", db.Prefix, "SMTP_ADDR", mail.Addr)
+	events := watch(t, base)
+	until(t, events, signUp(t, base, "ada@example.com"), tasks.EventSucceeded)
+	mail.WaitMail(t, "ada@example.com", "Hello Ada")
+}
