@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/rtkit/rtkit/examples/internal/smtptest"
 	"github.com/rtkit/rtkit/sse"
 	"github.com/rtkit/rtkit/tasks"
 	"github.com/stretchr/testify/assert"
@@ -133,7 +135,11 @@ func (l *eventLog) wait(t *testing.T, what string, done func([]tasks.Event) bool
 		select {
 		case <-l.changed:
 		case <-timeout:
-			t.Fatalf("waiting for %s; events: %v", what, events)
+			var b strings.Builder
+			for _, e := range events[max(0, len(events)-30):] {
+				fmt.Fprintf(&b, "\n  %s %s %s attempt %d %s", e.Node, e.Kind, e.TaskID[len(e.TaskID)-8:], e.Attempt, e.Error)
+			}
+			t.Fatalf("waiting for %s; the last of %d events:%s", what, len(events), b.String())
 		}
 	}
 }
@@ -192,14 +198,14 @@ func getTask(t *testing.T, base, id string) tasks.Task {
 }
 
 func TestSignupSendsTheWelcomeMail(t *testing.T) {
-	mail := startSMTP(t, nil)
-	base := startApp(t, "SMTP_ADDR", mail.addr)
+	mail := smtptest.Start(t, smtptest.Options{})
+	base := startApp(t, "SMTP_ADDR", mail.Addr)
 	events := watch(t, base)
 
 	id := signUp(t, base, "ada@example.com")
 	got := until(t, events, id, tasks.EventSucceeded)
 	assert.Equal(t, []tasks.EventKind{tasks.EventStarted, tasks.EventSucceeded}, kinds(got))
-	m := mail.waitMail(t, "ada@example.com", "Hello Ada")
+	m := mail.WaitMail(t, "ada@example.com", "Hello Ada")
 	assert.Equal(t, "team@example.com", m.From)
 	assert.Contains(t, m.Data, "Subject: Welcome!")
 
@@ -225,15 +231,13 @@ func TestSignupSendsTheWelcomeMail(t *testing.T) {
 // A mail server that answers "try later" twice: the task is retried with
 // a growing delay and the third attempt delivers the mail, once.
 func TestFailingTwiceIsRetriedWithBackoff(t *testing.T) {
-	mail := startSMTP(t, func(s *smtpSink) {
-		s.refuse = func(_ string, n int) *smtp.SMTPError {
-			if n <= 2 {
-				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
-			}
-			return nil
+	mail := smtptest.Start(t, smtptest.Options{Refuse: func(_ string, n int) *smtp.SMTPError {
+		if n <= 2 {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
 		}
-	})
-	base := startApp(t, "SMTP_ADDR", mail.addr, "MAIL_BACKOFF", "100ms", "MAIL_ATTEMPTS", "4")
+		return nil
+	}})
+	base := startApp(t, "SMTP_ADDR", mail.Addr, "MAIL_BACKOFF", "100ms", "MAIL_ATTEMPTS", "4")
 	events := watch(t, base)
 
 	id := signUp(t, base, "flaky@example.com")
@@ -259,9 +263,9 @@ func TestFailingTwiceIsRetriedWithBackoff(t *testing.T) {
 	task := getTask(t, base, id)
 	assert.Equal(t, tasks.Backoff{Initial: 100 * time.Millisecond, Max: time.Hour, Factor: 2, Jitter: 0.2}, task.Backoff, "the delay doubles")
 	assert.Equal(t, 3, task.Attempt)
-	mail.waitMail(t, "flaky@example.com", "Hello Ada")
-	assert.Len(t, mail.mailsTo("flaky@example.com"), 1)
-	assert.Equal(t, 3, mail.attempts("flaky@example.com"))
+	mail.WaitMail(t, "flaky@example.com", "Hello Ada")
+	assert.Len(t, mail.MailsTo("flaky@example.com"), 1)
+	assert.Equal(t, 3, mail.Attempts("flaky@example.com"))
 }
 
 // A mail that always fails ends dead after its last attempt; the
@@ -269,17 +273,15 @@ func TestFailingTwiceIsRetriedWithBackoff(t *testing.T) {
 func TestAlwaysFailingEndsDead(t *testing.T) {
 	var mu sync.Mutex
 	down := true
-	mail := startSMTP(t, func(s *smtpSink) {
-		s.refuse = func(string, int) *smtp.SMTPError {
-			mu.Lock()
-			defer mu.Unlock()
-			if down {
-				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "service not available"}
-			}
-			return nil
+	mail := smtptest.Start(t, smtptest.Options{Refuse: func(string, int) *smtp.SMTPError {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "service not available"}
 		}
-	})
-	base := startApp(t, "SMTP_ADDR", mail.addr, "MAIL_BACKOFF", "10ms", "MAIL_ATTEMPTS", "3")
+		return nil
+	}})
+	base := startApp(t, "SMTP_ADDR", mail.Addr, "MAIL_BACKOFF", "10ms", "MAIL_ATTEMPTS", "3")
 	events := watch(t, base)
 
 	id := signUp(t, base, "gone@example.com")
@@ -289,8 +291,8 @@ func TestAlwaysFailingEndsDead(t *testing.T) {
 	task := getTask(t, base, id)
 	assert.Equal(t, tasks.Dead, task.State)
 	assert.Contains(t, task.LastError, "service not available")
-	assert.Equal(t, 3, mail.attempts("gone@example.com"))
-	assert.Empty(t, mail.mailsTo("gone@example.com"))
+	assert.Equal(t, 3, mail.Attempts("gone@example.com"))
+	assert.Empty(t, mail.MailsTo("gone@example.com"))
 
 	var list struct {
 		Counts map[string]map[tasks.State]int
@@ -311,17 +313,15 @@ func TestAlwaysFailingEndsDead(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	until(t, events, id, tasks.EventSucceeded)
-	mail.waitMail(t, "gone@example.com", "Hello Ada")
+	mail.WaitMail(t, "gone@example.com", "Hello Ada")
 }
 
 // A 5xx reply is final: no retry.
 func TestPermanentRefusalIsNotRetried(t *testing.T) {
-	mail := startSMTP(t, func(s *smtpSink) {
-		s.refuse = func(string, int) *smtp.SMTPError {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-		}
-	})
-	base := startApp(t, "SMTP_ADDR", mail.addr, "MAIL_BACKOFF", "10ms")
+	mail := smtptest.Start(t, smtptest.Options{Refuse: func(string, int) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}})
+	base := startApp(t, "SMTP_ADDR", mail.Addr, "MAIL_BACKOFF", "10ms")
 	events := watch(t, base)
 	id := signUp(t, base, "nobody@example.com")
 	got := until(t, events, id, tasks.EventFailed)
@@ -345,19 +345,17 @@ func TestLogMailerPretends(t *testing.T) {
 // The periodic digest mails MAIL_FROM the queue's counts and the dead
 // sign-ups.
 func TestDigest(t *testing.T) {
-	mail := startSMTP(t, func(s *smtpSink) {
-		s.refuse = func(to string, _ int) *smtp.SMTPError {
-			if to == "gone@example.com" {
-				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-			}
-			return nil
+	mail := smtptest.Start(t, smtptest.Options{Refuse: func(to string, _ int) *smtp.SMTPError {
+		if to == "gone@example.com" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 		}
-	})
-	base := startApp(t, "SMTP_ADDR", mail.addr, "DIGEST_EVERY", "1s", "MAIL_FROM", "ops@example.com")
+		return nil
+	}})
+	base := startApp(t, "SMTP_ADDR", mail.Addr, "DIGEST_EVERY", "1s", "MAIL_FROM", "ops@example.com")
 	events := watch(t, base)
 	until(t, events, signUp(t, base, "ada@example.com"), tasks.EventSucceeded)
 	until(t, events, signUp(t, base, "gone@example.com"), tasks.EventFailed)
-	m := mail.waitMail(t, "ops@example.com", "1 sent, 0 waiting, 1 dead")
+	m := mail.WaitMail(t, "ops@example.com", "1 sent, 0 waiting, 1 dead")
 	assert.Contains(t, m.Data, "Subject: Email digest")
 	assert.Contains(t, m.Data, "gone@example.com")
 }

@@ -55,12 +55,15 @@ type app struct {
 }
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, send: newMailer(cfg, log), close: func() {}}
+	a := &app{cfg: cfg, log: log, send: newMailer(cfg, log)}
 	// The runner keeps tasks in a store and publishes their events on a
 	// backplane; the SSE broker streams the same backplane to /tasks.
-	var store tasks.Store = tasks.NewMemoryStore(tasks.MemoryOptions{})
-	var bp rtkit.Backplane = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{})
-	if cfg.RedisURL != "" { // several processes share tasks and events
+	var store tasks.Store
+	var bp rtkit.Backplane
+	if cfg.RedisURL == "" { // one process
+		store, bp = tasks.NewMemoryStore(tasks.MemoryOptions{}), rtkit.NewMemoryBackplane(rtkit.MemoryOptions{})
+		a.close = func() { _ = bp.Close() }
+	} else { // several processes share tasks and events through Redis
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return nil, err
@@ -68,14 +71,16 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		rdb := redis.NewClient(opts)
 		rbp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: rdb, Prefix: cfg.RedisPrefix, Logger: log})
 		if err != nil {
+			_ = rdb.Close()
 			return nil, err
 		}
-		if store, err = tasks.NewRedisStore(tasks.RedisOptions{Client: rdb, Prefix: cfg.RedisPrefix + "tasks:", Logger: log}); err != nil {
+		rstore, err := tasks.NewRedisStore(tasks.RedisOptions{Client: rdb, Prefix: cfg.RedisPrefix + "tasks:", Logger: log})
+		if err != nil {
+			_, _ = rbp.Close(), rdb.Close()
 			return nil, err
 		}
-		bp, a.close = rbp, func() { _ = store.Close(); _ = rbp.Close(); _ = rdb.Close() }
-	} else {
-		a.close = func() { _ = bp.Close() }
+		store, bp = rstore, rbp
+		a.close = func() { _, _, _ = rstore.Close(), rbp.Close(), rdb.Close() }
 	}
 	a.runner = tasks.NewRunner(tasks.Options{
 		Store: store, Backplane: bp, Concurrency: cfg.Workers, Logger: log,
@@ -111,15 +116,20 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `want {"email": "ada@example.com", "name": "Ada"}`, http.StatusBadRequest)
 		return
 	}
-	t, err := a.runner.Enqueue(r.Context(), "welcome.send", s, tasks.Queue("welcome"),
-		tasks.MaxAttempts(a.cfg.Attempts), tasks.WithBackoff(tasks.Backoff{Initial: a.cfg.Backoff, Max: time.Hour, Factor: 2, Jitter: 0.2}),
-		tasks.Timeout(30*time.Second))
+	t, err := a.enqueueWelcome(r.Context(), s)
 	if err != nil {
 		a.log.Error("enqueue", "err", err)
 		http.Error(w, "try again later", http.StatusServiceUnavailable)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"task": t.ID, "status": "/api/tasks/" + t.ID})
+}
+
+// enqueueWelcome enqueues the welcome mail: MAIL_ATTEMPTS attempts, the
+// first retry MAIL_BACKOFF after a failure, then twice as long each time.
+func (a *app) enqueueWelcome(ctx context.Context, s signup) (*tasks.Task, error) {
+	return a.runner.Enqueue(ctx, "welcome.send", s, tasks.Queue("welcome"), tasks.Timeout(30*time.Second),
+		tasks.MaxAttempts(a.cfg.Attempts), tasks.WithBackoff(tasks.Backoff{Initial: a.cfg.Backoff, Max: time.Hour, Factor: 2, Jitter: 0.2}))
 }
 
 // sendWelcome is the "welcome.send" handler. Returning an error retries

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtkit/rtkit/examples/internal/smtptest"
 	"github.com/rtkit/rtkit/internal/redistest"
 	"github.com/rtkit/rtkit/tasks"
 	"github.com/stretchr/testify/assert"
@@ -26,25 +27,59 @@ import (
 const runMainEnv = "EMAIL_TEST_RUN_MAIN"
 
 // readmeCommands returns the environment of each "go run ./examples/email"
-// line of README.md that sets REDIS_URL.
-func readmeCommands(t *testing.T) [][]string {
+// line of the README, split into those without REDIS_URL and those with it.
+func readmeCommands(t *testing.T, file string) (memory, shared [][]string) {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile(file)
 	require.NoError(t, err)
-	var cmds [][]string
 	for line := range strings.Lines(string(readme)) {
+		line, _, _ = strings.Cut(line, "#")
 		fields := strings.Fields(line)
 		i := slices.Index(fields, "go")
-		if i < 0 || !strings.Contains(line, "REDIS_URL=") || !strings.Contains(line, "go run ./examples/email") {
+		if i < 0 || !strings.HasPrefix(strings.Join(fields[i:], " "), "go run ./examples/email") {
 			continue
 		}
-		cmds = append(cmds, fields[:i])
+		if strings.Contains(line, "REDIS_URL=") {
+			shared = append(shared, fields[:i])
+		} else {
+			memory = append(memory, fields[:i])
+		}
 	}
-	return cmds
+	return memory, shared
 }
 
-// Two processes started as the README says share one Redis: a sign-up
-// posted to either is mailed by whichever has a free worker, and both
+// Each one-process command of both READMEs starts the app (on a free
+// port, with this test's SMTP server for SMTP_ADDR): a sign-up is mailed,
+// or logged and done without SMTP_ADDR.
+func TestReadmeCommands(t *testing.T) {
+	for _, file := range []string{"README.md", "README.es.md"} {
+		memory, shared := readmeCommands(t, file)
+		require.Len(t, memory, 2, "%s: the one-process commands", file)
+		require.Len(t, shared, 2, "%s: the two-process commands", file)
+		for _, vars := range memory {
+			mail := smtptest.Start(t, smtptest.Options{})
+			env := append(cleanEnv(), runMainEnv+"=1", "ADDR="+freeAddr(t))
+			smtp := false
+			for _, kv := range vars {
+				if strings.HasPrefix(kv, "SMTP_ADDR=") {
+					smtp, kv = true, "SMTP_ADDR="+mail.Addr
+				}
+				env = append(env, kv)
+			}
+			base := startProcess(t, env)
+			id := signUp(t, base, "ada@example.com")
+			if smtp {
+				mail.WaitMail(t, "ada@example.com", "Hello Ada")
+			}
+			for deadline := time.Now().Add(20 * time.Second); getTask(t, base, id).State != tasks.Succeeded; time.Sleep(50 * time.Millisecond) {
+				require.False(t, time.Now().After(deadline), "%v: the welcome task did not succeed", vars)
+			}
+		}
+	}
+}
+
+// Two processes started as the README says share one Redis: sign-ups
+// posted to the first are mailed by whichever has a free worker, and both
 // take part. The SMTP server holds every mail until three are in flight
 // at once, which two workers per process can only reach together.
 func TestTwoProcessesShareTheWork(t *testing.T) {
@@ -53,29 +88,27 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 	open := make(chan struct{})
 	var mu sync.Mutex
 	inFlight := 0
-	mail := startSMTP(t, func(s *smtpSink) {
-		s.hold = func() {
-			mu.Lock()
-			if inFlight++; inFlight >= 3 {
-				once.Do(func() { close(open) })
-			}
-			mu.Unlock()
-			select {
-			case <-open:
-			case <-time.After(20 * time.Second):
-			}
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
+	mail := smtptest.Start(t, smtptest.Options{Hold: func() {
+		mu.Lock()
+		if inFlight++; inFlight >= 3 {
+			once.Do(func() { close(open) })
 		}
-	})
+		mu.Unlock()
+		select {
+		case <-open:
+		case <-time.After(20 * time.Second):
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}})
 
-	cmds := readmeCommands(t)
+	_, cmds := readmeCommands(t, "README.md")
 	require.Len(t, cmds, 2, "README.md shows two processes on Redis")
 	var bases, nodes []string
 	for _, vars := range cmds {
 		addr := freeAddr(t)
-		env := append(os.Environ(), runMainEnv+"=1")
+		env := append(cleanEnv(), runMainEnv+"=1")
 		for _, kv := range vars {
 			k, _, _ := strings.Cut(kv, "=")
 			switch k {
@@ -85,7 +118,7 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 			}
 		}
 		env = append(env, "REDIS_URL=redis://"+db.Opts.Addr, "REDIS_PREFIX="+db.Prefix, "ADDR="+addr,
-			"SMTP_ADDR="+mail.addr, "WORKERS=2")
+			"SMTP_ADDR="+mail.Addr, "WORKERS=2")
 		base := startProcess(t, env)
 		bases = append(bases, base)
 		var info struct{ Node string }
@@ -100,7 +133,7 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 	const n = 6
 	want := map[string]bool{}
 	for i := range n {
-		want[signUp(t, bases[i%2], "user"+string(rune('a'+i))+"@example.com")] = true
+		want[signUp(t, bases[0], "user"+string(rune('a'+i))+"@example.com")] = true // all to the first
 	}
 	finishedBy := map[string]int{}
 	events.wait(t, "the six mails", func(events []tasks.Event) bool {
@@ -121,6 +154,19 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 	for _, node := range nodes {
 		assert.Positive(t, finishedBy[node], "process %s sent none: %v", node, finishedBy)
 	}
+}
+
+// cleanEnv is the environment a child process starts from: only PATH,
+// HOME and TMPDIR of the test's, so that a REDIS_URL or SMTP_ADDR set for
+// the tests does not leak into a README command that sets none.
+func cleanEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // startProcess runs the test binary as main with env and returns its URL
@@ -224,4 +270,15 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// The Redis configuration in this process, so that goleak checks that it
+// closes everything it opened.
+func TestRedisInProcess(t *testing.T) {
+	db := redistest.New(t)
+	mail := smtptest.Start(t, smtptest.Options{})
+	base := startApp(t, "REDIS_URL", "redis://"+db.Opts.Addr, "REDIS_PREFIX", db.Prefix, "SMTP_ADDR", mail.Addr)
+	events := watch(t, base)
+	until(t, events, signUp(t, base, "ada@example.com"), tasks.EventSucceeded)
+	mail.WaitMail(t, "ada@example.com", "Hello Ada")
 }

@@ -9,8 +9,39 @@ import (
 	"time"
 )
 
-// The stored notifications and the preferences, over JSON; and the
-// configuration.
+// Who is online, the stored notifications and the preferences over JSON,
+// and the configuration.
+
+// streamSSE counts an SSE stream as a connection of its user while it lasts.
+func (a *app) streamSSE(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name, err := userParam(r); err == nil {
+			a.setOnline(name, +1)
+			defer a.setOnline(name, -1)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *app) setOnline(name string, delta int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u := a.user(name)
+	if u.online += delta; u.online == 0 {
+		u.left = time.Now()
+	}
+}
+
+// user returns the user called name, creating it with every kind and an
+// example.com address. a.mu must be held.
+func (a *app) user(name string) *user {
+	u := a.users[name]
+	if u == nil {
+		u = &user{prefs: prefs{Kinds: kinds, Email: name + "@example.com"}}
+		a.users[name] = u
+	}
+	return u
+}
 
 // listNotifications answers the user's notifications, newest first, with
 // the unread count.

@@ -125,37 +125,6 @@ func (a *app) handler() http.Handler {
 	return mux
 }
 
-// streamSSE counts an SSE stream as a connection of its user while it lasts.
-func (a *app) streamSSE(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if name, err := userParam(r); err == nil {
-			a.setOnline(name, +1)
-			defer a.setOnline(name, -1)
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func (a *app) setOnline(name string, delta int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	u := a.user(name)
-	if u.online += delta; u.online == 0 {
-		u.left = time.Now()
-	}
-}
-
-// user returns the user called name, creating it with every kind and an
-// example.com address. a.mu must be held.
-func (a *app) user(name string) *user {
-	u := a.users[name]
-	if u == nil {
-		u = &user{prefs: prefs{Kinds: kinds, Email: name + "@example.com"}}
-		a.users[name] = u
-	}
-	return u
-}
-
 // postEvent stores the event as a notification for each subscribed user
 // (or only the one named by "to"), sends it live to those connected, and
 // schedules the offline mail for the others.

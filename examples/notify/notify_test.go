@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtkit/rtkit/examples/internal/smtptest"
 	"github.com/rtkit/rtkit/realtime"
 	"github.com/rtkit/rtkit/sse"
 	"github.com/rtkit/rtkit/tasks"
@@ -208,11 +209,11 @@ func waitIdle(t *testing.T, a *app) map[tasks.State]int {
 // the batching window: Bob and Carol get each one live and no mail; Ada
 // gets all three stored as unread and exactly one mail with the three.
 func TestOfflineBatchedOnlineLive(t *testing.T) {
-	mail := startSMTP(t, nil)
+	mail := smtptest.Start(t, smtptest.Options{})
 	// A batching window of an hour: the test makes the waiting mail due
 	// itself (as the clock would), so that "inside the window" never
 	// depends on how fast this machine is.
-	a, base := startApp(t, "SMTP_ADDR", mail.addr, "BATCH_WINDOW", "1h")
+	a, base := startApp(t, "SMTP_ADDR", mail.Addr, "BATCH_WINDOW", "1h")
 	require.Equal(t, http.StatusOK, call(t, "PUT", base+"/api/prefs?user=ada", `{"kinds":["orders","comments","security"],"email":"ada@example.com"}`, nil))
 	bob := dialWS(t, base, "bob")
 	carol := subscribeSSE(t, base, "carol")
@@ -237,29 +238,29 @@ func TestOfflineBatchedOnlineLive(t *testing.T) {
 	waiting := scheduled(t, a)
 	require.Len(t, waiting, 1, "one mail task for the batch")
 	assert.JSONEq(t, `{"user":"ada"}`, string(waiting[0].Payload))
-	assert.Empty(t, mail.mailsTo("ada@example.com"), "not before the window ends")
+	assert.Empty(t, mail.MailsTo("ada@example.com"), "not before the window ends")
 	_, err := a.runner.Retry(context.Background(), waiting[0].ID) // the hour has passed
 	require.NoError(t, err)
 
-	m := mail.waitMail(t, "ada@example.com", "while you were away")
+	m := mail.WaitMail(t, "ada@example.com", "while you were away")
 	assert.Contains(t, m.Data, "Subject: 3 new notification(s)")
 	for _, text := range texts {
 		assert.Contains(t, m.Data, text)
 	}
 	counts := waitIdle(t, a)
 	assert.Equal(t, 1, counts[tasks.Succeeded], "one task ran")
-	assert.Len(t, mail.mailsTo("ada@example.com"), 1, "exactly one mail")
-	assert.Empty(t, mail.mailsTo("bob@example.com"), "online users get no mail")
-	assert.Empty(t, mail.mailsTo("carol@example.com"), "online users get no mail")
+	assert.Len(t, mail.MailsTo("ada@example.com"), 1, "exactly one mail")
+	assert.Empty(t, mail.MailsTo("bob@example.com"), "online users get no mail")
+	assert.Empty(t, mail.MailsTo("carol@example.com"), "online users get no mail")
 	assert.Equal(t, 3, getInbox(t, base, "ada").Unread, "mailed is not read")
 }
 
 // With a short window, the mail goes out by itself once it ends.
 func TestBatchWindowEnds(t *testing.T) {
-	mail := startSMTP(t, nil)
-	_, base := startApp(t, "SMTP_ADDR", mail.addr, "BATCH_WINDOW", "100ms", "MAIL_FROM", "alerts@example.com")
+	mail := smtptest.Start(t, smtptest.Options{})
+	_, base := startApp(t, "SMTP_ADDR", mail.Addr, "BATCH_WINDOW", "100ms", "MAIL_FROM", "alerts@example.com")
 	assert.Equal(t, sent{Stored: 1, Mail: 1}, post(t, base, "security", "New sign-in", "dan"))
-	m := mail.waitMail(t, "dan@example.com", "New sign-in")
+	m := mail.WaitMail(t, "dan@example.com", "New sign-in")
 	assert.Equal(t, "alerts@example.com", m.From)
 }
 
@@ -309,8 +310,8 @@ func TestUnreadAndMarkRead(t *testing.T) {
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 func TestPreferences(t *testing.T) {
-	mail := startSMTP(t, nil)
-	a, base := startApp(t, "SMTP_ADDR", mail.addr, "BATCH_WINDOW", "1h")
+	mail := smtptest.Start(t, smtptest.Options{})
+	a, base := startApp(t, "SMTP_ADDR", mail.Addr, "BATCH_WINDOW", "1h")
 	var p prefs
 	require.Equal(t, http.StatusOK, call(t, "GET", base+"/api/prefs?user=eve", "", &p))
 	assert.Equal(t, prefs{Kinds: kinds, Email: "eve@example.com"}, p, "new users get every kind")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtkit/rtkit/examples/internal/smtptest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -48,9 +49,9 @@ func TestReadmeCommands(t *testing.T) {
 				continue
 			}
 			n++
-			mail := startSMTP(t, nil)
+			mail := smtptest.Start(t, smtptest.Options{})
 			addr := freeAddr(t)
-			env := append(os.Environ(), runMainEnv+"=1")
+			env := append(cleanEnv(), runMainEnv+"=1")
 			smtp := false
 			for _, kv := range fields[:i] {
 				k, _, _ := strings.Cut(kv, "=")
@@ -64,16 +65,29 @@ func TestReadmeCommands(t *testing.T) {
 			}
 			env = append(env, "ADDR="+addr, "BATCH_WINDOW=10ms")
 			if smtp {
-				env = append(env, "SMTP_ADDR="+mail.addr)
+				env = append(env, "SMTP_ADDR="+mail.Addr)
 			}
 			base := startProcess(t, env)
 			assert.Equal(t, sent{Stored: 1, Mail: 1}, post(t, base, "orders", "Order #9 shipped", "ada"), line)
 			if smtp {
-				mail.waitMail(t, "ada@example.com", "Order #9 shipped")
+				mail.WaitMail(t, "ada@example.com", "Order #9 shipped")
 			}
 		}
 		assert.Equal(t, 3, n, "%s: the commands", file)
 	}
+}
+
+// cleanEnv is the environment a child process starts from: only PATH,
+// HOME and TMPDIR of the test's, so that a REDIS_URL or SMTP_ADDR set for
+// the tests does not leak into a README command that sets none.
+func cleanEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // startProcess runs the test binary as main with env and returns its URL

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/rtkit/rtkit/examples/internal/browsertest"
+	"github.com/stretchr/testify/require"
+)
+
+// Ada's page on a desktop over WebSocket, Bob's on a phone over SSE: both
+// show events live, Ada marks one read, Bob sends one from his page, and
+// nothing a user typed is ever taken as HTML.
+func TestNotifyPagesInBrowser(t *testing.T) {
+	ada := browsertest.New(t)
+	_, base := startApp(t, "BATCH_WINDOW", "1h")
+
+	require.NoError(t, chromedp.Do(ada,
+		chromedp.EmulateViewport(1280, 860),
+		chromedp.Navigate(base+"/?user=ada&via=ws"),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-ready="ws"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#status.live")),
+	))
+	bob := browsertest.Tab(t, ada)
+	require.NoError(t, chromedp.Do(bob,
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		chromedp.Navigate(base+"/?user=bob&via=sse"),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-ready="sse"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#status.live")),
+	))
+
+	post(t, base, "orders", "Order #1042 shipped: 3 items, arriving Thursday", "")
+	post(t, base, "comments", `Eve commented: <img src=x onerror="document.body.dataset.pwned=1"> nice post!`, "")
+	post(t, base, "security", "New sign-in to your account from Lisbon, Portugal", "")
+	for _, tab := range []context.Context{ada, bob} {
+		require.NoError(t, chromedp.Do(tab,
+			waitText("#inbox", "Order #1042 shipped"),
+			waitText("#inbox", "<img src=x"),
+			waitText("#inbox", "New sign-in"),
+			waitText("#unread", "3"),
+		))
+		pwned, err := chromedp.Run(tab, chromedp.Evaluate[bool](`"pwned" in document.body.dataset || document.querySelector("#inbox img") !== null`))
+		require.NoError(t, err)
+		require.False(t, pwned, "notification text is never interpreted as HTML")
+	}
+
+	// Ada reads the newest; Bob sends a comment from his page.
+	require.NoError(t, chromedp.Do(ada,
+		chromedp.Click(chromedp.CSS("#inbox li:first-child button")),
+		waitText("#unread", "2"),
+	))
+	require.NoError(t, chromedp.Do(bob,
+		chromedp.SetValue(chromedp.CSS("#kind"), "comments"),
+		chromedp.SendKeys(chromedp.CSS("#text"), "Bob replied to your comment"),
+		chromedp.Click(chromedp.CSS("#send button")),
+		waitText("#result", "stored for 2, live to 2"),
+		waitText("#inbox", "Bob replied"),
+	))
+	require.NoError(t, chromedp.Do(ada, waitText("#inbox", "Bob replied"), waitText("#unread", "3")))
+	browsertest.Screenshot(t, ada, "notify-desktop-ada-websocket")
+	browsertest.Screenshot(t, bob, "notify-phone-bob-sse")
+}
+
+// waitText waits until the text of the element sel (a CSS selector)
+// contains want.
+func waitText(sel, want string) chromedp.Action[chromedp.Void] {
+	text := chromedp.Text(chromedp.CSS(sel))
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for {
+			got, err := text(ctx, t)
+			if err != nil {
+				return chromedp.Void{}, err
+			}
+			if strings.Contains(got, want) {
+				return chromedp.Void{}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return chromedp.Void{}, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
