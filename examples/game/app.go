@@ -277,6 +277,10 @@ func (a *app) sweep() {
 // cache. It waits for every goroutine the app started.
 func (a *app) shutdown(ctx context.Context) error {
 	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
 	a.closed = true
 	a.mu.Unlock()
 	a.cancel()

@@ -62,6 +62,7 @@ type gamer struct {
 	newest uint64
 	states map[uint64]string // tick → encoded snapshot
 	seq    uint32
+	resets int // full snapshots older than the newest held: a new runner
 	stop   chan struct{}
 	done   sync.WaitGroup
 }
@@ -122,6 +123,11 @@ func (p *gamer) read() {
 				continue
 			}
 			p.mu.Lock()
+			if d.Base == 0 && d.Tick < p.newest {
+				// The match restarted on another node: start over.
+				p.held, p.newest, p.seq = map[uint64]*engine.Snapshot{}, 0, 0
+				p.resets++
+			}
 			s, err := p.held[d.Base].Apply(d)
 			if err == nil {
 				b, _ := s.MarshalJSON()
@@ -223,6 +229,12 @@ func (p *gamer) ackOf(slot int) uint32 {
 	var acks map[string]uint32
 	_ = json.Unmarshal(snap.Get(engine.AcksEntity), &acks)
 	return acks[string(rune('0'+slot))]
+}
+
+func (p *gamer) restarts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.resets
 }
 
 func (p *gamer) snapshots() map[uint64]string {

@@ -89,6 +89,13 @@ rt.on("msg", (m) => {
 function onDelta(data) {
   if (!data || data.m !== st.match) return;
   const d = data.d;
+  if (d.b === 0 && d.t < st.newest) {
+    // The match restarted (its node went away and another took it over).
+    st.held.clear();
+    st.newest = 0;
+    st.pending = [];
+    st.seq = 0;
+  }
   let ents;
   if (d.b === 0) ents = new Map();
   else {
