@@ -316,6 +316,16 @@ func (s *stats) observe(late time.Duration, skipped int) {
 	s.late[min(int(late/(100*time.Microsecond)), lateBuckets-1)].Add(1)
 }
 
+// reset zeroes the lateness histogram and the counters of ticks.
+func (s *stats) reset() {
+	for i := range s.late {
+		s.late[i].Store(0)
+	}
+	s.ticks.Store(0)
+	s.skipped.Store(0)
+	s.dropped.Store(0)
+}
+
 // lateQuantile returns the q-quantile of tick lateness (to 100 µs, from
 // above).
 func (s *stats) lateQuantile(q float64) time.Duration {

@@ -201,8 +201,9 @@ func (p *gamer) latest() *engine.Snapshot {
 	return p.held[p.newest]
 }
 
-// snakeOf decodes a player's entity from the player's newest snapshot.
+// snakeOf decodes a player's entities from the player's newest snapshot.
 func (p *gamer) snakeOf(slot int) (s struct {
+	H []int
 	N string
 	A bool
 	D int
@@ -213,11 +214,13 @@ func (p *gamer) snakeOf(slot int) (s struct {
 	if snap == nil {
 		return s, false
 	}
-	raw := snap.Get("p" + string(rune('0'+slot)))
-	if raw == nil {
+	body, card := snap.Get("p"+string(rune('0'+slot))), snap.Get("s"+string(rune('0'+slot)))
+	if body == nil || card == nil {
 		return s, false
 	}
-	require.NoError(p.t, json.Unmarshal(raw, &s))
+	require.NoError(p.t, json.Unmarshal(body, &s))
+	require.NoError(p.t, json.Unmarshal(card, &s))
+	s.A = s.H != nil
 	return s, true
 }
 

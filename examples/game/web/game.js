@@ -165,8 +165,9 @@ function queuedTurns(s) {
 
 // snakeAt decodes a player's entity: body cells from the head, direction.
 function snakeAt(snap, slot) {
-  const e = snap && snap.ents.get("p" + slot);
-  if (!e) return null;
+  const p = snap && snap.ents.get("p" + slot);
+  if (!p) return null;
+  const e = { ...p, ...snap.ents.get("s" + slot), a: !!p.h };
   const body = [];
   if (e.h) {
     let [x, y] = e.h;
