@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,9 +27,42 @@ import (
 //
 // Reported: tick lateness p50/p99 (how long after its due time a tick
 // started), the process's CPU (in cores, clients included), bytes a second
-// per player (payloads published to each player) and dropped deltas.
+// per player (payloads published to each player) and dropped deltas. The
+// bots run in a child process: the two processes share the machine's
+// cores, as a server and its clients on one box would.
 
 const loadWindow = 5 * time.Second
+
+// botsMain runs the bots of a load benchmark when the test binary is
+// started with GAME_BENCH_BOTS="<url> <n>": it seats them one by one,
+// prints "ready", and plays until its stdin closes; it reports bots that
+// lost their connection on stderr.
+func botsMain(spec string) {
+	var base string
+	var n int
+	if _, err := fmt.Sscan(spec, &base, &n); err != nil {
+		fmt.Fprintln(os.Stderr, "GAME_BENCH_BOTS:", err)
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var lost atomic.Int64
+	joined := make(chan struct{}, n)
+	fail := func(args ...any) { fmt.Fprintln(os.Stderr, args...) }
+	for i := range n {
+		wg.Add(1)
+		go bot(ctx, fail, base, i, &wg, joined, &lost)
+		<-joined // one at a time, so that matches fill in order
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	cancel()
+	wg.Wait()
+	if l := lost.Load(); l > 0 {
+		fmt.Fprintf(os.Stderr, "bots: %d of %d lost their connection\n", l, n)
+	}
+	os.Exit(0)
+}
 
 func BenchmarkLoad(b *testing.B) {
 	for _, n := range []int{1, 10, 25, 50, 75, 100} {
@@ -45,12 +82,16 @@ func cpuTime() time.Duration {
 
 // bot plays like a page: acknowledges every 100 ms, turns now and then,
 // and reads everything it is sent.
-func bot(ctx context.Context, b *testing.B, base string, i int, wg *sync.WaitGroup, joined chan<- struct{}) {
+func bot(ctx context.Context, fail func(...any), base string, i int, wg *sync.WaitGroup, joined chan<- struct{}, lost *atomic.Int64) {
 	defer wg.Done()
 	tok := fmt.Sprintf("bench-bot-token-%06d", i)
-	c, err := realtime.Dial(ctx, base+"/ws?token="+tok, realtime.DialOptions{Logger: slog.New(slog.DiscardHandler), EventBuffer: 1024})
+	c, err := realtime.Dial(ctx, base+"/ws?token="+tok, realtime.DialOptions{Logger: slog.New(slog.DiscardHandler), EventBuffer: 1024,
+		// A bot that loses its connection stops (counted): reconnecting
+		// would hide overload, and a Client closed while it rejoins can
+		// panic (see the report on realtime.Client.rejoin).
+		NoReconnect: true})
 	if err != nil {
-		b.Error(err)
+		fail(err)
 		joined <- struct{}{}
 		return
 	}
@@ -58,15 +99,18 @@ func bot(ctx context.Context, b *testing.B, base string, i int, wg *sync.WaitGro
 	user := userOf(tok)
 	var s seat
 	if _, err := c.Join(ctx, viewerRoom(user), realtime.JoinOptions{}); err != nil {
-		b.Error(err)
+		fail(err)
 	}
 	if err := c.Call(ctx, "game.join", map[string]string{"name": fmt.Sprint("bot", i)}, &s); err != nil {
-		b.Error(err)
+		fail(err)
 	}
 	joined <- struct{}{}
 	var newest atomic.Uint64
 	go func() {
 		for e := range c.Events() {
+			if e.Op == "disconnected" {
+				lost.Add(1)
+			}
 			if len(e.Data) > 20 {
 				var t uint64
 				_, _ = fmt.Sscanf(string(e.Data[len(`{"m":"`)+len(s.Match)+len(`","d":{"t":`):]), "%d", &t)
@@ -104,14 +148,20 @@ func runLoad(b *testing.B, matches int) {
 	}
 	srv := httptest.NewServer(a.handler())
 	defer srv.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	players := matches * 8
-	joined := make(chan struct{}, players)
-	for i := range players {
-		wg.Add(1)
-		go bot(ctx, b, srv.URL, i, &wg, joined)
-		<-joined // one at a time, so that matches fill in order
+	// The bots run in a child process (this test binary again, see
+	// botsMain), so that the server's lateness is the server's.
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("GAME_BENCH_BOTS=%s %d", srv.URL, players))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		b.Fatalf("bots: %q %v", line, err)
 	}
 	time.Sleep(time.Second) // warm up
 	a.stats.reset()
@@ -122,12 +172,14 @@ func runLoad(b *testing.B, matches int) {
 	bytes := float64(a.stats.bytesOut.Load()-bytes0) / el / float64(players)
 	b.ReportMetric(float64(a.stats.lateQuantile(0.5).Microseconds())/1000, "p50-late-ms")
 	b.ReportMetric(float64(a.stats.lateQuantile(0.99).Microseconds())/1000, "p99-late-ms")
-	b.ReportMetric(cpu, "cores")
+	b.ReportMetric(cpu, "server-cores")
 	b.ReportMetric(bytes, "B/s/player")
 	b.ReportMetric(float64(a.stats.dropped.Load()), "dropped")
 	b.ReportMetric(float64(len(a.running())), "running")
-	cancel()
-	wg.Wait()
+	_ = stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		b.Error("bots:", err)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	if err := a.shutdown(sctx); err != nil {
