@@ -238,6 +238,13 @@ func (a *app) adopt(ctx context.Context, match string) {
 	}()
 }
 
+// runnerOf returns the runner of match on this node, or nil.
+func (a *app) runnerOf(match string) *runner {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.run[match]
+}
+
 // running returns the matches this node runs.
 func (a *app) running() []string {
 	a.mu.Lock()

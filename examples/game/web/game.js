@@ -78,7 +78,10 @@ rt.on("connected", async ({ user }) => {
     $("#role").textContent = "could not join: " + err.message;
   }
 });
-rt.on("disconnected", () => setStatus("reconnecting"));
+rt.on("disconnected", () => {
+  setStatus("reconnecting");
+  st.pending = []; // their calls failed: nothing to predict from them
+});
 rt.on("msg", (m) => {
   if (m.room === "v:" + st.user) onDelta(m.data);
   else if (m.room === "game:" + st.match && m.data && m.data.result) showResult(m.data.result);
