@@ -238,6 +238,13 @@ func (a *app) adopt(ctx context.Context, match string) {
 	}()
 }
 
+// runnerOf returns the runner of match on this node, or nil.
+func (a *app) runnerOf(match string) *runner {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.run[match]
+}
+
 // running returns the matches this node runs.
 func (a *app) running() []string {
 	a.mu.Lock()
@@ -277,6 +284,10 @@ func (a *app) sweep() {
 // cache. It waits for every goroutine the app started.
 func (a *app) shutdown(ctx context.Context) error {
 	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
 	a.closed = true
 	a.mu.Unlock()
 	a.cancel()
@@ -310,6 +321,16 @@ func (s *stats) observe(late time.Duration, skipped int) {
 	s.ticks.Add(1)
 	s.skipped.Add(int64(skipped))
 	s.late[min(int(late/(100*time.Microsecond)), lateBuckets-1)].Add(1)
+}
+
+// reset zeroes the lateness histogram and the counters of ticks.
+func (s *stats) reset() {
+	for i := range s.late {
+		s.late[i].Store(0)
+	}
+	s.ticks.Store(0)
+	s.skipped.Store(0)
+	s.dropped.Store(0)
 }
 
 // lateQuantile returns the q-quantile of tick lateness (to 100 µs, from

@@ -116,20 +116,29 @@ type inputReq struct {
 	Dir   snake.Dir `json:"d"`
 }
 
-func (a *app) callInput(ctx context.Context, c *realtime.Call) (any, error) {
+// parseInput decodes and checks an input's fields (not yet who sends it).
+func parseInput(data []byte) (inputReq, error) {
 	var in inputReq
-	if err := decodeStrict(c.Data, &in); err != nil {
-		return nil, err
+	if err := decodeStrict(data, &in); err != nil {
+		return in, err
 	}
 	switch {
 	case in.Match == "" || in.Slot == nil:
-		return nil, badRequest("m (match) and p (slot) are required")
+		return in, badRequest("m (match) and p (slot) are required")
 	case in.Seq == 0 || in.Seq > 1<<31:
-		return nil, badRequest("s (sequence number) must be from 1 to 2^31")
+		return in, badRequest("s (sequence number) must be from 1 to 2^31")
 	case !in.Dir.Valid():
-		return nil, badRequest("d (direction) must be 0, 1, 2 or 3")
+		return in, badRequest("d (direction) must be 0, 1, 2 or 3")
 	case in.Tick > 1<<53:
-		return nil, badRequest("t (tick) out of range")
+		return in, badRequest("t (tick) out of range")
+	}
+	return in, nil
+}
+
+func (a *app) callInput(ctx context.Context, c *realtime.Call) (any, error) {
+	in, err := parseInput(c.Data)
+	if err != nil {
+		return nil, err
 	}
 	user := c.Conn.Identity.User
 	s, ok, err := a.lobby.Seat(ctx, user)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv("GAME_BENCH_BOTS"); spec != "" {
+		botsMain(spec)
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
 }
 
@@ -62,6 +66,7 @@ type gamer struct {
 	newest uint64
 	states map[uint64]string // tick → encoded snapshot
 	seq    uint32
+	resets int // full snapshots older than the newest held: a new runner
 	stop   chan struct{}
 	done   sync.WaitGroup
 }
@@ -122,6 +127,11 @@ func (p *gamer) read() {
 				continue
 			}
 			p.mu.Lock()
+			if d.Base == 0 && d.Tick < p.newest {
+				// The match restarted on another node: start over.
+				p.held, p.newest, p.seq = map[uint64]*engine.Snapshot{}, 0, 0
+				p.resets++
+			}
 			s, err := p.held[d.Base].Apply(d)
 			if err == nil {
 				b, _ := s.MarshalJSON()
@@ -195,8 +205,9 @@ func (p *gamer) latest() *engine.Snapshot {
 	return p.held[p.newest]
 }
 
-// snakeOf decodes a player's entity from the player's newest snapshot.
+// snakeOf decodes a player's entities from the player's newest snapshot.
 func (p *gamer) snakeOf(slot int) (s struct {
+	H []int
 	N string
 	A bool
 	D int
@@ -207,11 +218,13 @@ func (p *gamer) snakeOf(slot int) (s struct {
 	if snap == nil {
 		return s, false
 	}
-	raw := snap.Get("p" + string(rune('0'+slot)))
-	if raw == nil {
+	body, card := snap.Get("p"+string(rune('0'+slot))), snap.Get("s"+string(rune('0'+slot)))
+	if body == nil || card == nil {
 		return s, false
 	}
-	require.NoError(p.t, json.Unmarshal(raw, &s))
+	require.NoError(p.t, json.Unmarshal(body, &s))
+	require.NoError(p.t, json.Unmarshal(card, &s))
+	s.A = s.H != nil
 	return s, true
 }
 
@@ -223,6 +236,12 @@ func (p *gamer) ackOf(slot int) uint32 {
 	var acks map[string]uint32
 	_ = json.Unmarshal(snap.Get(engine.AcksEntity), &acks)
 	return acks[string(rune('0'+slot))]
+}
+
+func (p *gamer) restarts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.resets
 }
 
 func (p *gamer) snapshots() map[uint64]string {

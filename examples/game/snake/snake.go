@@ -108,7 +108,8 @@ type snake struct {
 	kills     int
 	deaths    int
 	away      bool
-	enc       []byte
+	body0     []byte // the last encodings of its entities
+	card      []byte
 }
 
 // Game is one arena. It implements [engine.Game]; use it through an
@@ -544,39 +545,51 @@ func foodID(cell int) string {
 }
 
 // AppendEntities implements [engine.Game]: "f<cell>" for each food (the
-// cell y*w+x in four digits, data 1), "m" for the round, "p<slot>" for
-// each player:
+// cell y*w+x in four digits, data 1), "m" for the round, and two entities
+// per player: "p<slot>" for its snake, which changes at every move, and
+// "s<slot>" for its name and score, which rarely do, so that deltas carry
+// only what changed:
 //
-//	{"p":"play","e":1890,"r":2,"w":40,"h":28,"v":3}   round: phase, its end tick (0: none), round number, arena, ticks per move
-//	{"n":"ada","a":1,"h":[5,4],"b":"lll","d":1,"q":"","s":3,"k":1,"x":0,"w":0}
+//	m   {"p":"play","e":1890,"r":2,"w":40,"h":28,"v":3}
+//	p0  {"h":[5,4],"b":"lll","d":1,"q":"2"}
+//	s0  {"n":"ada","s":3,"k":1,"x":0,"w":false}
 //
-// A player's "h" is its head, "b" the way from each cell to the next one
+// The round: "p" the phase, "e" the tick it ends (0: none), "r" the round
+// number, "w" and "h" the arena, "v" ticks per move. A snake: "h" its head
+// (absent while it is dead), "b" the way from each cell to the next one
 // behind it ('u', 'r', 'd', 'l'), "d" its direction (0 up, 1 right, 2
-// down, 3 left), "q" the turns waiting ("0".."3"), "s" "k" "x" score,
-// kills, deaths, "a" whether it is alive (a dead one has no "h" and "b"),
-// "w" whether the player is away.
+// down, 3 left), "q" the turns waiting ("0".."3"). A player: "n" name,
+// "s" "k" "x" score, kills, deaths, "w" whether the player is away.
 func (g *Game) AppendEntities(dst []engine.Entity) []engine.Entity {
 	// Food is sorted by cell, and so are its zero-padded IDs; then
-	// "f..." < "m" < "p0".."p7" keeps the whole list sorted.
+	// "f..." < "m" < "p0".."p7" < "s0".."s7" keeps the list sorted.
 	for _, p := range g.food {
 		dst = append(dst, engine.Entity{ID: foodID(g.cell(p)), Data: one})
 	}
-	meta := appendMeta(nil, g)
-	if string(meta) != string(g.meta) {
-		g.meta = meta
-	}
+	g.meta = reuse(g.meta, appendMeta(nil, g))
 	dst = append(dst, engine.Entity{ID: "m", Data: g.meta})
 	for i, s := range g.snakes {
-		if s == nil {
-			continue
+		if s != nil {
+			s.body0 = reuse(s.body0, s.appendBody(nil))
+			dst = append(dst, engine.Entity{ID: "p" + strconv.Itoa(i), Data: s.body0})
 		}
-		enc := s.appendJSON(nil)
-		if string(enc) != string(s.enc) {
-			s.enc = enc
+	}
+	for i, s := range g.snakes {
+		if s != nil {
+			s.card = reuse(s.card, s.appendCard(nil))
+			dst = append(dst, engine.Entity{ID: "s" + strconv.Itoa(i), Data: s.card})
 		}
-		dst = append(dst, engine.Entity{ID: "p" + strconv.Itoa(i), Data: s.enc})
 	}
 	return dst
+}
+
+// reuse returns old when it holds the same bytes as new: an unchanged
+// entity keeps its bytes, which snapshots share.
+func reuse(old, new []byte) []byte {
+	if string(old) == string(new) {
+		return old
+	}
+	return new
 }
 
 func appendMeta(b []byte, g *Game) []byte {
@@ -594,14 +607,10 @@ func appendMeta(b []byte, g *Game) []byte {
 	return append(b, '}')
 }
 
-func (s *snake) appendJSON(b []byte) []byte {
-	name, _ := json.Marshal(s.name)
-	b = append(b, `{"n":`...)
-	b = append(b, name...)
-	b = append(b, `,"a":`...)
-	b = strconv.AppendBool(b, s.alive)
+func (s *snake) appendBody(b []byte) []byte {
+	b = append(b, '{')
 	if len(s.body) > 0 {
-		b = append(b, `,"h":[`...)
+		b = append(b, `"h":[`...)
 		b = strconv.AppendInt(b, int64(s.body[0].X), 10)
 		b = append(b, ',')
 		b = strconv.AppendInt(b, int64(s.body[0].Y), 10)
@@ -610,15 +619,21 @@ func (s *snake) appendJSON(b []byte) []byte {
 			d := point{s.body[i].X - s.body[i-1].X, s.body[i].Y - s.body[i-1].Y}
 			b = append(b, dirChars[slices.Index(steps[:], d)])
 		}
-		b = append(b, '"')
+		b = append(b, `",`...)
 	}
-	b = append(b, `,"d":`...)
+	b = append(b, `"d":`...)
 	b = strconv.AppendInt(b, int64(s.dir), 10)
 	b = append(b, `,"q":"`...)
 	for _, t := range s.turns {
 		b = append(b, byte('0'+t))
 	}
-	b = append(b, '"')
+	return append(b, `"}`...)
+}
+
+func (s *snake) appendCard(b []byte) []byte {
+	name, _ := json.Marshal(s.name)
+	b = append(b, `{"n":`...)
+	b = append(b, name...)
 	for _, f := range []struct {
 		k string
 		v int

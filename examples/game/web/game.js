@@ -78,7 +78,10 @@ rt.on("connected", async ({ user }) => {
     $("#role").textContent = "could not join: " + err.message;
   }
 });
-rt.on("disconnected", () => setStatus("reconnecting"));
+rt.on("disconnected", () => {
+  setStatus("reconnecting");
+  st.pending = []; // their calls failed: nothing to predict from them
+});
 rt.on("msg", (m) => {
   if (m.room === "v:" + st.user) onDelta(m.data);
   else if (m.room === "game:" + st.match && m.data && m.data.result) showResult(m.data.result);
@@ -89,6 +92,13 @@ rt.on("msg", (m) => {
 function onDelta(data) {
   if (!data || data.m !== st.match) return;
   const d = data.d;
+  if (d.b === 0 && d.t < st.newest) {
+    // The match restarted (its node went away and another took it over).
+    st.held.clear();
+    st.newest = 0;
+    st.pending = [];
+    st.seq = 0;
+  }
   let ents;
   if (d.b === 0) ents = new Map();
   else {
@@ -158,8 +168,9 @@ function queuedTurns(s) {
 
 // snakeAt decodes a player's entity: body cells from the head, direction.
 function snakeAt(snap, slot) {
-  const e = snap && snap.ents.get("p" + slot);
-  if (!e) return null;
+  const p = snap && snap.ents.get("p" + slot);
+  if (!p) return null;
+  const e = { ...p, ...snap.ents.get("s" + slot), a: !!p.h };
   const body = [];
   if (e.h) {
     let [x, y] = e.h;
