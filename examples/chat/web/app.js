@@ -140,6 +140,7 @@ function openConnection() {
     }
     await refreshLists();
     if (!current) openInitial();
+    else if (!convs.get(current)?.joined) openTopic(current); // a new client, after a kick
     else refreshOnline();
   });
   client.on("disconnected", async (ev) => {
@@ -545,7 +546,24 @@ async function adminCall(method, data, done) {
   }
 }
 
+async function renderUsers() {
+  const users = await rt.call("admin.users").catch(() => []);
+  $("all-users").replaceChildren(...users.map((u) => {
+    const li = el("li", {}, el("span", { class: "dot" + (u.online ? " on" : "") }),
+      el("span", { class: "who-name" }, u.name + " "), el("span", { class: "handle" }, "@" + u.handle + (u.role === "admin" ? " · admin" : "") + (u.banned ? " · banned" : "")));
+    if (u.handle !== me.handle) {
+      li.append(el("button", { type: "button", class: "mini danger", onclick: () => adminCall("admin.ban", { user: u.handle, banned: !u.banned }, (u.banned ? "Unbanned @" : "Banned @") + u.handle),
+        "aria-label": (u.banned ? "Unban @" : "Ban @") + u.handle }, u.banned ? "Unban" : "Ban"));
+    }
+    return li;
+  }));
+}
+
 async function renderAdmin() {
+  if (me.role === "admin") {
+    $("admin-users").hidden = false;
+    renderUsers();
+  }
   const c = convs.get(current);
   $("room-actions").hidden = !c || c.kind !== "room";
   const admin = me.role === "admin" && c?.kind === "room";
