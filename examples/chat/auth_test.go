@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -165,6 +166,18 @@ func TestExpiringTokenEndsTheConnection(t *testing.T) {
 	tok := register(t, base, "ana")
 	c := dial(t, base, tok)
 	enter(t, c, "general")
+
+	// An SSE stream ends too.
+	req, err := http.NewRequest(http.MethodGet, base+"/events?topic=general", nil)
+	require.NoError(t, err)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: tok})
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_, err = io.Copy(io.Discard, resp.Body) // returns when the stream ends
+	require.NoError(t, err)
+	resp.Body.Close()
+
 	timeout := time.After(15 * time.Second)
 	for {
 		select {

@@ -172,25 +172,51 @@ func say(t *testing.T, c *realtime.Client, room, text string) string {
 	return out.ID
 }
 
-// nextEvent returns the next server event (data of a "msg") of kind in
-// room.
+// backlogs keeps, per client, the events nextEvent read but did not
+// return, so that waiting for one event loses no other.
+var backlogs sync.Map // *realtime.Client -> *[]realtime.Event
+
+// nextEvent returns the first server event (data of a "msg") of kind in
+// room that c received and no earlier nextEvent returned.
 func nextEvent(t *testing.T, c *realtime.Client, room, kind string) event {
 	t.Helper()
+	return nextEventFunc(t, c, room, kind, func(event) bool { return true })
+}
+
+// nextText is nextEvent for a "msg" with text.
+func nextText(t *testing.T, c *realtime.Client, room, text string) event {
+	t.Helper()
+	return nextEventFunc(t, c, room, "msg", func(e event) bool { return e.Text == text })
+}
+
+func nextEventFunc(t *testing.T, c *realtime.Client, room, kind string, ok func(event) bool) event {
+	t.Helper()
+	v, _ := backlogs.LoadOrStore(c, new([]realtime.Event))
+	backlog := v.(*[]realtime.Event)
+	match := func(e realtime.Event) (event, bool) {
+		var ev event
+		if e.Op != "msg" || e.Room != room || e.From.User != "" || json.Unmarshal(e.Data, &ev) != nil || ev.Kind != kind {
+			return ev, false
+		}
+		if ev.ID == "" {
+			ev.ID = e.ID.String()
+		}
+		return ev, ok(ev)
+	}
+	for i, e := range *backlog {
+		if ev, found := match(e); found {
+			*backlog = append((*backlog)[:i:i], (*backlog)[i+1:]...)
+			return ev
+		}
+	}
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
 		case e := <-c.Events():
-			if e.Op != "msg" || e.Room != room || e.From.User != "" {
-				continue
-			}
-			var ev event
-			require.NoError(t, json.Unmarshal(e.Data, &ev))
-			if ev.Kind == kind {
-				if ev.ID == "" {
-					ev.ID = e.ID.String()
-				}
+			if ev, found := match(e); found {
 				return ev
 			}
+			*backlog = append(*backlog, e)
 		case <-timeout:
 			t.Fatalf("no %s event in %s", kind, room)
 		}

@@ -1,122 +1,160 @@
-// The dashboard: one plain EventSource over the replicas' stats, the task
-// runners' events and the chat rooms. EventSource reconnects by itself and resumes with
-// Last-Event-ID; an "rtkit-reset" event means history was lost, so the
-// page starts its counters over.
-import { login, savedToken } from "/session.js";
+// The dashboard: it starts from the last hour (GET /api/dashboard: the
+// replicas' stats, the latest public messages and, for admins, task
+// events), then goes live over one EventSource, which carries the session
+// cookie like any request. Charts are uPlot's (vendored, global uPlot).
+import { currentSession } from "/session.js";
 
 const $ = (id) => document.getElementById(id);
 const nodes = new Map(); // node -> latest stats
-let samples = []; // {t, total}: total messages over time
-const rates = []; // messages per minute, one point per stats event
+const points = []; // {t (s), total, conns}: one per stats event, the last hour
+const charts = {};
 
-$("login").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  try {
-    await login($("name").value);
-    start();
-  } catch (err) {
-    $("login-error").textContent = err.message;
-  }
-});
-
-if (savedToken()) start();
-else $("login").hidden = false;
-
-function start() {
-  $("login").hidden = true;
+const session = await currentSession().catch(() => null);
+if (!session) {
+  $("signin").hidden = false;
+} else {
   $("dash").hidden = false;
-  $("outbox-link").href = "/outbox?token=" + encodeURIComponent(savedToken());
-  const es = new EventSource("/events?token=" + encodeURIComponent(savedToken()));
-  es.onopen = () => setStatus("live", true);
-  es.onerror = () => setStatus("reconnecting…", false);
-  es.addEventListener("stats", (e) => onStats(JSON.parse(e.data)));
-  es.addEventListener("msg", (e) => onRoomEvent(JSON.parse(e.data)));
-  es.addEventListener("presence", (e) => onRoomEvent(JSON.parse(e.data)));
-  es.addEventListener("message", (e) => onTaskEvent(JSON.parse(e.data))); // task events have no type
-  es.addEventListener("rtkit-reset", () => {
-    nodes.clear();
-    samples = [];
-    rates.length = 0;
-    feed("History was lost (a restart?): counters start over.");
+  $("outbox-link").hidden = session.role !== "admin";
+  $("tasks-note").hidden = session.role === "admin";
+  makeCharts();
+  await loadHistory();
+  stream();
+}
+
+async function loadHistory() {
+  try {
+    const res = await fetch("/api/dashboard");
+    if (!res.ok) return;
+    const h = await res.json();
+    for (const s of h.stats) onStats(s, false);
+    redraw();
+    for (const a of h.activity) feed([["feed-room", "#" + a.room], ["", ` ${a.user}: ${a.text.slice(0, 120)}`]], a.at);
+    for (const e of h.tasks) onTaskEvent(e);
+  } catch (err) {
+    console.warn("dashboard history", err);
+  }
+}
+
+function stream() {
+  const es = new EventSource("/events");
+  es.onopen = () => setStatus("live", "live");
+  es.onerror = () => setStatus(navigator.onLine ? "reconnecting…" : "offline", navigator.onLine ? "" : "offline");
+  // Untyped events: a replica's stats, or a task feed line.
+  es.addEventListener("message", (e) => {
+    const d = JSON.parse(e.data);
+    if (d.node) {
+      onStats(d, true);
+    } else if (d.task) onTaskEvent(d);
   });
+  // Room messages: only the server's "msg" events are messages (typing
+  // signals, edits and deletions are not activity).
+  es.addEventListener("msg", (e) => {
+    const m = JSON.parse(e.data);
+    const d = m.data;
+    if (m.from?.user || !d || d.kind !== "msg" || !d.text) return;
+    feed([["feed-room", "#" + m.room], ["", ` ${d.user}: ${d.text.slice(0, 120)}`]], d.at);
+  });
+  es.addEventListener("presence", (e) => {
+    const p = JSON.parse(e.data);
+    feed([["", `${p.member.meta?.name || p.member.user} ${p.event === "join" ? "joined" : "left"} `], ["feed-room", "#" + p.room]]);
+  });
+  es.addEventListener("rtkit-reset", () => feed([["", "Some history was lost (a restart?): the counters start over."]]));
 }
 
-function setStatus(text, live) {
+function setStatus(text, cls = "") {
   $("status").textContent = text;
-  $("status").classList.toggle("live", live);
+  $("status").className = "status " + cls;
 }
 
-function onStats(s) {
+function onStats(s, live) {
   nodes.set(s.node, s);
-  const now = s.time;
-  for (const [name, n] of nodes) if (now - n.time > 15000) nodes.delete(name); // gone
-  let connections = 0, rooms = 0, messages = 0, streams = 0, hits = 0, misses = 0;
+  for (const [name, n] of nodes) if (s.time - n.time > 15000) nodes.delete(name); // gone
+  let connections = 0, rooms = 0, total = 0, streams = 0, hits = 0, misses = 0;
   for (const n of nodes.values()) {
     connections += n.connections;
     rooms = Math.max(rooms, n.rooms);
-    messages += n.published;
+    total += n.published;
     streams += n.streams;
     hits += n.cacheHits || 0;
     misses += n.cacheMisses || 0;
   }
-  $("cache").textContent = hits + misses ? Math.round((100 * hits) / (hits + misses)) + "%" : "–";
+  const t = s.time / 1000;
+  points.push({ t, total, conns: connections });
+  while (points.length && t - points[0].t > 3600) points.shift();
   $("connections").textContent = connections;
   $("rooms").textContent = rooms;
-  $("messages").textContent = messages;
+  $("messages").textContent = total;
   $("streams").textContent = streams;
   $("nodes").textContent = nodes.size;
-  // Task counts are the store's: with Redis every replica reports the
-  // same, so the latest report stands.
+  $("cache").textContent = hits + misses ? Math.round((100 * hits) / (hits + misses)) + "%" : "–";
+  $("rate").textContent = rateAt(points.length - 1);
+  // Task counts are the store's: with Redis every replica reports the same.
   if (s.tasks) for (const [state, n] of Object.entries(s.tasks)) {
     const cell = $("tasks-" + state);
     if (cell) cell.textContent = n;
   }
-
-  // Messages in the last minute (or since the page started, if sooner).
-  samples.push({ t: now, total: messages });
-  samples = samples.filter((x) => now - x.t <= 60000);
-  const rate = Math.max(0, messages - samples[0].total);
-  $("rate").textContent = rate;
-  rates.push(rate);
-  if (rates.length > 120) rates.shift();
-  drawChart();
+  if (live) redraw();
 }
 
-function drawChart() {
-  const max = Math.max(1, ...rates);
-  const step = 600 / Math.max(1, rates.length - 1);
-  $("line").setAttribute("points", rates.map((r, i) => `${(i * step).toFixed(1)},${(115 - (r / max) * 110).toFixed(1)}`).join(" "));
+// rateAt is the messages of the minute before points[i] (a counter that
+// went down, after a restart, counts from zero).
+function rateAt(i) {
+  if (i < 0) return 0;
+  const p = points[i];
+  let j = i;
+  while (j > 0 && p.t - points[j - 1].t <= 60) j--;
+  return Math.max(0, p.total - points[j].total);
 }
 
-function onRoomEvent(e) {
-  const room = e.room || "";
-  if (e.op === "presence") {
-    feed(`${e.member.user} ${e.event === "join" ? "joined" : "left"} #${room}`, e.time);
-  } else if (e.op === "msg" && !e.ephemeral) {
-    const text = String(e.data && typeof e.data === "object" ? e.data.text ?? "" : e.data);
-    feed(`${e.from.user || "server"} in #${room}: ${text.slice(0, 80)}`, e.time);
-  }
+function makeCharts() {
+  const opts = (label, color) => ({
+    width: 400,
+    height: 200,
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(5, max)] } },
+    series: [{}, { label, stroke: color, width: 2, fill: color + "22" }],
+    axes: [{}, { size: 40 }],
+    legend: { show: false },
+  });
+  charts.rate = new uPlot(opts("messages / min", "#2f6fed"), [[], []], $("chart-rate"));
+  charts.conns = new uPlot(opts("connections", "#1a7f37"), [[], []], $("chart-conns"));
+  const fit = () => {
+    for (const [id, c] of [["chart-rate", charts.rate], ["chart-conns", charts.conns]]) {
+      c.setSize({ width: Math.max(200, $(id).clientWidth), height: 200 });
+    }
+  };
+  addEventListener("resize", fit);
+  fit();
 }
 
-// onTaskEvent shows one task event: "email.send 0193ab12 retrying
-// (attempt 1/…): dial tcp …".
+function redraw() {
+  const ts = points.map((p) => p.t);
+  charts.rate.setData([ts, points.map((_, i) => rateAt(i))]);
+  charts.conns.setData([ts, points.map((p) => p.conns)]);
+}
+
+// onTaskEvent shows one task event: "12:01:02 mail to ana: mention in
+// #general — retrying (attempt 2): the mail server refused the connection".
 function onTaskEvent(e) {
-  if (!e || typeof e.kind !== "string" || typeof e.task_id !== "string") return;
-  let text = `${e.type} ${e.task_id.slice(-8)} ${e.kind}`;
-  if (e.attempt) text += ` (attempt ${e.attempt})`;
-  if (e.error) text += `: ${String(e.error).slice(0, 120)}`;
-  const li = feed(text, Date.parse(e.time) || Date.now(), "task-feed");
+  let text = ` ${e.label} — ${e.kind}`;
+  if (e.attempt && e.kind !== "enqueued") text += ` (attempt ${e.attempt})`;
+  if (e.error) text += `: ${e.error}`;
+  const li = feed([["", text]], Date.parse(e.time) || Date.now(), "task-feed");
   li.className = "kind-" + e.kind.replace(/[^a-z]/g, "");
 }
 
-function feed(text, time, list = "feed") {
-  time = time ?? Date.now();
+function feed(parts, time, list = "feed") {
   const li = document.createElement("li");
   const t = document.createElement("time");
-  t.textContent = new Date(time).toLocaleTimeString();
-  li.append(t, document.createTextNode(text));
+  t.textContent = new Date(time ?? Date.now()).toLocaleTimeString();
+  li.append(t);
+  for (const [cls, text] of parts) {
+    const s = document.createElement("span");
+    if (cls) s.className = cls;
+    s.textContent = text;
+    li.append(s);
+  }
   $(list).prepend(li);
-  while ($(list).children.length > 50) $(list).lastChild.remove();
+  while ($(list).children.length > 60) $(list).lastChild.remove();
   return li;
 }
 
