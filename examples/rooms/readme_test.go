@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os/exec"
 	"slices"
 	"testing"
 
@@ -37,6 +38,13 @@ func TestReadme(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "hello", text(next(t, ada, "msg")))
 		}
+	})
+	t.Run("bad settings", func(t *testing.T) {
+		cmd := exec.Command(bin)
+		cmd.Env = []string{"REDIS_URL=localhost:6379", "ADDR=127.0.0.1:0"}
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), "REDIS_URL")
 	})
 	t.Run("redis", func(t *testing.T) {
 		db := redistest.New(t)
