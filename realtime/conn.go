@@ -292,12 +292,21 @@ func (c *conn) start(inboxSince string) error {
 	if resume {
 		pos = since
 	}
-	b = appendField(b, "inbox", pos.String())
+	b = appendField(b, "inbox", positionText(pos))
 	b = appendBool(b, "recovered", inboxSince == "" || (perr == nil && sub.Recovered()))
 	b = append(b, `,"ping":`...)
 	b = strconv.AppendInt(b, c.h.opts.PingInterval.Milliseconds(), 10)
 	m.markReady(append(b, '}'), nil)
 	return nil
+}
+
+// positionText is a position as the protocol sends it: "0-0" before any
+// message, so that a client can always resume from what it was told.
+func positionText(id rtkit.ID) string {
+	if id.IsZero() {
+		return "0-0"
+	}
+	return id.String()
 }
 
 // inboxMessage handles a message on the user's inbox: a direct message is

@@ -198,7 +198,7 @@ func (c *conn) join(in *inbound) *Error {
 	ok := okFrame(in.ID, func(b []byte) []byte {
 		b = appendField(b, "room", in.Room)
 		b = appendBool(b, "recovered", in.Since == "" || sub.Recovered())
-		return appendField(b, "position", sub.Position().String())
+		return appendField(b, "position", positionText(sub.Position()))
 	})
 	m.markReady(ok, history)
 	return nil
