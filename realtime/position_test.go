@@ -26,7 +26,7 @@ func TestEmptyPositionsAreZeroZero(t *testing.T) {
 	bob.welcome()
 	for i, text := range []string{"one", "two"} {
 		bob.send(map[string]any{"op": "direct", "id": i + 1, "to": "ada", "data": text})
-		require.Equal(t, "ok", bob.reply(float64(i+1))["op"])
+		require.Equal(t, "ok", bob.reply(float64(i + 1))["op"])
 	}
 	back := dialRaw(t, u+"?inbox_since="+url.QueryEscape(inbox), as("ada"))
 	w := back.welcome()
