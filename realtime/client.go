@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/rtkit/rtkit"
+	"github.com/rtkit/rtkit/internal/redact"
 )
 
 // ErrDisconnected is returned by client requests that were in flight when
@@ -44,6 +45,9 @@ type DialOptions struct {
 	// nothing is lost, but the client should keep up.
 	EventBuffer int
 	// Logger receives reconnection errors. Default slog.Default().
+	// Credentials in the URL (the values of query parameters such as
+	// token, access_token or api_key, and a userinfo password) are
+	// replaced by "xxxxx" in every error and log line.
 	Logger *slog.Logger
 }
 
@@ -128,7 +132,7 @@ type reply struct {
 func Dial(ctx context.Context, rawURL string, opts DialOptions) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("realtime: dial: %w", err)
+		return nil, redact.Error(fmt.Errorf("realtime: dial: %w", err))
 	}
 	switch u.Scheme {
 	case "http":
@@ -206,7 +210,8 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, map[string]json.
 	c.mu.Unlock()
 	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: c.opts.HTTPHeader, HTTPClient: c.opts.HTTPClient})
 	if err != nil {
-		return nil, nil, fmt.Errorf("realtime: dial: %w", err)
+		// The URL may carry ?token=: never in an error or a log line.
+		return nil, nil, redact.Error(fmt.Errorf("realtime: dial: %w", err))
 	}
 	ws.SetReadLimit(-1)
 	_, frame, err := ws.Read(ctx)

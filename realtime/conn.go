@@ -33,8 +33,14 @@ type conn struct {
 	writing bool          // a writer goroutine runs
 	closed  bool          // nothing more is queued; no goroutine is added
 	closing chan struct{} // closed when a graceful close (with a code) ends
-	rooms   map[string]*membership
-	inbox   *membership
+	// The graceful close's code and reason, and whether the writer sends
+	// it after writing what is queued (it was running when the close was
+	// decided); closeOnce ends the close exactly once.
+	closeCode   websocket.StatusCode
+	closeReason string
+	closeOnce   sync.Once
+	rooms       map[string]*membership
+	inbox       *membership
 	// replaying lists the memberships (inbox included) whose held
 	// messages the writer still has to queue, oldest join first; heldLive
 	// counts the bytes of the live messages among them.
@@ -43,10 +49,11 @@ type conn struct {
 	wg        sync.WaitGroup // writer, calls, pings and the closer
 
 	// Read side: only the connection's own goroutine uses these.
-	limiter *rate.Limiter
-	rejects int
+	limiter  *rate.Limiter
+	refusals *rate.Limiter // refused objects: see allow
 
 	lastSeen atomic.Int64 // unix nanos of the last frame or pong from the peer
+	ending   atomic.Bool  // a close was decided: inbound objects are no longer run
 	pinging  atomic.Bool
 	calls    atomic.Int32
 }
@@ -111,10 +118,17 @@ func (c *conn) writeLoop() {
 			c.refillLocked()
 		}
 		frames := c.queue
-		if len(frames) == 0 || c.closed {
+		// Once closed, what is queued is still written (every reply
+		// already produced reaches the client), then the close frame,
+		// unless the connection ended without a graceful close.
+		graceful := c.closing != nil
+		if len(frames) == 0 || (c.closed && !graceful) {
 			c.writing = false
 			c.queue, c.queued = nil, 0
 			c.mu.Unlock()
+			if graceful {
+				c.sendClose()
+			}
 			return
 		}
 		c.queue, c.queued = nil, 0
@@ -123,8 +137,12 @@ func (c *conn) writeLoop() {
 			c.mu.Lock()
 			c.writing = false
 			c.closed = true
+			graceful = c.closing != nil
 			c.mu.Unlock()
 			_ = c.ws.CloseNow()
+			if graceful {
+				c.closeOnce.Do(func() { close(c.closing) })
+			}
 			return
 		}
 	}
@@ -174,22 +192,40 @@ func (c *conn) slowLocked() {
 	c.closeLocked(CloseSlowConsumer, "slow consumer: send queue full")
 }
 
+// closeLocked starts a graceful close: nothing more is queued; what is
+// queued is written first (by the running writer, which then sends the
+// close frame), except for a slow consumer, whose queue is dropped.
 func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 	if c.closed {
 		return
 	}
 	c.closed = true
+	c.ending.Store(true)
 	for _, m := range c.replaying {
 		m.held = nil
 	}
 	c.replaying, c.heldLive = nil, 0
+	if code == CloseSlowConsumer {
+		c.queue, c.queued = nil, 0
+	}
 	c.closing = make(chan struct{})
+	c.closeCode, c.closeReason = code, reason
+	if c.writing {
+		return
+	}
 	c.wg.Add(1)
-	go func(done chan struct{}) {
+	go func() {
 		defer c.wg.Done()
-		defer close(done)
-		_ = c.ws.Close(code, reason)
-	}(c.closing)
+		c.sendClose()
+	}()
+}
+
+// sendClose runs the close handshake with the code closeLocked chose.
+func (c *conn) sendClose() {
+	c.closeOnce.Do(func() {
+		defer close(c.closing)
+		_ = c.ws.Close(c.closeCode, c.closeReason)
+	})
 }
 
 // goLocked runs fn in a goroutine the connection waits for, unless the
@@ -256,12 +292,21 @@ func (c *conn) start(inboxSince string) error {
 	if resume {
 		pos = since
 	}
-	b = appendField(b, "inbox", pos.String())
+	b = appendField(b, "inbox", positionText(pos))
 	b = appendBool(b, "recovered", inboxSince == "" || (perr == nil && sub.Recovered()))
 	b = append(b, `,"ping":`...)
 	b = strconv.AppendInt(b, c.h.opts.PingInterval.Milliseconds(), 10)
 	m.markReady(append(b, '}'), nil)
 	return nil
+}
+
+// positionText is a position as the protocol sends it: "0-0" before any
+// message, so that a client can always resume from what it was told.
+func positionText(id rtkit.ID) string {
+	if id.IsZero() {
+		return "0-0"
+	}
+	return id.String()
 }
 
 // inboxMessage handles a message on the user's inbox: a direct message is

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/rtkit/rtkit"
 	"golang.org/x/time/rate"
@@ -18,6 +19,11 @@ const maxCallsInFlight = 16
 // handle runs one client object, from the connection's read goroutine.
 func (c *conn) handle(in *inbound, perr *Error) {
 	c.h.messagesIn.Add(1)
+	if c.ending.Load() {
+		// Closing: what the client sent after the decision is not run (it
+		// could not be answered).
+		return
+	}
 	if !c.allow(in.ID) {
 		return
 	}
@@ -45,18 +51,30 @@ func (c *conn) handle(in *inbound, perr *Error) {
 	}
 }
 
+// refusalWindow is the window over which refused objects are counted: a
+// connection with more than refusalsAllowed × InboundBurst of them in it is
+// closed.
+const (
+	refusalWindow   = 10 * time.Second
+	refusalsAllowed = 3
+)
+
 // allow applies the inbound rate limit. A client that keeps sending while
-// refused is closed.
+// refused is closed: refusals fill a bucket of 3 × InboundBurst that
+// drains at that many per refusalWindow, and the refusal that finds it
+// full closes the connection with CloseRateLimited (after the replies
+// already queued).
 func (c *conn) allow(id uint64) bool {
 	if c.limiter == nil {
 		c.limiter = rate.NewLimiter(c.h.opts.InboundRate, c.h.opts.InboundBurst)
+		n := refusalsAllowed * c.h.opts.InboundBurst
+		c.refusals = rate.NewLimiter(rate.Limit(float64(n)/refusalWindow.Seconds()), n)
 	}
 	if c.limiter.Allow() {
-		c.rejects = 0
 		return true
 	}
 	c.h.limited.Add(1)
-	if c.rejects++; c.rejects > 3*c.h.opts.InboundBurst {
+	if !c.refusals.Allow() {
 		c.closeWith(CloseRateLimited, "rate limited")
 		return false
 	}
@@ -180,7 +198,7 @@ func (c *conn) join(in *inbound) *Error {
 	ok := okFrame(in.ID, func(b []byte) []byte {
 		b = appendField(b, "room", in.Room)
 		b = appendBool(b, "recovered", in.Since == "" || sub.Recovered())
-		return appendField(b, "position", sub.Position().String())
+		return appendField(b, "position", positionText(sub.Position()))
 	})
 	m.markReady(ok, history)
 	return nil

@@ -103,8 +103,10 @@ type Options struct {
 	SendQueueBytes int
 	// InboundRate and InboundBurst limit the objects a connection may send
 	// per second. Over the limit, objects get rate_limited replies; a
-	// client that keeps on is closed with [CloseRateLimited]. Defaults 50
-	// per second, burst 100.
+	// client with more than 3 × InboundBurst objects refused within 10
+	// seconds is closed with [CloseRateLimited], after the replies already
+	// queued.
+	// Defaults 50 per second, burst 100.
 	InboundRate  rate.Limit
 	InboundBurst int
 	// MaxRoomsPerConn bounds the rooms one connection may join. Default 100.

@@ -35,6 +35,16 @@ const ResetEvent = "rtkit-reset"
 // itself, say) uses instead.
 const LastEventIDParam = "last_event_id"
 
+// OnResetParam is the query parameter that chooses what a stream does for
+// a topic it cannot resume (the topics of its [ResetEvent]): by default it
+// replays the topic's retained history after the reset event; with
+// on_reset=live it starts at the topic's newest message instead, for a
+// page that reloads its state on reset and would otherwise apply the
+// replayed events twice:
+//
+//	new EventSource("/events?topic=orders&on_reset=live")
+const OnResetParam = "on_reset"
+
 // Options configure a [Broker]. The zero value streams the topics named by
 // the "topic" query parameters, with no authorization: set Authorize for
 // anything real.

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/rtkit/rtkit/internal/redact"
 )
 
 // ErrStreamRefused is wrapped by Subscribe's error when the server refuses
@@ -35,6 +37,9 @@ type ClientOptions struct {
 	// MaxEventSize bounds one event (all its data lines). Default 16 MiB.
 	MaxEventSize int
 	// Logger receives reconnection errors. Default slog.Default().
+	// Credentials in the URL (the values of query parameters such as
+	// token, access_token or api_key, and a userinfo password) are
+	// replaced by "xxxxx" in every error and log line.
 	Logger *slog.Logger
 }
 
@@ -79,7 +84,7 @@ func Subscribe(ctx context.Context, url string, opts ClientOptions, fn func(Even
 		}
 		delay = delay/2 + rand.N(delay/2+1)
 		if err != nil {
-			opts.Logger.Debug("sse: stream ended; reconnecting", "url", url, "err", err, "in", delay)
+			opts.Logger.Debug("sse: stream ended; reconnecting", "url", redact.String(url), "err", err, "in", delay)
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -105,7 +110,7 @@ func (f fatalError) Error() string { return f.err.Error() }
 func (st *clientState) connect(ctx context.Context, url string, opts ClientOptions, fn func(Event) error) (got bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false, fatalError{fmt.Errorf("sse: %w", err)}
+		return false, fatalError{redact.Error(fmt.Errorf("sse: %w", err))}
 	}
 	for k, vs := range opts.Header {
 		req.Header[k] = vs
@@ -117,7 +122,8 @@ func (st *clientState) connect(ctx context.Context, url string, opts ClientOptio
 	}
 	resp, err := opts.HTTPClient.Do(req)
 	if err != nil {
-		return false, err
+		// The URL may carry a token: never in an error or a log line.
+		return false, redact.Error(err)
 	}
 	defer resp.Body.Close()
 	switch {

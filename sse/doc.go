@@ -26,6 +26,33 @@
 // history no longer reaches back that far, the stream says so first with a
 // [ResetEvent], so the page reloads instead of silently missing events.
 //
+// The id is the topics' positions joined by commas, in the order of the
+// topic names sorted bytewise (whatever order the request named them in),
+// each "<ms>-<seq>" or "0-0" for a topic with no message yet:
+//
+//	id: 1732800000000-3,0-0,1732800000123-0
+//
+// A stream starts with a block of a retry field and an id field only (no
+// data, so no event is dispatched): that id is the stream's position, and
+// a client that is not EventSource must adopt it as its Last-Event-ID, as
+// EventSource does, even if no event follows before it reconnects.
+//
+// Resuming, per topic:
+//   - an id still in history: the events after it, then live ones;
+//   - an id older than history, or more than MaxReplay events behind: a
+//     [ResetEvent] naming the topic, then (by default) the retained history
+//     replayed (at most MaxReplay events, the newest), then live ones. A
+//     page that reloads its state on reset asks for on_reset=live
+//     ([OnResetParam]) to start at the newest event instead, so that
+//     nothing is applied twice;
+//   - an id beyond the topic's newest event (made up, or from a server that
+//     lost its history): a [ResetEvent], then live events; the opening id
+//     is the topic's real position, not the client's;
+//   - an id that does not parse or has the wrong number of positions
+//     (another topic set, "0", garbage): a [ResetEvent] for every topic,
+//     then live events from the newest. "0-0" is a position: replay from
+//     the start of what is retained.
+//
 // Events that other rtkit packages publish to the same topics stream too: a
 // chat room of the realtime hub streams its messages as "msg" events and
 // its presence changes as "presence" events.

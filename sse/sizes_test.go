@@ -26,6 +26,7 @@ func TestLargeEventsReachStreamsWithDefaults(t *testing.T) {
 	lines := bytes.Repeat([]byte("y\n"), 300_000)
 	_, err := b.Publish(context.Background(), "big", Event{Data: big})
 	require.NoError(t, err)
+	ev.waitData(t, "", 1)
 	_, err = b.Publish(context.Background(), "big", Event{Data: lines})
 	require.NoError(t, err)
 	got := ev.waitData(t, "", 2)

@@ -122,29 +122,61 @@ func (s *stream) subscribe(ctx context.Context) (lost []string, err error) {
 			lost = slices.Clone(s.topics) // an ID from another topic set: nothing to resume from
 		}
 	}
+	liveOnReset := s.r.URL.Query().Get(OnResetParam) == "live"
 	for i, t := range s.topics {
 		s.caches[i] = s.b.acquire(t)
 		if resume {
 			s.pos[i] = since[i]
-		} else {
-			// Start from the newest message, a real ID a reconnect can
-			// resume from (or from the start of an empty topic).
-			h, err := s.b.bp.History(ctx, t, rtkit.HistoryOptions{Limit: 1})
-			if err != nil {
-				return nil, err
-			}
-			s.pos[i] = h.Position
+		} else if err := s.startAtNewest(ctx, i); err != nil {
+			return nil, err
 		}
 		sub, err := s.b.bp.Subscribe(ctx, t, rtkit.SubscribeOptions{Since: s.pos[i], FromStart: s.pos[i].IsZero(), MaxReplay: s.b.opts.MaxReplay}, topicHandler{s, i})
 		if err != nil {
 			return nil, err
 		}
-		s.subs = append(s.subs, sub)
 		if resume && !sub.Recovered() {
 			lost = append(lost, t)
+			if liveOnReset {
+				// The client reloads its state: drop the replay and start
+				// at the newest message instead.
+				sub.Close()
+				s.dropQueued(i)
+				if err := s.startAtNewest(ctx, i); err != nil {
+					return nil, err
+				}
+				if sub, err = s.b.bp.Subscribe(ctx, t, rtkit.SubscribeOptions{Since: s.pos[i], FromStart: s.pos[i].IsZero()}, topicHandler{s, i}); err != nil {
+					return nil, err
+				}
+			}
 		}
+		if p := sub.Position(); s.pos[i].Compare(p) > 0 {
+			// A Last-Event-ID beyond the topic's newest message (made up,
+			// or from a server that lost its history) is not echoed: the
+			// stream announces where it really is.
+			s.pos[i] = p
+		}
+		s.subs = append(s.subs, sub)
 	}
 	return lost, nil
+}
+
+// startAtNewest sets topic i's position to its newest message, a real ID
+// a reconnect can resume from (zero for an empty topic: then the stream
+// resumes from its start).
+func (s *stream) startAtNewest(ctx context.Context, i int) error {
+	h, err := s.b.bp.History(ctx, s.topics[i], rtkit.HistoryOptions{Limit: 1})
+	if err != nil {
+		return err
+	}
+	s.pos[i] = h.Position
+	return nil
+}
+
+// dropQueued forgets what topic i queued while subscribing.
+func (s *stream) dropQueued(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = slices.DeleteFunc(s.queue, func(q queued) bool { return q.idx == i })
 }
 
 func (s *stream) close() {
