@@ -36,8 +36,8 @@
 // On a Redis Cluster with replicas (or Sentinel), a failed primary stops
 // only what lives in its slots, and only until a replica takes over: with
 // cluster-node-timeout 2s, a direct message to a user whose inbox slot
-// failed over went through 3.8s after the primary was SIGKILLed, and a
-// join (presence) in a room of that slot 3.8s after it
+// failed over went through 3.8–3.9s after the primary was SIGKILLed, and a
+// join (presence) in a room of that slot 3.8–4.6s after it
 // (TestHubsSurviveClusterFailover); members resume from the stream with
 // neither gap nor duplicate (see [rtkit.RedisBackplane] for the numbers).
 // [RedisPresence] refreshes a Cluster client's slot map after a

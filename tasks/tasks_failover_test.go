@@ -41,7 +41,7 @@ func TestRedisRunnersSurviveClusterFailover(t *testing.T) {
 	a, b := node("a"), node("b")
 	var acked []string
 	enqueue := func(r *Runner, i int) error {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		task, err := r.Enqueue(cctx, "work", i)
 		if err == nil {

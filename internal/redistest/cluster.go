@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -258,4 +259,39 @@ func (s *Server) running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.proc != nil && !s.proc.exited()
+}
+
+// Failover makes a replica of primary take over its slots with CLUSTER
+// FAILOVER (a manual, coordinated failover: nothing acknowledged is lost)
+// and waits until the cluster names the replica as the slots' primary. It
+// fails t if primary has no replica or the failover does not complete
+// within 20s. It returns the new primary.
+func (c *Cluster) Failover(t testing.TB, primary *Server) *Server {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(primary.addr)
+	for _, s := range c.nodes {
+		if s == primary || !s.running() {
+			continue
+		}
+		info, err := command(s.addr, time.Second, "INFO", "replication")
+		if err != nil || !hasLines(info, []string{"role:slave", "master_port:" + port}) {
+			continue
+		}
+		if _, err := command(s.addr, time.Second, "CLUSTER", "FAILOVER"); err != nil {
+			t.Fatalf("redistest: CLUSTER FAILOVER on %s: %v", s.addr, err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			info, err := command(s.addr, time.Second, "INFO", "replication")
+			if err == nil && hasLines(info, []string{"role:master"}) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: %s did not take over from %s within 20s", s.addr, primary.addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Fatalf("redistest: %s has no replica", primary.addr)
+	return nil
 }

@@ -12,8 +12,12 @@
 //
 // [StartServer] runs a redis-server of the test's own on a free loopback
 // port, for tests that stop and restart Redis. [StartCluster] runs a private
-// three-master Redis Cluster. Both need redis-server (and redis-cli for the
-// cluster) on $PATH and stop their processes when the test ends.
+// three-master Redis Cluster; [StartClusterWith] adds replicas and a short
+// cluster-node-timeout for failover tests ([Cluster.Primary],
+// [Cluster.Failover], [Cluster.MigrateSlot]); [StartSentinel] runs a
+// primary, a replica and three sentinels. They need redis-server (and
+// redis-cli for a cluster, redis-sentinel for Sentinel) on $PATH and stop
+// their processes when the test ends.
 //
 // # Skipping
 //
