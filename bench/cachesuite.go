@@ -12,6 +12,7 @@ import (
 	"time"
 
 	gocache "github.com/go-redis/cache/v9"
+	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/rtkit/rtkit/cache"
 )
@@ -57,6 +58,7 @@ func cacheSuite(cfg config) ([]Result, error) {
 		{"local_hit", "go-redis-cache", []metric{hitNs, {"allocs", "allocs/op"}}, func() ([]float64, error) {
 			return goRedisCacheHit(client, true)
 		}},
+		{"local_hit", "otter-raw", []metric{hitNs, {"allocs", "allocs/op"}}, otterRawHit},
 		{"redis_hit", "rtkit", []metric{hitNs}, func() ([]float64, error) {
 			return rtkitHit(client, false)
 		}},
@@ -177,6 +179,25 @@ func rtkitHit(client *redis.Client, local bool) ([]float64, error) {
 		note("cache rtkit local=%t: %d loads instead of 1", local, loads.Load())
 	}
 	return vals, err
+}
+
+// otterRawHit measures otter's own GetIfPresent of the same value, as
+// rtkit's local tier keeps it (decoded, size-bounded, no expiry): the
+// floor of a local hit.
+func otterRawHit() ([]float64, error) {
+	oc, err := otter.New(&otter.Options[string, cacheUser]{MaximumSize: 10000})
+	if err != nil {
+		return nil, err
+	}
+	key := fmt.Sprintf("hit:otter:%d", time.Now().UnixNano())
+	oc.Set(key, cacheValue)
+	return hitResult(func() error {
+		v, ok := oc.GetIfPresent(key)
+		if !ok || v.Age != cacheValue.Age {
+			return errors.New("otter: miss")
+		}
+		return nil
+	}, true)
 }
 
 // goRedisCacheHit measures Once (get-or-load) of a cached key, from the

@@ -71,9 +71,21 @@ type Options struct {
 	// [Leaser] (both of this package's are). Default 0: off (one load per
 	// key per process).
 	Lease time.Duration
-	// StoreCooldown is how long the store is left alone after it failed,
-	// so that callers do not each wait out the client's timeouts and
-	// retries; then one call tries it again. Default 1 second.
+	// StoreTimeout bounds every store call (read, write, delete, tag
+	// invalidation, lease), and at most half of what is left of the
+	// caller's context, so that a caller failing open still has time to
+	// load: a call that takes longer counts as a store failure (the
+	// cooldown starts, unless another store call succeeded meanwhile: then
+	// the call was queued behind others, not held by a hung store) and
+	// GetOrLoad loads from the source. It holds
+	// whatever the client does with contexts; the call itself is
+	// abandoned, not stopped (see [Cache.Shutdown]). Default 200
+	// milliseconds; MemoryStore calls, which never block, are not bounded.
+	StoreTimeout time.Duration
+	// StoreCooldown is how long the store is left alone after it failed
+	// (or timed out), so that callers do not each wait for it; then one
+	// call probes it (the others keep skipping it until that call
+	// succeeds, fails, or outlives StoreTimeout). Default 1 second.
 	StoreCooldown time.Duration
 	// Logger receives store errors. Default slog.Default().
 	Logger *slog.Logger
@@ -84,30 +96,40 @@ type Options struct {
 // It is safe for concurrent use. Background refreshes run in goroutines
 // that Shutdown waits for.
 type Cache struct {
-	opts  Options
-	store Store
-	codec Codec
-	log   *slog.Logger
-	sem   chan struct{}
-	local *local // nil without a local tier
+	opts   Options
+	store  Store
+	vstore VersionedStore // store, if it is one
+	direct bool           // store is a MemoryStore: calls need no bound
+	codec  Codec
+	log    *slog.Logger
+	sem    chan struct{}
+	local  *local // nil without a local tier
 
 	mu      sync.Mutex
 	flights map[string]*flight
+	reads   map[string]*readFlight
 	closed  bool
 	wg      sync.WaitGroup // loads and background refreshes
+
+	callsMu     sync.RWMutex
+	callsClosed bool
+	storeCalls  sync.WaitGroup // store calls (see storeCall)
 
 	hits, misses, stale, loads, loadErrors, storeErrors, waits, corrupt, bypassed, leaseWaits atomic.Int64
 	loadNanos                                                                                 atomic.Int64
 	storeDownUntil                                                                            atomic.Int64 // unix nanos
+	lastOK                                                                                    atomic.Int64 // unix nanos of a recent successful store call (±1 ms)
 	lastStoreErr                                                                              atomic.Pointer[string]
 }
 
 // New returns a Cache configured by opts. It starts no goroutine.
 func New(opts Options) *Cache {
-	c := &Cache{opts: opts, store: opts.Store, codec: opts.Codec, log: opts.Logger, flights: make(map[string]*flight)}
+	c := &Cache{opts: opts, store: opts.Store, codec: opts.Codec, log: opts.Logger, flights: make(map[string]*flight), reads: make(map[string]*readFlight)}
 	if c.store == nil {
-		c.store = NewMemoryStore()
+		c.store = NewMemoryStore(MemoryOptions{})
 	}
+	c.vstore, _ = c.store.(VersionedStore)
+	_, c.direct = c.store.(*MemoryStore)
 	if c.codec == nil {
 		c.codec = JSON
 	}
@@ -134,6 +156,9 @@ func New(opts Options) *Cache {
 	}
 	if o.MaxConcurrentLoads <= 0 {
 		o.MaxConcurrentLoads = 64
+	}
+	if o.StoreTimeout <= 0 {
+		o.StoreTimeout = 250 * time.Millisecond
 	}
 	if o.StoreCooldown <= 0 {
 		o.StoreCooldown = time.Second
@@ -162,11 +187,10 @@ func TTL(d time.Duration) Option { return func(o *callOptions) { o.ttl = d } }
 func Tags(tags ...string) Option { return func(o *callOptions) { o.tags = append(o.tags, tags...) } }
 
 func (c *Cache) callOptions(opts []Option) callOptions {
-	o := callOptions{ttl: c.opts.TTL, stale: -1}
-	if len(opts) > 0 {
-		o = applyOptions(o, opts)
+	if len(opts) == 0 {
+		return callOptions{ttl: c.opts.TTL, stale: -1}
 	}
-	return o
+	return applyOptions(callOptions{ttl: c.opts.TTL, stale: -1}, opts)
 }
 
 // applyOptions is apart so that a call without options allocates nothing
@@ -213,25 +237,6 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-func (c *Cache) storeFailed(op string, err error) {
-	c.storeErrors.Add(1)
-	c.storeDownUntil.Store(time.Now().Add(c.opts.StoreCooldown).UnixNano())
-	msg := op + ": " + err.Error()
-	if old := c.lastStoreErr.Swap(&msg); old == nil || *old != msg {
-		c.log.Warn("cache: store error; failing open", "op", op, "err", err)
-	}
-}
-
-// storeUp reports whether the store may be used; while it cools down after
-// an error, the skipped operation is counted.
-func (c *Cache) storeUp() bool {
-	if time.Now().UnixNano() >= c.storeDownUntil.Load() {
-		return true
-	}
-	c.bypassed.Add(1)
-	return false
-}
-
 // jittered applies Jitter to d.
 func (c *Cache) jittered(d time.Duration) time.Duration {
 	if c.opts.Jitter == 0 {
@@ -256,7 +261,7 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 	o := c.callOptions(opts)
 	var snap snapshot
 	if c.local != nil {
-		if v, ok, err := localHit[T](ctx, c, key, o); ok {
+		if v, ok, err := localHit[T](ctx, c, key, &o); ok {
 			return v, err
 		}
 		snap = c.local.snapshot(key, o.tags)
@@ -268,39 +273,34 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 		c.fillFromLoad(key, o, f, v, err)
 		return v, err
 	}
-	var (
-		raw  []byte
-		vers []int64
-		err  = ErrStoreUnavailable
-	)
-	if c.storeUp() {
-		raw, vers, err = c.store.Get(ctx, key, o.tags)
-		if err != nil {
-			if ctx.Err() != nil {
-				return zero, ctx.Err()
-			}
-			c.storeFailed("get", err)
-		}
-	}
+	st, err := c.sharedRead(ctx, key, o.tags)
 	if err != nil {
+		if ctx.Err() != nil {
+			return zero, ctx.Err()
+		}
+		// Fail open: load from the source, within the caller's deadline
+		// (joining a load under way costs the source nothing).
+		if f := c.joinLoad(key); f != nil {
+			return waitLoad[T](ctx, c, key, f)
+		}
 		select {
 		case c.sem <- struct{}{}:
 		case <-ctx.Done():
 			return zero, ctx.Err()
 		}
 		defer func() { <-c.sem }()
-		v, _, err := awaitValue[T](ctx, c, key, load, o, nil)
+		v, _, err := awaitValue[T](ctx, c, key, load, o, stored{})
 		return v, err
 	}
-	if raw != nil {
-		e, ok := c.decodeChecked(ctx, key, raw, vers)
+	if st.raw != nil {
+		e, ok := c.decodeChecked(ctx, key, st.raw, st.tagVers)
 		if ok {
 			now := time.Now()
 			switch {
 			case now.Before(e.soft):
 				c.hits.Add(1)
 				if c.refreshEarly(e, now) {
-					refresh(c, key, load, o, vers)
+					refresh(c, key, load, o, st)
 				}
 				v, err := valueOf[T](c, e)
 				if c.local != nil && (err == nil || e.notFound) {
@@ -309,13 +309,13 @@ func GetOrLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 				return v, err
 			case now.Before(e.hard):
 				c.stale.Add(1)
-				refresh(c, key, load, o, vers)
+				refresh(c, key, load, o, st)
 				return valueOf[T](c, e)
 			}
 		}
 	}
 	c.misses.Add(1)
-	v, f, err := awaitValue[T](ctx, c, key, load, o, vers)
+	v, f, err := awaitValue[T](ctx, c, key, load, o, st)
 	c.fillFromLoad(key, o, f, v, err)
 	return v, err
 }
@@ -340,9 +340,11 @@ func (c *Cache) fillFromLoad(key string, o callOptions, f *flight, v any, err er
 }
 
 // localHit serves key from the local tier if it holds a fresh value.
-func localHit[T any](ctx context.Context, c *Cache, key string, o callOptions) (v T, ok bool, err error) {
-	c.local.listen(ctx)
-	e, ok := c.local.get(key, o.tags, time.Now())
+func localHit[T any](ctx context.Context, c *Cache, key string, o *callOptions) (v T, ok bool, err error) {
+	if !c.local.listening.Load() {
+		c.local.listen(ctx)
+	}
+	e, ok := c.local.get(key, o.tags)
 	if !ok {
 		return v, false, nil
 	}
@@ -361,16 +363,12 @@ func localHit[T any](ctx context.Context, c *Cache, key string, o callOptions) (
 func Get[T any](ctx context.Context, c *Cache, key string, opts ...Option) (T, error) {
 	var zero T
 	o := c.callOptions(opts)
-	if !c.storeUp() {
-		return zero, ErrStoreUnavailable
-	}
-	raw, vers, err := c.store.Get(ctx, key, o.tags)
+	st, err := c.getEntry(ctx, key, o.tags)
 	if err != nil {
-		c.storeFailed("get", err)
-		return zero, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return zero, unavailable(ctx, err)
 	}
-	if raw != nil {
-		if e, ok := c.decodeChecked(ctx, key, raw, vers); ok && time.Now().Before(e.soft) {
+	if st.raw != nil {
+		if e, ok := c.decodeChecked(ctx, key, st.raw, st.tagVers); ok && time.Now().Before(e.soft) {
 			c.hits.Add(1)
 			return valueOf[T](c, e)
 		}
@@ -379,37 +377,39 @@ func Get[T any](ctx context.Context, c *Cache, key string, opts ...Option) (T, e
 	return zero, ErrNotFound
 }
 
-// Set caches v under key, fresh for the TTL.
+// Set caches v under key, fresh for the TTL, and drops the local copies
+// of key on every node. With a [VersionedStore], a load of key that
+// started before Set does not store its value over v.
 func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) error {
 	o := c.callOptions(opts)
-	if !c.storeUp() {
-		return ErrStoreUnavailable
-	}
-	// The tags' current versions (the key "" holds nothing).
-	_, vers, err := c.store.Get(ctx, "", o.tags)
-	if err != nil {
-		c.storeFailed("get", err)
-		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
-	}
 	data, err := c.codec.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("cache: encoding %q: %w", key, err)
 	}
-	err = c.put(ctx, key, data, false, 0, o, vers)
+	var st stored
+	if len(o.tags) > 0 {
+		// The tags' current versions (the key "" holds nothing).
+		if st, err = c.getEntry(ctx, "", o.tags); err != nil {
+			return unavailable(ctx, err)
+		}
+	}
+	err = c.put(ctx, key, data, false, 0, o, st, false)
 	if c.local != nil {
 		c.local.announce(ctx, "k:"+key)
 	}
 	return err
 }
 
-// Delete removes keys from the cache.
+// Delete removes keys from the cache, and from the local tier of every
+// node. With a [VersionedStore] (both of this package's stores), a load
+// of a key that started before Delete (and ends within [DeleteGuard])
+// does not store the value it loaded, so the next read loads again; a
+// local copy of a value loaded before Delete is not kept either. With
+// another store, a load racing Delete may store its older value for its
+// TTL.
 func (c *Cache) Delete(ctx context.Context, keys ...string) error {
-	if !c.storeUp() {
-		return ErrStoreUnavailable
-	}
-	if err := c.store.Delete(ctx, keys...); err != nil {
-		c.storeFailed("delete", err)
-		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	if err := c.storeDo(ctx, "delete", func(ctx context.Context) error { return c.store.Delete(ctx, keys...) }); err != nil {
+		return unavailable(ctx, err)
 	}
 	if c.local != nil {
 		for _, k := range keys {
@@ -422,12 +422,8 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 // InvalidateTags makes every value cached with any of tags stale, on every
 // node sharing the store: their next read loads them again.
 func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
-	if !c.storeUp() {
-		return ErrStoreUnavailable
-	}
-	if err := c.store.BumpTags(ctx, tags...); err != nil {
-		c.storeFailed("invalidate", err)
-		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	if err := c.storeDo(ctx, "invalidate", func(ctx context.Context) error { return c.store.BumpTags(ctx, tags...) }); err != nil {
+		return unavailable(ctx, err)
 	}
 	if c.local != nil {
 		for _, t := range tags {
@@ -438,8 +434,10 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 }
 
 // Shutdown stops background refreshes from starting and waits for the
-// loads in progress, or returns ctx's error when ctx ends first. It does
-// not close the store.
+// loads in progress and for store calls that outlived their
+// StoreTimeout (they end when the store's client gives up), or returns
+// ctx's error when ctx ends first. It does not close the store. After
+// Shutdown, calls that need a load or a store call return [ErrClosed].
 func (c *Cache) Shutdown(ctx context.Context) error {
 	if c.local != nil {
 		c.local.close()
@@ -455,6 +453,11 @@ func (c *Cache) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		c.wg.Wait()
+		// Loads make store calls: no new one can start after them.
+		c.callsMu.Lock()
+		c.callsClosed = true
+		c.callsMu.Unlock()
+		c.storeCalls.Wait()
 		close(done)
 	}()
 	select {
@@ -472,7 +475,7 @@ func (c *Cache) decodeChecked(ctx context.Context, key string, raw []byte, vers 
 	e, err := decodeEntry(raw)
 	if err != nil || e.codec != c.codec.ID() {
 		c.corrupt.Add(1)
-		_ = c.store.Delete(ctx, key)
+		_ = c.storeDo(ctx, "delete", func(ctx context.Context) error { return c.store.Delete(ctx, key) })
 		return entry{}, false
 	}
 	if len(e.tagVers) != len(vers) {
@@ -508,8 +511,9 @@ func valueOf[T any](c *Cache, e entry) (T, error) {
 	return v, nil
 }
 
-// put stores an encoded value (or a not-found marker).
-func (c *Cache) put(ctx context.Context, key string, data []byte, notFound bool, took time.Duration, o callOptions, vers []int64) error {
+// put stores an encoded value (or a not-found marker). A loaded value
+// (cond) is stored only if the key's version is still st's.
+func (c *Cache) put(ctx context.Context, key string, data []byte, notFound bool, took time.Duration, o callOptions, st stored, cond bool) error {
 	ttl := o.ttl
 	if notFound {
 		ttl = c.opts.NegativeTTL
@@ -521,16 +525,21 @@ func (c *Cache) put(ctx context.Context, key string, data []byte, notFound bool,
 	}
 	now := time.Now()
 	e := entry{codec: c.codec.ID(), notFound: notFound, soft: now.Add(ttl), hard: now.Add(ttl + stale),
-		loadDur: took, tagVers: vers, value: data}
-	if len(o.tags) > 0 && vers == nil {
+		loadDur: took, tagVers: st.tagVers, value: data}
+	if len(o.tags) > 0 && st.tagVers == nil {
 		e.tagVers = make([]int64, len(o.tags))
 	}
-	if !c.storeUp() {
-		return ErrStoreUnavailable
+	return c.setEntry(ctx, key, e.encode(), ttl+stale, cond, st.ver)
+}
+
+// unavailable is the error of a store operation that failed: ctx's if it
+// ended, ErrStoreUnavailable (wrapping the cause) otherwise.
+func unavailable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	if err := c.store.Set(ctx, key, e.encode(), ttl+stale); err != nil {
-		c.storeFailed("set", err)
+	if errors.Is(err, ErrStoreUnavailable) {
 		return err
 	}
-	return nil
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 }

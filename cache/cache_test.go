@@ -53,7 +53,7 @@ func newTestCache(t *testing.T, h storeHarness, o Options) *Cache {
 func TestMemoryStore(t *testing.T) {
 	t.Parallel()
 	runSuite(t, storeHarness{
-		newStore: func(*testing.T) Store { return NewMemoryStore() },
+		newStore: func(*testing.T) Store { return NewMemoryStore(MemoryOptions{}) },
 		run:      func(t *testing.T, f func(t *testing.T)) { synctest.Test(t, f) },
 		wait: func(d time.Duration) {
 			time.Sleep(d)
@@ -333,6 +333,7 @@ func runSuite(t *testing.T, h storeHarness) {
 		_, err := GetOrLoad(ctx, c, "new", func(context.Context) (int, error) { return 1, nil })
 		assert.ErrorIs(t, err, ErrClosed)
 	})
+	runVersionSuite(t, h)
 }
 
 func waitUntil(t *testing.T, h storeHarness, cond func() bool) {

@@ -27,6 +27,35 @@
 //   - corrupt entries, or entries of another codec, are deleted and
 //     reloaded, never returned.
 //
+// # Writes that race a load
+//
+// A load that read the store before a [Cache.Delete] or [Set] of its key
+// (and so may have read the source before the write) does not store
+// what it loaded over the write: both of this package's stores are
+// [VersionedStore]s, which version each key, and a loaded value is
+// stored only if its key's version is still the one read before the
+// loader was called. Delete leaves a small tombstone with the new
+// version for [DeleteGuard] (1 hour), so a load that takes up to that
+// long cannot undo it. The caller of such a load still gets the value it
+// loaded; the next read loads again. The local tier follows the same
+// rule: a fill is checked against the invalidations counted since the
+// load started, whoever joined it.
+//
+// # Bounds
+//
+//   - [MemoryStore]: [MemoryOptions.MaxBytes], 64 MiB by default,
+//     counting each entry's key, bytes and 64 bytes of bookkeeping;
+//     beyond it, entries are evicted (otter, S3-FIFO). Expired entries are
+//     never returned and go when evicted or overwritten. Tag versions are
+//     16,384 counters that tags are hashed onto (fixed memory; tags that
+//     share a counter are invalidated together).
+//   - local tier: [LocalOptions.MaxEntries] values (10,000 by default),
+//     and 4,096 invalidation counters each for hashed keys and tags
+//     (fixed memory, however many keys and tags are invalidated).
+//   - [RedisStore]: entries expire with their TTL (plus StaleFor);
+//     tombstones after [DeleteGuard]; tag counters are kept (one small
+//     key per tag ever invalidated).
+//
 // # Tiers
 //
 // With [Options.Local], decoded values are also kept in process (otter),
@@ -60,9 +89,17 @@
 // detached from any of them and is cancelled only when all of them have
 // gone; each caller still returns when its own context ends. With
 // [Options.Lease], nodes take turns too: one loads, the others wait for its
-// value in the store. When the store
-// fails, GetOrLoad fails open: it loads from the source (at most
-// MaxConcurrentLoads at once), leaves the store alone for StoreCooldown so
-// that callers do not each wait out the client's retries, and counts the
-// error in [Stats] (never as a miss); then it tries the store again.
+// value in the store.
+//
+// When the store fails or hangs, GetOrLoad fails open. Every store call
+// is bounded by [Options.StoreTimeout] (200 ms by default, and at most
+// half of what is left of the caller's deadline), whatever the Redis
+// client's own timeouts; a call that fails or times out counts in
+// [Stats] (never as a miss), and GetOrLoad loads from the source (joining
+// a load under way, or at most MaxConcurrentLoads at once) within the
+// caller's deadline. The store is then left alone for StoreCooldown (1
+// second by default): calls skip it (Stats.Bypassed; Get, Set, Delete and
+// InvalidateTags return [ErrStoreUnavailable]). After the cooldown one
+// call probes the store while the others still skip it; its success ends
+// the cooldown, its failure starts another.
 package cache

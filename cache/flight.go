@@ -26,7 +26,7 @@ type flight struct {
 
 // startLoad starts (or joins) the load of key. It returns the flight and
 // whether this caller joined an existing one.
-func startLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, vers []int64, background bool) (*flight, bool, error) {
+func startLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, st stored, background bool) (*flight, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.flights[key]; f != nil {
@@ -56,7 +56,7 @@ func startLoad[T any](c *Cache, ctx context.Context, key string, load func(conte
 	go func() {
 		defer c.wg.Done()
 		defer cancel()
-		f.val, f.err = runLoad(c, lctx, key, load, o, vers, !background)
+		f.val, f.err = runLoad(c, lctx, key, load, o, st, !background)
 		c.mu.Lock()
 		if c.flights[key] == f {
 			delete(c.flights, key)
@@ -67,16 +67,18 @@ func startLoad[T any](c *Cache, ctx context.Context, key string, load func(conte
 	return f, false, nil
 }
 
-// runLoad calls the loader and stores what it returns.
-func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, vers []int64, afterMiss bool) (val any, err error) {
-	if afterMiss && c.storeUp() {
+// runLoad calls the loader and stores what it returns, if the key's
+// version is still st's (read before the loader was called: a Delete or
+// Set since then wins).
+func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context.Context) (T, error), o callOptions, st stored, afterMiss bool) (val any, err error) {
+	if afterMiss {
 		// A load that finished between this caller's miss and this load
 		// has stored the value: one more read saves a second load.
-		if v, found, err := freshFromStore[T](c, ctx, key, o); found {
+		if v, found, err := freshFromStore[T](c, ctx, key, o, &st); found {
 			return v, err
 		}
 	}
-	if release, v, done, err := leaseOrWait[T](c, ctx, key, o, vers); done {
+	if release, v, done, err := leaseOrWait[T](c, ctx, key, o, &st); done {
 		return v, err
 	} else if release != nil {
 		defer release()
@@ -88,7 +90,7 @@ func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context
 	c.loadNanos.Add(int64(took))
 	switch {
 	case errors.Is(err, ErrNotFound):
-		_ = c.put(ctx, key, nil, true, took, o, vers)
+		_ = c.put(ctx, key, nil, true, took, o, st, true)
 		return nil, err
 	case err != nil:
 		c.loadErrors.Add(1)
@@ -109,7 +111,7 @@ func runLoad[T any](c *Cache, ctx context.Context, key string, load func(context
 	if merr != nil {
 		return nil, fmt.Errorf("cache: encoding %q: %w", key, merr)
 	}
-	_ = c.put(ctx, key, data, false, took, o, vers)
+	_ = c.put(ctx, key, data, false, took, o, st, true)
 	return v, nil
 }
 
@@ -123,19 +125,27 @@ type cachePolicy interface {
 // release it), or waits for the holder's value to reach the store (done:
 // here it is). Without a lease or a store that grants them, or when the
 // wait runs out, the caller loads.
-func leaseOrWait[T any](c *Cache, ctx context.Context, key string, o callOptions, vers []int64) (release func(), v any, done bool, err error) {
+func leaseOrWait[T any](c *Cache, ctx context.Context, key string, o callOptions, st *stored) (release func(), v any, done bool, err error) {
 	leaser, ok := c.store.(Leaser)
-	if c.opts.Lease <= 0 || !ok || !c.storeUp() {
+	if c.opts.Lease <= 0 || !ok {
 		return nil, nil, false, nil
 	}
-	release, ok, err = leaser.AcquireLease(ctx, key, c.opts.Lease)
+	type lease struct {
+		release func()
+		ok      bool
+	}
+	l, err := storeCall(c, ctx, "lease", func(ctx context.Context) (lease, error) {
+		release, ok, err := leaser.AcquireLease(ctx, key, c.opts.Lease)
+		return lease{release, ok}, err
+	})
 	if err != nil {
 		return nil, nil, false, nil
 	}
-	if ok {
+	if l.ok {
+		release = l.release
 		// The previous holder may have stored the value between this
 		// node's miss and its lease: look once more.
-		if v, found, err := freshFromStore[T](c, ctx, key, o); found {
+		if v, found, err := freshFromStore[T](c, ctx, key, o, st); found {
 			release()
 			return nil, v, true, err
 		}
@@ -149,20 +159,25 @@ func leaseOrWait[T any](c *Cache, ctx context.Context, key string, o callOptions
 		case <-ctx.Done():
 			return nil, nil, true, ctx.Err()
 		}
-		if v, found, err := freshFromStore[T](c, ctx, key, o); found {
+		if v, found, err := freshFromStore[T](c, ctx, key, o, st); found {
 			return nil, v, true, err
 		}
 	}
 	return nil, nil, false, nil
 }
 
-// freshFromStore returns key's value if the store has it fresh.
-func freshFromStore[T any](c *Cache, ctx context.Context, key string, o callOptions) (v any, found bool, err error) {
-	raw, cur, err := c.store.Get(ctx, key, o.tags)
-	if err != nil || raw == nil {
+// freshFromStore returns key's value if the store has it fresh;
+// otherwise it updates st with what it read (still before the loader).
+func freshFromStore[T any](c *Cache, ctx context.Context, key string, o callOptions, st *stored) (v any, found bool, err error) {
+	cur, err := c.getEntry(ctx, key, o.tags)
+	if err != nil {
 		return nil, false, nil
 	}
-	if e, ok := c.decodeChecked(ctx, key, raw, cur); ok && time.Now().Before(e.soft) {
+	*st = cur
+	if cur.raw == nil {
+		return nil, false, nil
+	}
+	if e, ok := c.decodeChecked(ctx, key, cur.raw, cur.tagVers); ok && time.Now().Before(e.soft) {
 		v, err := valueOf[T](c, e)
 		return v, true, err
 	}
@@ -196,9 +211,9 @@ func (c *Cache) joinLoad(key string) *flight {
 
 // awaitValue loads key (sharing the load) and waits for it or ctx. The
 // flight is nil when none could be started.
-func awaitValue[T any](ctx context.Context, c *Cache, key string, load func(context.Context) (T, error), o callOptions, vers []int64) (T, *flight, error) {
+func awaitValue[T any](ctx context.Context, c *Cache, key string, load func(context.Context) (T, error), o callOptions, st stored) (T, *flight, error) {
 	var zero T
-	f, joined, err := startLoad(c, ctx, key, load, o, vers, false)
+	f, joined, err := startLoad(c, ctx, key, load, o, st, false)
 	if err != nil {
 		return zero, nil, err
 	}
@@ -239,6 +254,6 @@ func waitLoad[T any](ctx context.Context, c *Cache, key string, f *flight) (T, e
 
 // refresh loads key in the background unless a load is under way; the
 // callers go on with the value they have.
-func refresh[T any](c *Cache, key string, load func(context.Context) (T, error), o callOptions, vers []int64) {
-	_, _, _ = startLoad(c, context.Background(), key, load, o, vers, true)
+func refresh[T any](c *Cache, key string, load func(context.Context) (T, error), o callOptions, st stored) {
+	_, _, _ = startLoad(c, context.Background(), key, load, o, st, true)
 }

@@ -32,17 +32,30 @@ type LocalOptions struct {
 	Topic string
 }
 
+// localClockResolution is how often the local tier reads the time: a
+// local value expires up to this much late.
+const localClockResolution = 10 * time.Millisecond
+
+// localSlots is the size of the local tier's tables of invalidation
+// counters (of keys, and of tags).
+const localSlots = 4096
+
 // local is the in-process tier.
 type local struct {
 	opts  LocalOptions
-	cache *otter.Cache[string, localEntry]
+	cache *otter.Cache[string, *localEntry]
+	clock *otter.CoarseClock
 	seed  maphash.Seed
-	// keyVers are invalidation counters of hashed keys: a fill that read
-	// the store before an invalidation of its key must not be kept.
-	keyVers [4096]atomic.Uint64
+	// keyVers and tagVers are invalidation counters of hashed keys and
+	// tags: a fill that read the store before an invalidation of its key
+	// or a tag must not be kept, and a local value whose tag was
+	// invalidated is not served. Fixed tables, so that memory does not
+	// grow with the number of keys and tags ever invalidated; keys or tags
+	// that share a counter are invalidated together (a reload, harmless).
+	keyVers [localSlots]atomic.Uint64
+	tagVers [localSlots]atomic.Uint64
 
 	mu        sync.Mutex
-	tagVers   map[string]uint64
 	sub       *rtkit.Subscription
 	closed    bool
 	listening atomic.Bool // sub is set (or there is no backplane)
@@ -50,6 +63,8 @@ type local struct {
 	hits atomic.Int64
 }
 
+// localEntry is a value of the local tier (by pointer: a hit copies a
+// word, not the entry).
 type localEntry struct {
 	val      any
 	notFound bool
@@ -74,22 +89,32 @@ func newLocal(o LocalOptions) *local {
 	if o.Topic == "" {
 		o.Topic = "rtkit-cache-invalidations"
 	}
-	oc, err := otter.New(&otter.Options[string, localEntry]{MaximumSize: o.MaxEntries})
+	// otter checks expiry against a coarse clock (read by a goroutine
+	// every localClockResolution): a hit does not read the time.
+	clock := otter.NewCoarseClock(localClockResolution)
+	oc, err := otter.New(&otter.Options[string, *localEntry]{
+		MaximumSize: o.MaxEntries,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *localEntry]) time.Duration {
+			return time.Until(e.Value.expires)
+		}),
+		Clock: clock,
+	})
 	if err != nil {
 		panic("cache: " + err.Error()) // only for invalid sizes, which defaults rule out
 	}
-	return &local{opts: o, cache: oc, seed: maphash.MakeSeed(), tagVers: make(map[string]uint64)}
+	return &local{opts: o, cache: oc, clock: clock, seed: maphash.MakeSeed()}
 }
 
 func (l *local) slot(key string) *atomic.Uint64 {
-	return &l.keyVers[maphash.String(l.seed, key)%uint64(len(l.keyVers))]
+	return &l.keyVers[maphash.String(l.seed, key)%localSlots]
+}
+
+func (l *local) tagSlot(tag string) *atomic.Uint64 {
+	return &l.tagVers[maphash.String(l.seed, tag)%localSlots]
 }
 
 // listen subscribes to invalidations from other nodes, once.
 func (l *local) listen(ctx context.Context) {
-	if l.listening.Load() {
-		return
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.opts.Backplane == nil {
@@ -127,11 +152,7 @@ func (l *local) dropKey(key string) {
 	l.cache.Invalidate(key)
 }
 
-func (l *local) dropTag(tag string) {
-	l.mu.Lock()
-	l.tagVers[tag]++
-	l.mu.Unlock()
-}
+func (l *local) dropTag(tag string) { l.tagSlot(tag).Add(1) }
 
 func (l *local) dropAll() {
 	for i := range l.keyVers {
@@ -157,30 +178,23 @@ func (l *local) snapshot(key string, tags []string) snapshot {
 	s := snapshot{keyVer: l.slot(key).Load()}
 	if len(tags) > 0 {
 		s.tagVers = make([]uint64, len(tags))
-		l.mu.Lock()
 		for i, t := range tags {
-			s.tagVers[i] = l.tagVers[t]
+			s.tagVers[i] = l.tagSlot(t).Load()
 		}
-		l.mu.Unlock()
 	}
 	return s
 }
 
 // get returns a fresh local value of key read with tags.
-func (l *local) get(key string, tags []string, now time.Time) (localEntry, bool) {
-	e, ok := l.cache.GetIfPresent(key)
-	if !ok || !now.Before(e.expires) || len(e.tags) != len(tags) {
-		return localEntry{}, false
+func (l *local) get(key string, tags []string) (*localEntry, bool) {
+	e, ok := l.cache.GetIfPresent(key) // not expired (otter checks)
+	if !ok || len(e.tags) != len(tags) {
+		return nil, false
 	}
-	if len(tags) > 0 {
-		l.mu.Lock()
-		for i, t := range tags {
-			if e.tags[i] != t || l.tagVers[t] != e.tagVers[i] {
-				l.mu.Unlock()
-				return localEntry{}, false
-			}
+	for i, t := range tags {
+		if e.tags[i] != t || l.tagSlot(t).Load() != e.tagVers[i] {
+			return nil, false
 		}
-		l.mu.Unlock()
 	}
 	return e, true
 }
@@ -192,22 +206,30 @@ func (l *local) fill(key string, tags []string, snap snapshot, val any, notFound
 	if limit := time.Now().Add(l.opts.MaxStaleness); limit.Before(expires) {
 		expires = limit
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.slot(key).Load() != snap.keyVer {
+	if !l.unchanged(key, tags, snap) {
 		return
 	}
-	for i, t := range tags {
-		if l.tagVers[t] != snap.tagVers[i] {
-			return
-		}
-	}
-	// Checked and set under l.mu, which dropTag takes; a key invalidation
-	// racing this Set is caught by the next get's slot check below.
-	l.cache.Set(key, localEntry{val: val, notFound: notFound, expires: expires, tags: tags, tagVers: snap.tagVers})
-	if l.slot(key).Load() != snap.keyVer {
+	l.cache.Set(key, &localEntry{val: val, notFound: notFound, expires: expires, tags: tags, tagVers: snap.tagVers})
+	// An invalidation racing the Set: a tag's is caught by every get (it
+	// compares the tag counters with the entry's); a key's either counted
+	// before this check, or drops the key after the Set.
+	if !l.unchanged(key, tags, snap) {
 		l.cache.Invalidate(key)
 	}
+}
+
+// unchanged reports whether neither key nor a tag was invalidated since
+// snap.
+func (l *local) unchanged(key string, tags []string, snap snapshot) bool {
+	if l.slot(key).Load() != snap.keyVer {
+		return false
+	}
+	for i, t := range tags {
+		if l.tagSlot(t).Load() != snap.tagVers[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (l *local) close() {
@@ -218,4 +240,6 @@ func (l *local) close() {
 	if sub != nil {
 		sub.Close()
 	}
+	l.cache.StopAllGoroutines()
+	l.clock.Stop()
 }

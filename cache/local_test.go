@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/maypok86/otter/v2"
 	"github.com/rtkit/rtkit"
 	"github.com/rtkit/rtkit/internal/redistest"
 	"github.com/stretchr/testify/assert"
@@ -50,33 +51,34 @@ func TestLocalTierHitsAndStaleness(t *testing.T) {
 
 func TestLocalFillRacingAnInvalidation(t *testing.T) {
 	l := newLocal(LocalOptions{})
+	defer l.close()
 	now := time.Now()
 	// A node reads the store (old value)...
 	snap := l.snapshot("k", []string{"t"})
 	// ...an invalidation arrives before its fill...
 	l.HandleMessage(&rtkit.Message{Data: []byte("k:k")})
 	l.fill("k", []string{"t"}, snap, "old", false, now.Add(time.Hour))
-	_, ok := l.get("k", []string{"t"}, now)
+	_, ok := l.get("k", []string{"t"})
 	assert.False(t, ok, "a fill that read before an invalidation is not kept")
 
 	snap = l.snapshot("k", []string{"t"})
 	l.HandleMessage(&rtkit.Message{Data: []byte("t:t")})
 	l.fill("k", []string{"t"}, snap, "old", false, now.Add(time.Hour))
-	_, ok = l.get("k", []string{"t"}, now)
+	_, ok = l.get("k", []string{"t"})
 	assert.False(t, ok, "nor one that read before a tag invalidation")
 
 	snap = l.snapshot("k", []string{"t"})
 	l.fill("k", []string{"t"}, snap, "new", false, now.Add(time.Hour))
-	e, ok := l.get("k", []string{"t"}, now)
+	e, ok := l.get("k", []string{"t"})
 	require.True(t, ok)
 	assert.Equal(t, "new", e.val)
 	l.HandleMessage(&rtkit.Message{Data: []byte("t:t")})
-	_, ok = l.get("k", []string{"t"}, now)
+	_, ok = l.get("k", []string{"t"})
 	assert.False(t, ok, "a tag invalidation drops the local copy")
 
 	l.fill("k2", nil, l.snapshot("k2", nil), "v", false, now.Add(time.Hour))
 	l.HandleGap(rtkit.ID{})
-	_, ok = l.get("k2", nil, now)
+	_, ok = l.get("k2", nil)
 	assert.False(t, ok, "a gap in invalidations drops everything")
 }
 
@@ -114,20 +116,38 @@ func TestLocalTierInvalidatedAcrossNodes(t *testing.T) {
 	}, 5*time.Second, time.Millisecond, "and when A invalidates a tag")
 }
 
+// BenchmarkLocalHit compares a local-tier hit through GetOrLoad with
+// otter's own GetIfPresent of the same value (issue 13, item 10: at most
+// 2x, 0 allocations).
 func BenchmarkLocalHit(b *testing.B) {
-	c := New(Options{Local: &LocalOptions{}})
-	defer c.Shutdown(context.Background())
 	ctx := context.Background()
-	load := func(context.Context) (profile, error) { return profile{"ada", 36}, nil }
-	if _, err := GetOrLoad(ctx, c, "u", load); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
+	b.Run("rtkit", func(b *testing.B) {
+		c := New(Options{Local: &LocalOptions{}})
+		defer c.Shutdown(context.Background())
+		load := func(context.Context) (profile, error) { return profile{"ada", 36}, nil }
 		if _, err := GetOrLoad(ctx, c, "u", load); err != nil {
 			b.Fatal(err)
 		}
-	}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := GetOrLoad(ctx, c, "u", load); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("otter-raw", func(b *testing.B) {
+		oc, err := otter.New(&otter.Options[string, profile]{MaximumSize: 10000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		oc.Set("u", profile{"ada", 36})
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := oc.GetIfPresent("u"); !ok {
+				b.Fatal("miss")
+			}
+		}
+	})
 }
 
 func BenchmarkStoreHit(b *testing.B) {
@@ -174,7 +194,9 @@ func TestLocalFillOfJoinedLoadUsesStartersSnapshot(t *testing.T) {
 		close(release)
 		assert.Equal(t, "old", <-results)
 		assert.Equal(t, "old", <-results)
-		_, ok := c.local.get("k", nil, time.Now())
+		_, ok := c.local.get("k", nil)
 		assert.False(t, ok, "the value read before the Delete is not kept in the local tier")
 	})
 }
+
+var farFuture = time.Now().Add(24 * time.Hour)

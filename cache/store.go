@@ -3,8 +3,6 @@ package cache
 import (
 	"context"
 	"encoding/json"
-	"hash/maphash"
-	"sync"
 	"time"
 )
 
@@ -18,13 +16,39 @@ type Store interface {
 	Get(ctx context.Context, key string, tags []string) (entry []byte, tagVersions []int64, err error)
 	// Set stores entry under key for ttl.
 	Set(ctx context.Context, key string, entry []byte, ttl time.Duration) error
-	// Delete removes keys.
+	// Delete removes keys. A [VersionedStore] also changes their
+	// versions, and keeps that version for at least [DeleteGuard].
 	Delete(ctx context.Context, keys ...string) error
 	// BumpTags increments the version of each tag, atomically per tag:
 	// every entry stored with an older version of a tag is stale from then
 	// on, on every node.
 	BumpTags(ctx context.Context, tags ...string) error
 }
+
+// VersionedStore is implemented by stores that keep a version per key, so
+// that a load that read a key before a Delete or Set of it cannot store
+// the older value it loaded over them: the cache stores a loaded value
+// with SetIfVersion, which does nothing when the key's version changed
+// since the load read it. Both of this package's stores implement it.
+// With a store that does not, a Delete racing a load may be undone by it
+// (the old value stays for its TTL).
+type VersionedStore interface {
+	Store
+	// GetVersioned is Get that also returns the key's version: an
+	// opaque number that Set and Delete change (Delete keeps the new one
+	// for at least [DeleteGuard]); 0 for a key never written or long gone.
+	GetVersioned(ctx context.Context, key string, tags []string) (entry []byte, version uint64, tagVersions []int64, err error)
+	// SetIfVersion stores entry under key for ttl, keeping the key's
+	// version, if that version is still version; it reports whether it
+	// stored.
+	SetIfVersion(ctx context.Context, key string, entry []byte, ttl time.Duration, version uint64) (bool, error)
+}
+
+// DeleteGuard is how long a [VersionedStore] remembers a Delete: a load
+// of the key that started before the Delete and ends within DeleteGuard
+// of it does not store its value (bound loads with
+// [Options.LoadTimeout], 30 seconds by default, well within it).
+const DeleteGuard = time.Hour
 
 // Leaser is implemented by stores that can grant a short exclusive lease
 // on a key, so that across nodes only one loads it ([Options.Lease]).
@@ -52,129 +76,3 @@ type jsonCodec struct{}
 func (jsonCodec) ID() byte                           { return 1 }
 func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
 func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-// MemoryStore is the in-process [Store]: a sharded map of entries with
-// their expiry. Expired entries are removed when read and, a few at a
-// time, as others are written. It starts no goroutine.
-type MemoryStore struct {
-	seed   maphash.Seed
-	shards [32]memStoreShard
-	tagsMu sync.Mutex
-	tags   map[string]int64
-}
-
-type memStoreShard struct {
-	mu      sync.Mutex
-	entries map[string]memEntry
-	writes  int
-}
-
-type memEntry struct {
-	data    []byte
-	expires time.Time
-}
-
-var _ Store = (*MemoryStore)(nil)
-
-// NewMemoryStore returns an empty MemoryStore.
-func NewMemoryStore() *MemoryStore {
-	s := &MemoryStore{seed: maphash.MakeSeed(), tags: make(map[string]int64)}
-	for i := range s.shards {
-		s.shards[i].entries = make(map[string]memEntry)
-	}
-	return s
-}
-
-func (s *MemoryStore) shard(key string) *memStoreShard {
-	return &s.shards[maphash.String(s.seed, key)%uint64(len(s.shards))]
-}
-
-// Get implements [Store.Get].
-func (s *MemoryStore) Get(_ context.Context, key string, tags []string) ([]byte, []int64, error) {
-	sh := s.shard(key)
-	now := time.Now()
-	sh.mu.Lock()
-	e, ok := sh.entries[key]
-	if ok && !now.Before(e.expires) {
-		delete(sh.entries, key)
-		ok = false
-	}
-	sh.mu.Unlock()
-	var vers []int64
-	if len(tags) > 0 {
-		vers = make([]int64, len(tags))
-		s.tagsMu.Lock()
-		for i, t := range tags {
-			vers[i] = s.tags[t]
-		}
-		s.tagsMu.Unlock()
-	}
-	if !ok {
-		return nil, vers, nil
-	}
-	return e.data, vers, nil
-}
-
-// Set implements [Store.Set].
-func (s *MemoryStore) Set(_ context.Context, key string, data []byte, ttl time.Duration) error {
-	sh := s.shard(key)
-	now := time.Now()
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.entries[key] = memEntry{data: data, expires: now.Add(ttl)}
-	if sh.writes++; sh.writes%64 == 0 {
-		// Sweep a few entries (map iteration order is random).
-		n := 0
-		for k, e := range sh.entries {
-			if !now.Before(e.expires) {
-				delete(sh.entries, k)
-			}
-			if n++; n == 16 {
-				break
-			}
-		}
-	}
-	return nil
-}
-
-// Delete implements [Store.Delete].
-func (s *MemoryStore) Delete(_ context.Context, keys ...string) error {
-	for _, k := range keys {
-		sh := s.shard(k)
-		sh.mu.Lock()
-		delete(sh.entries, k)
-		sh.mu.Unlock()
-	}
-	return nil
-}
-
-// AcquireLease implements [Leaser] (within one process).
-func (s *MemoryStore) AcquireLease(_ context.Context, key string, ttl time.Duration) (func(), bool, error) {
-	lk := "\x00lease:" + key
-	sh := s.shard(lk)
-	now := time.Now()
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if e, ok := sh.entries[lk]; ok && now.Before(e.expires) {
-		return nil, false, nil
-	}
-	token := &memEntry{expires: now.Add(ttl)}
-	sh.entries[lk] = *token
-	return func() {
-		sh.mu.Lock()
-		defer sh.mu.Unlock()
-		if e, ok := sh.entries[lk]; ok && e.expires.Equal(token.expires) {
-			delete(sh.entries, lk)
-		}
-	}, true, nil
-}
-
-// BumpTags implements [Store.BumpTags].
-func (s *MemoryStore) BumpTags(_ context.Context, tags ...string) error {
-	s.tagsMu.Lock()
-	defer s.tagsMu.Unlock()
-	for _, t := range tags {
-		s.tags[t]++
-	}
-	return nil
-}
