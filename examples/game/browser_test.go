@@ -59,9 +59,12 @@ func TestTwoPlayersInBrowsers(t *testing.T) {
 	// Bob taps "up" on the touch pad; ada sees his snake turn.
 	require.NoError(t, chromedp.Do(bob, chromedp.Click(chromedp.CSS(`#pad [data-dir="0"]`))))
 	require.NoError(t, chromedp.Do(ada, poll(`snakeGame.snakes()[1].dir === 0`)))
-	time.Sleep(700 * time.Millisecond) // let them crawl a little for the pictures
-	browsertest.Screenshot(t, ada, "game-desktop")
+	// Both turn again, away from the walls, for the pictures.
+	require.NoError(t, chromedp.Do(ada, chromedp.KeyEvent(kb.ArrowRight)))
+	require.NoError(t, chromedp.Do(bob, chromedp.Click(chromedp.CSS(`#pad [data-dir="3"]`))))
+	time.Sleep(500 * time.Millisecond) // let them crawl a little for the pictures
 	browsertest.Screenshot(t, bob, "game-phone")
+	browsertest.Screenshot(t, ada, "game-desktop")
 
 	// The canvas is drawn: both snakes' colours are on ada's board (a
 	// snake may be waiting to respawn, hence the polling).
