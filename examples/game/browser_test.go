@@ -75,3 +75,25 @@ func TestTwoPlayersInBrowsers(t *testing.T) {
 		return has(0x7e, 0xe7, 0x87) && has(0x79, 0xc0, 0xff); // green ada, blue bob
 	})()`)))
 }
+
+// TestLeaderboardPageUpdatesLive: the leaderboard page shows a round the
+// moment it ends, over SSE, without a reload.
+func TestLeaderboardPageUpdatesLive(t *testing.T) {
+	cfg := testConfig()
+	cfg.Snake.Duration = 60
+	_, base := startApp(t, cfg)
+	ctx := browsertest.New(t)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(base+"/leaderboard.html"),
+		chromedp.WaitVisible(chromedp.CSS("body[data-ready]")),
+		chromedp.WaitVisible(chromedp.CSS("#status.live")),
+		poll(`document.querySelector("#top").textContent.includes("No finished round yet")`),
+	))
+	join(t, base, tokA, "ada")
+	join(t, base, tokB, "bob")
+	require.NoError(t, chromedp.Do(ctx,
+		poll(`document.querySelector("#recent").textContent.includes("m1 #1")`),
+		poll(`["ada", "bob"].every(n => document.querySelector("#top").textContent.includes(n))`),
+	))
+	browsertest.Screenshot(t, ctx, "leaderboard")
+}
