@@ -59,9 +59,12 @@ func TestTwoPlayersInBrowsers(t *testing.T) {
 	// Bob taps "up" on the touch pad; ada sees his snake turn.
 	require.NoError(t, chromedp.Do(bob, chromedp.Click(chromedp.CSS(`#pad [data-dir="0"]`))))
 	require.NoError(t, chromedp.Do(ada, poll(`snakeGame.snakes()[1].dir === 0`)))
-	time.Sleep(700 * time.Millisecond) // let them crawl a little for the pictures
-	browsertest.Screenshot(t, ada, "game-desktop")
+	// Both turn again, away from the walls, for the pictures.
+	require.NoError(t, chromedp.Do(ada, chromedp.KeyEvent(kb.ArrowRight)))
+	require.NoError(t, chromedp.Do(bob, chromedp.Click(chromedp.CSS(`#pad [data-dir="3"]`))))
+	time.Sleep(500 * time.Millisecond) // let them crawl a little for the pictures
 	browsertest.Screenshot(t, bob, "game-phone")
+	browsertest.Screenshot(t, ada, "game-desktop")
 
 	// The canvas is drawn: both snakes' colours are on ada's board (a
 	// snake may be waiting to respawn, hence the polling).
@@ -71,4 +74,26 @@ func TestTwoPlayersInBrowsers(t *testing.T) {
 		const has = (r, gg, b) => { for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i]-r) < 8 && Math.abs(d[i+1]-gg) < 8 && Math.abs(d[i+2]-b) < 8) return true; return false; };
 		return has(0x7e, 0xe7, 0x87) && has(0x79, 0xc0, 0xff); // green ada, blue bob
 	})()`)))
+}
+
+// TestLeaderboardPageUpdatesLive: the leaderboard page shows a round the
+// moment it ends, over SSE, without a reload.
+func TestLeaderboardPageUpdatesLive(t *testing.T) {
+	cfg := testConfig()
+	cfg.Snake.Duration = 60
+	_, base := startApp(t, cfg)
+	ctx := browsertest.New(t)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(base+"/leaderboard.html"),
+		chromedp.WaitVisible(chromedp.CSS("body[data-ready]")),
+		chromedp.WaitVisible(chromedp.CSS("#status.live")),
+		poll(`document.querySelector("#top").textContent.includes("No finished round yet")`),
+	))
+	join(t, base, tokA, "ada")
+	join(t, base, tokB, "bob")
+	require.NoError(t, chromedp.Do(ctx,
+		poll(`document.querySelector("#recent").textContent.includes("m1 #1")`),
+		poll(`["ada", "bob"].every(n => document.querySelector("#top").textContent.includes(n))`),
+	))
+	browsertest.Screenshot(t, ctx, "leaderboard")
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,14 +53,26 @@ func TestMatchEndToEnd(t *testing.T) {
 	require.Equal(t, realtime.CodeBadRequest, ada.input(0, 1, map[string]any{"x": 3, "y": 4}), "no teleport")
 	require.Equal(t, realtime.CodeBadRequest, ada.input(0, 7, nil))
 	require.Equal(t, realtime.CodeForbidden, bob.input(0, 3, map[string]any{"m": "m2"}), "not bob's match")
-	limited := false
-	for range 40 {
-		if ada.input(0, 1, nil) == realtime.CodeRateLimited {
-			limited = true
-			break
+	// A flood, all at once (sequential calls on a slow machine could stay
+	// under the rate).
+	codes := make(chan string, 60)
+	var flood sync.WaitGroup
+	for range 60 {
+		flood.Add(1)
+		go func() {
+			defer flood.Done()
+			codes <- ada.input(0, 1, nil)
+		}()
+	}
+	flood.Wait()
+	close(codes)
+	limited := 0
+	for c := range codes {
+		if c == realtime.CodeRateLimited {
+			limited++
 		}
 	}
-	require.True(t, limited, "inputs are rate limited")
+	require.Positive(t, limited, "inputs are rate limited")
 	ctx := context.Background()
 	_, err := ada.c.Join(ctx, matchRoom("m1"), realtime.JoinOptions{})
 	require.NoError(t, err)

@@ -44,10 +44,16 @@ const AcksEntity = "~acks"
 
 // Errors of [Match.Submit] and [Match.Ack].
 var (
-	ErrStale     = errors.New("engine: input sequence number not after the last one")
+	// ErrStale: the input's sequence number is not after the player's
+	// last one (a duplicate or a replay).
+	ErrStale = errors.New("engine: input sequence number not after the last one")
+	// ErrQueueFull: the player already has QueueLen inputs waiting.
 	ErrQueueFull = errors.New("engine: too many inputs queued for the player")
-	ErrLate      = errors.New("engine: input too late")
-	ErrFuture    = errors.New("engine: input or acknowledgement for a tick in the future")
+	// ErrLate: the input was meant for a tick more than MaxLate ticks ago.
+	ErrLate = errors.New("engine: input too late")
+	// ErrFuture: an input meant for more than MaxLate ticks ahead, or an
+	// acknowledgement of a tick not reached yet.
+	ErrFuture = errors.New("engine: input or acknowledgement for a tick in the future")
 )
 
 // MatchOptions configure a [Match]. The zero value works.
