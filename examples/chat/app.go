@@ -47,6 +47,7 @@ type app struct {
 	from      *mail.Address
 	mailer    mailer
 	limiter   *ipLimiter
+	dummyHash []byte // a bcrypt hash of the configured cost, for unknown handles
 
 	stop context.CancelFunc // ends the app's own goroutines
 	wg   sync.WaitGroup     // the stats publisher, the task feed and the task runner
@@ -98,6 +99,9 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("SMTP_FROM: %w", err)
 	}
 	a := &app{cfg: cfg, log: log, node: nodeName(cfg.Addr), from: from, limiter: newIPLimiter(cfg.AuthRate, cfg.AuthBurst)}
+	if a.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not anyone's password"), cfg.BcryptCost); err != nil {
+		return nil, fmt.Errorf("bcrypt cost %d: %w", cfg.BcryptCost, err)
+	}
 	var presence realtime.Presence
 	var cacheStore cache.Store
 	a.taskStore = tasks.NewMemoryStore(tasks.MemoryOptions{})

@@ -242,10 +242,6 @@ func (a *app) register(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(a.info(u, exp))
 }
 
-// dummyHash is compared against when the handle does not exist, so that
-// a wrong handle takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.MinCost)
-
 // login: POST /api/login {handle, password}.
 func (a *app) login(w http.ResponseWriter, r *http.Request) {
 	if !a.limiter.allow(r) {
@@ -265,7 +261,7 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 	}
 	hash := u.Hash
 	if err != nil {
-		hash = dummyHash
+		hash = a.dummyHash // a wrong handle takes as long as a wrong password
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil || err != nil {
 		fail(w, http.StatusUnauthorized, "password", "wrong handle or password")

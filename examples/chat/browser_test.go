@@ -204,7 +204,10 @@ func TestChatOnPhone(t *testing.T) {
 		sendText("All green, shipping at 5 @bob"),
 		waitText("#online", "@bob"),
 	))
-	// The message column is the whole width; the drawers are off screen.
+	// The message column is the whole width; the drawers are off screen
+	// (once they have slid away: the viewport just changed).
+	require.NoError(t, chromedp.Do(ana, waitJS(`document.getElementById("nav").getBoundingClientRect().right <= 0 &&
+		document.getElementById("people").getBoundingClientRect().left >= innerWidth`)))
 	layout, err := chromedp.Run(ana, chromedp.Evaluate[map[string]float64](`(() => {
 		const r = (id) => document.getElementById(id).getBoundingClientRect();
 		return {width: innerWidth, messages: r("messages").width, left: r("messages").left, navRight: r("nav").right, peopleLeft: r("people").left,
@@ -228,7 +231,10 @@ func TestChatOnPhone(t *testing.T) {
 	require.NoError(t, chromedp.Do(ana,
 		chromedp.KeyEvent("\x1b"),
 		waitJS(`document.getElementById("nav").getBoundingClientRect().right <= 0`),
+		chromedp.Click(chromedp.CSS("#open-people")),
+		waitJS(`document.getElementById("people").getBoundingClientRect().right <= 390`),
 	))
+	browsertest.Screenshot(t, ana, "chat-phone-people")
 }
 
 func TestSignInPageErrors(t *testing.T) {

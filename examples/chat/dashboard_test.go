@@ -50,6 +50,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		assert.False(t, strings.HasSuffix(strings.TrimSpace(l), ":"), "an empty message in the feed: %q", l)
 	}
 	browsertest.Screenshot(t, ctx, "dashboard")
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulatePortrait, chromedp.EmulateMobile)))
+	require.NoError(t, chromedp.Do(ctx, waitJS(`document.documentElement.scrollWidth === 390`)), "nothing scrolls sideways at phone width")
+	browsertest.Screenshot(t, ctx, "dashboard-phone")
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)))
 
 	// The outbox (admins only) has the mail.
 	require.NoError(t, chromedp.Do(ctx,

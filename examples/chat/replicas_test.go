@@ -5,7 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,39 +76,90 @@ func newFailover(t *testing.T, a, b string) (*failover, string) {
 	return f, "http://" + ln.Addr().String()
 }
 
-// Two app instances in this test process, each on its own listener, share
-// one Redis (as two processes would: they share nothing else). Users on
-// each exchange room and direct messages, see the same presence and
-// counts; a mention on replica B mails a user who signed in on replica A;
-// and a user whose replica dies reconnects to the other and misses
-// nothing.
-func TestReplicasShareEverythingOverRedis(t *testing.T) {
-	sink := startSMTP(t, "127.0.0.1:0", nil)
-	cfg := redisConfig(t, mailConfig(sink.addr))
-	quiet := slog.New(slog.DiscardHandler)
+// replicas starts two replicas of the app on one Redis and returns their
+// addresses and a function that kills the first.
+type replicas func(t *testing.T, cfg config) (baseA, baseB string, killA func())
 
-	// Replica A is started by hand, to be killed mid-test.
+// inProcess runs the replicas as two app instances in this test process,
+// each on its own listener (they share nothing but Redis, as processes
+// would). Killing A drops its connections without a close handshake.
+func inProcess(t *testing.T, cfg config) (string, string, func()) {
+	quiet := slog.New(slog.DiscardHandler)
 	a, err := newApp(cfg, quiet)
 	require.NoError(t, err)
 	srvA := httptest.NewServer(a.handler())
-	killed := false
+	var once sync.Once
 	kill := func() {
-		if killed {
-			return
-		}
-		killed = true
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // no grace: connections drop without a close handshake
-		_ = a.shutdown(ctx)
-		srvA.Close()
+		once.Do(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // no grace
+			_ = a.shutdown(ctx)
+			srvA.Close()
+		})
 	}
 	t.Cleanup(kill)
 	_, baseB := startAppWith(t, cfg, quiet)
-	lb, baseLB := newFailover(t, srvA.URL, baseB)
+	return srvA.URL, baseB, kill
+}
+
+// processes runs the replicas as two processes of the built command, as
+// in production; killing A is SIGKILL.
+func processes(t *testing.T, cfg config) (string, string, func()) {
+	bin := filepath.Join(t.TempDir(), "chat")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	start := func() (string, *exec.Cmd) {
+		addr := freeAddr(t)
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "ADDR="+addr, "REDIS_URL="+cfg.RedisURL, "REDIS_PREFIX="+cfg.Prefix,
+			"CHAT_SECRET="+string(cfg.Secret), "SMTP_ADDR="+cfg.SMTPAddr, "CHAT_MAIL_BATCH="+cfg.MailBatch.String(), "CHAT_ROOMS=general,random")
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		base := "http://" + addr
+		require.Eventually(t, func() bool {
+			resp, err := http.Get(base + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil && resp.StatusCode == http.StatusOK
+		}, 30*time.Second, 50*time.Millisecond, "replica at %s never ready", addr)
+		return base, cmd
+	}
+	baseA, cmdA := start()
+	baseB, _ := start()
+	return baseA, baseB, func() {
+		_ = cmdA.Process.Kill()
+		_ = cmdA.Wait()
+	}
+}
+
+// Users on each replica exchange room and direct messages, see the same
+// presence and counts; a mention on replica B mails a user who signed in
+// on replica A (through a real SMTP server); and a user whose replica dies
+// reconnects to the other through a load balancer and misses nothing.
+func TestReplicasInOneProcessShareEverythingOverRedis(t *testing.T) {
+	testReplicas(t, inProcess)
+}
+
+func TestReplicaProcessesShareEverythingOverRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command; -short skips it")
+	}
+	testReplicas(t, processes)
+}
+
+func testReplicas(t *testing.T, run replicas) {
+	sink := startSMTP(t, "127.0.0.1:0", nil)
+	cfg := redisConfig(t, mailConfig(sink.addr))
+	baseA, baseB, kill := run(t, cfg)
+	lb, baseLB := newFailover(t, baseA, baseB)
 
 	// Carol signs in on A, then leaves: she is offline.
-	carolTok := register(t, srvA.URL, "carol")
-	carol := dial(t, srvA.URL, carolTok)
+	carolTok := register(t, baseA, "carol")
+	carol := dial(t, baseA, carolTok)
 	online(t, carol, "carol")
 	require.NoError(t, carol.Close())
 
@@ -163,10 +218,18 @@ func TestReplicasShareEverythingOverRedis(t *testing.T) {
 	say(t, bob, dm.Room, "and in private")
 	nextText(t, ana, "general", "while you were away")
 	nextText(t, ana, dm.Room, "and in private")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	// Ana is present again, on B (a killed process's own entries linger
+	// until they expire: count her new connection).
 	require.Eventually(t, func() bool {
-		members, err := bob.Presence(ctx, "general")
-		return err == nil && len(members) == 2 // ana is back, on B
+		members, err := bob.Presence(context.Background(), "general")
+		for _, m := range members {
+			if err == nil && m.User == "ana" && m.Conn == ana.ConnID() {
+				return true
+			}
+		}
+		return false
 	}, 10*time.Second, 20*time.Millisecond)
+	var rooms []roomInfo
+	call(t, bob, "rooms.list", nil, &rooms)
+	assert.Equal(t, 2, rooms[0].Online, "ana and bob, however many connections")
 }

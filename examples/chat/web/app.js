@@ -653,7 +653,11 @@ function closeDrawers() {
 }
 
 $("open-nav").addEventListener("click", () => toggleDrawer("nav", !$("nav").classList.contains("open")));
-$("open-people").addEventListener("click", () => toggleDrawer("people", !$("people").classList.contains("open")));
+$("open-people").addEventListener("click", () => {
+  const open = !$("people").classList.contains("open");
+  if (open && me.role === "admin") renderUsers();
+  toggleDrawer("people", open);
+});
 $("scrim").addEventListener("click", closeDrawers);
 addEventListener("keydown", (ev) => ev.key === "Escape" && closeDrawers());
 
