@@ -230,8 +230,8 @@ func TestTaskPageEscapes(t *testing.T) {
 		assert.NotContains(t, body, "<script>alert")
 		assert.NotContains(t, body, "<b>")
 		assert.Contains(t, body, "&lt;script&gt;alert")
-		assert.Contains(t, body, "boom &lt;b&gt;") // the error
-		assert.Contains(t, body, "&#34;html&#34;: ")  // pretty JSON
+		assert.Contains(t, body, "boom &lt;b&gt;")   // the error
+		assert.Contains(t, body, "&#34;html&#34;: ") // pretty JSON
 		_, body = a.get(t, "/queues/default/dead")
 		assert.NotContains(t, body, "<script>alert")
 		assert.Contains(t, body, "boom &lt;b&gt;")
