@@ -63,6 +63,18 @@
 // [Options.ShutdownTimeout], then cancels the rest and hands them back
 // without counting the attempt ([EventInterrupted]).
 //
+// # Middleware
+//
+// [Options.Middleware] wraps every attempt, of every task type, in
+// functions of the shape func(next [HandlerFunc]) HandlerFunc, the first
+// the outermost: for logging (see the slog example of [Middleware]),
+// tracing, metrics (the histogram example) or policies of your own. A
+// middleware sees the attempt as an [Attempt] (ID, type, queue, attempt
+// number, raw payload), may pass the handler a derived context, and
+// decides the attempt's outcome by what it returns; a panic in it fails
+// the attempt like a handler's panic. Without middleware an attempt pays
+// nothing for the feature.
+//
 // # Queues
 //
 // A runner serves the queues of [Options.Queues] in proportion to their

@@ -313,7 +313,7 @@ func (r *Runner) execute(base context.Context, c claimed, slot *atomic.Pointer[a
 // call runs the handler, turning a panic into an error.
 func (r *Runner) call(a *attempt) (err error) {
 	t := a.lease.Task
-	if a.job == nil {
+	if a.job == nil && r.chain == nil {
 		return fmt.Errorf("tasks: no handler for task type %q on node %s", t.Type, r.node)
 	}
 	defer func() {
@@ -322,7 +322,10 @@ func (r *Runner) call(a *attempt) (err error) {
 			r.log.Error("tasks: handler panicked", "type", t.Type, "task", t.ID, "panic", v, "stack", string(err.(*PanicError).Stack))
 		}
 	}()
-	return a.job.run()
+	if r.chain != nil {
+		return r.callChain(a)
+	}
+	return a.job.run(a)
 }
 
 // finish reports the attempt's outcome to the store and emits its event.

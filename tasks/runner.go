@@ -64,6 +64,10 @@ type Options struct {
 	// Logger receives store errors and handler panics. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Middleware wraps every attempt of every task type, in order:
+	// Middleware[0] is the outermost, the handler the innermost. See
+	// [Middleware]. Default none (and no cost).
+	Middleware []Middleware
 }
 
 // Runner enqueues tasks and runs them. Register handlers with [Handle] and
@@ -85,6 +89,7 @@ type Runner struct {
 	maxPay   int
 	node     string
 	log      *slog.Logger
+	chain    HandlerFunc // Options.Middleware around runJob, or nil
 
 	ids       idGen
 	listeners atomic.Int32
@@ -116,7 +121,7 @@ type handler interface {
 
 // A jobRunner runs an attempt's handler.
 type jobRunner interface {
-	run() error
+	run(ctx context.Context) error
 }
 
 // typedHandler is the handler of a type whose payloads decode into T.
@@ -138,7 +143,7 @@ func (h *typedHandler[T]) newAttempt() *attempt {
 	return &ja.attempt
 }
 
-func (ja *jobAttempt[T]) run() error {
+func (ja *jobAttempt[T]) run(ctx context.Context) error {
 	l, t, j := ja.lease, ja.lease.Task, &ja.job
 	*j = Job[T]{ID: t.ID, Type: t.Type, Queue: t.Queue, Attempt: l.Attempt, MaxAttempts: t.MaxAttempts, a: &ja.attempt}
 	if needsDecoding(t.Payload, &j.Payload) {
@@ -146,7 +151,7 @@ func (ja *jobAttempt[T]) run() error {
 			return SkipRetry(fmt.Errorf("tasks: decoding the %s payload: %w", ja.h.typ, err))
 		}
 	}
-	return ja.h.fn(&ja.attempt, j)
+	return ja.h.fn(ctx, j)
 }
 
 // newAttempt returns a new attempt of a task of type typ, with its Job
@@ -174,6 +179,7 @@ func NewRunner(opts Options) *Runner {
 		node:     opts.Node,
 		log:      opts.Logger,
 		freed:    make(chan struct{}, 1),
+		chain:    chain(opts.Middleware),
 	}
 	r.slots = make([]atomic.Pointer[attempt], r.conc)
 	r.handlers.Store(&map[string]handler{})
