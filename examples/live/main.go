@@ -75,7 +75,7 @@ type app struct {
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
 	var bp rtkit.Backplane = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{})
-	var store cache.Store = cache.NewMemoryStore()
+	var store cache.Store = cache.NewMemoryStore(cache.MemoryOptions{})
 	var rdb *redis.Client
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
