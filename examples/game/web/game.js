@@ -146,6 +146,12 @@ function serverTick() {
   return st.newest + Math.min((performance.now() - st.recvAt) / TICK_MS, 10);
 }
 
+// predictedTick is where the own snake is drawn: the server's clock plus
+// half a round trip (when this input would reach the server).
+function predictedTick() {
+  return serverTick() + Math.min((st.rtt || 0) / 2 / TICK_MS, MAX_PREDICT_TICKS);
+}
+
 function turn(dir) {
   if (st.slot < 0 || !st.match || !rt.connected) return;
   const me = snakeAt(st.held.get(st.newest), st.slot);
@@ -156,7 +162,8 @@ function turn(dir) {
   }
   st.seq++;
   st.pending.push({ seq: st.seq, dir });
-  rt.call("game.input", { m: st.match, p: st.slot, s: st.seq, t: Math.round(serverTick()), d: dir })
+  // Stamped with the tick the prediction shows it at (see frame).
+  rt.call("game.input", { m: st.match, p: st.slot, s: st.seq, t: Math.round(predictedTick()), d: dir })
     .catch((err) => console.warn("input refused", err.code));
 }
 
@@ -330,8 +337,7 @@ function frame() {
     drawSnake(lerpBody(prev, a.body, s0 !== s1 ? frac : 1), COLORS[slot], { name: a.n, away: a.w });
   }
   if (st.slot >= 0) {
-    const ptick = now + Math.min((st.rtt || 0) / 2 / TICK_MS, MAX_PREDICT_TICKS);
-    const p = predict(newest, m, ptick);
+    const p = predict(newest, m, predictedTick());
     const me = snakeAt(newest, st.slot);
     if (p && me) drawSnake(lerpBody(p.prev, p.body, p.frac), COLORS[st.slot], { name: me.n + " (you)", me: true });
   }
