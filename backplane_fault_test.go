@@ -232,3 +232,33 @@ func TestRedisRetriedBatchPublishedOnce(t *testing.T) {
 	require.Equal(t, []string{"warm", "once", "after"}, got)
 	t.Logf("Publish during the pause returned %v, %v", r.id, r.err)
 }
+
+// A topic idle for longer than its history TTL loses its stream; the next
+// payload names no previous entry, which the node checks against the
+// stream: nothing was missed, so no gap is reported.
+func TestRedisIdlePastTTLIsNoGap(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	ctx := context.Background()
+	const ttl = 200 * time.Millisecond
+	pub := openRedis(t, RedisOptions{Client: db.Client(t), Prefix: db.Prefix, HistoryTTL: ttl})
+	b := openRedis(t, RedisOptions{Client: db.Client(t), Prefix: db.Prefix, HistoryTTL: ttl})
+	rec := newRecorder()
+	sub, err := b.Subscribe(ctx, "t", SubscribeOptions{}, rec)
+	require.NoError(t, err)
+	defer sub.Close()
+	first, err := pub.Publish(ctx, "t", []byte("1"), PublishOptions{})
+	require.NoError(t, err)
+	rec.waitN(t, 1)
+	admin := db.Client(t)
+	require.Eventually(t, func() bool {
+		n, err := admin.Exists(ctx, pub.key("t")).Result()
+		return err == nil && n == 0
+	}, 5*time.Second, 20*time.Millisecond, "the stream expires")
+	second, err := pub.Publish(ctx, "t", []byte("2"), PublishOptions{})
+	require.NoError(t, err)
+	rec.waitN(t, 2)
+	settle()
+	require.Equal(t, []ID{first, second}, ids(rec.messages()))
+	require.Zero(t, rec.gapCount())
+}
