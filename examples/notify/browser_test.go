@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -65,9 +66,10 @@ func TestNotifyPagesInBrowser(t *testing.T) {
 }
 
 // waitText waits until the text of the element sel (a CSS selector)
-// contains want.
+// contains want. It reads the text in the page, so that an element the
+// page re-renders meanwhile is simply read again.
 func waitText(sel, want string) chromedp.Action[chromedp.Void] {
-	text := chromedp.Text(chromedp.CSS(sel))
+	text := chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).innerText || ""`, sel))
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
 		for {
 			got, err := text(ctx, t)
@@ -79,7 +81,7 @@ func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 			}
 			select {
 			case <-ctx.Done():
-				return chromedp.Void{}, ctx.Err()
+				return chromedp.Void{}, fmt.Errorf("waiting for %q in %s (it has %q): %w", want, sel, got, ctx.Err())
 			case <-time.After(50 * time.Millisecond):
 			}
 		}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +26,17 @@ func TestMain(m *testing.M) {
 	if runMain() {
 		return
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	// Keep-alive connections of http.DefaultClient to servers the tests
+	// stopped end on their own, a moment later; close them now instead.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func env(kv ...string) func(string) string {
