@@ -173,6 +173,12 @@ func TestChatInBrowsers(t *testing.T) {
 	})`, chromedp.EvalAwaitPromise))
 	require.NoError(t, err)
 	assert.Equal(t, "error:forbidden", wire, "the WebSocket join is refused")
+	require.NoError(t, chromedp.Do(bob,
+		chromedp.Navigate(base+"/#room=secret"),
+		chromedp.WaitVisible(chromedp.CSS("body[data-ready]")),
+		waitText("#room-note", "#secret is not open to you"),
+		waitText("#room-title", "general"),
+	))
 	sse, err := chromedp.Run(bob, chromedp.Evaluate[int](`fetch("/events?topic=secret").then((r) => r.status)`, chromedp.EvalAwaitPromise))
 	require.NoError(t, err)
 	assert.Equal(t, 403, sse, "the SSE stream is refused")
