@@ -123,6 +123,8 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		Authorize:      a.authorize,
 		OriginPatterns: cfg.Origins,
 		MaxHistory:     pageSize,
+		InboundRate:    cfg.HubRate,
+		InboundBurst:   cfg.HubBurst,
 		Logger:         log,
 	})
 	for name, fn := range map[string]realtime.CallHandler{

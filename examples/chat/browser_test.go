@@ -9,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/rtkit/rtkit/examples/internal/browsertest"
+	"github.com/rtkit/rtkit/realtime"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -173,6 +174,12 @@ func TestChatInBrowsers(t *testing.T) {
 	})`, chromedp.EvalAwaitPromise))
 	require.NoError(t, err)
 	assert.Equal(t, "error:forbidden", wire, "the WebSocket join is refused")
+	require.NoError(t, chromedp.Do(bob,
+		chromedp.Navigate(base+"/#room=secret"),
+		chromedp.WaitVisible(chromedp.CSS("body[data-ready]")),
+		waitText("#room-note", "#secret is not open to you"),
+		waitText("#room-title", "general"),
+	))
 	sse, err := chromedp.Run(bob, chromedp.Evaluate[int](`fetch("/events?topic=secret").then((r) => r.status)`, chromedp.EvalAwaitPromise))
 	require.NoError(t, err)
 	assert.Equal(t, 403, sse, "the SSE stream is refused")
@@ -191,6 +198,33 @@ func TestChatInBrowsers(t *testing.T) {
 
 	require.NoError(t, chromedp.Do(ana, chromedp.Click(chromedp.CSS(`#rooms button[data-room="general"]`)), waitText("#messages", "are you there")))
 	browsertest.Screenshot(t, ana, "chat-desktop")
+
+	// History pages in as you scroll back.
+	apiAs := func(handle string) *realtime.Client {
+		resp := post(t, base, "/api/login", "", map[string]string{"handle": handle, "password": "password-" + handle}, nil)
+		return dial(t, base, sessionToken(resp))
+	}
+	call(t, apiAs("ana"), "room.create", map[string]string{"name": "news"}, nil)
+	bobAPI := apiAs("bob")
+	enter(t, bobAPI, "news")
+	for i := range 70 {
+		say(t, bobAPI, "news", fmt.Sprint("old news ", i))
+	}
+	require.NoError(t, chromedp.Do(ana,
+		chromedp.Click(chromedp.CSS(`#rooms button[data-room="news"]`)),
+		waitText("#messages", "old news 69"),
+	))
+	shown, err := chromedp.Run(ana, chromedp.Evaluate[int](`document.querySelectorAll("#messages li[data-id]").length`))
+	require.NoError(t, err)
+	assert.Equal(t, 50, shown, "the newest page first")
+	require.NoError(t, chromedp.Do(ana,
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("messages").scrollTop = 0; true`))
+			return err
+		}),
+		waitText("#messages", "old news 0"),
+		waitText("#messages", "The beginning of the conversation."),
+	))
 }
 
 func TestChatOnPhone(t *testing.T) {

@@ -44,6 +44,10 @@ type config struct {
 	// client IP address: default a burst of 10, then one every 6s.
 	AuthRate  rate.Limit
 	AuthBurst int
+	// HubRate and HubBurst limit what one WebSocket may send (messages,
+	// calls, typing): zero means the hub's defaults. Tests raise them.
+	HubRate  rate.Limit
+	HubBurst int
 	// SecretGenerated is set when no CHAT_SECRET was given.
 	SecretGenerated bool
 	// StatsEvery is how often each replica publishes its dashboard

@@ -28,7 +28,8 @@ func TestMain(m *testing.M) {
 
 func testConfig() config {
 	return config{Addr: "127.0.0.1:0", Secret: []byte("test-secret"), Rooms: []string{"general", "random"},
-		BcryptCost: bcrypt.MinCost, MailBatch: 300 * time.Millisecond, AuthBurst: 1000, AuthRate: 1000}
+		BcryptCost: bcrypt.MinCost, MailBatch: 300 * time.Millisecond, AuthBurst: 1000, AuthRate: 1000,
+		HubRate: 1000, HubBurst: 1000} // tests send faster than people
 }
 
 // redisConfig is cfg on the shared test Redis, under a fresh prefix.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"regexp"
@@ -49,9 +50,16 @@ func mentionedHandles(text string) []string {
 	return out
 }
 
+// hubMark starts the hub's backplane envelopes in newer versions of the
+// library (realtime.EnvelopeMark there); older ones have none.
+const hubMark = "\x1ehub\x1f"
+
 // serverEvent decodes a room message the server published, from its
-// backplane envelope ({"op":"msg","from":{},"data":...}).
+// backplane envelope ({"op":"msg","from":{},"data":...}, after hubMark).
+// The hub has no History with "since" that decodes envelopes, so the app
+// reads the backplane's and decodes them here.
 func serverEvent(data []byte) (event, bool) {
+	data = bytes.TrimPrefix(data, []byte(hubMark))
 	var env struct {
 		Op   string          `json:"op"`
 		From realtime.Sender `json:"from"`

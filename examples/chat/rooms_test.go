@@ -182,3 +182,35 @@ func TestEditDeleteAndPaging(t *testing.T) {
 	assert.Equal(t, "message 5, edited", p3.Messages[5].Text)
 	assert.Equal(t, "message 0", p3.Messages[0].Text)
 }
+
+func TestAdminBansAndDisconnects(t *testing.T) {
+	t.Parallel()
+	base := startApp(t, testConfig())
+	admin := dial(t, base, register(t, base, "root"))
+	bobTok := register(t, base, "bob")
+	bob := dial(t, base, bobTok)
+	assert.Equal(t, realtime.CodeForbidden, callErr(t, bob, "admin.ban", map[string]any{"user": "root", "banned": true}))
+
+	call(t, admin, "admin.disconnect", map[string]string{"user": "bob"}, nil)
+	waitOp(t, bob, "disconnected")
+
+	// Banned: connections close, the session and sign-in are refused.
+	bob2 := dial(t, base, bobTok)
+	call(t, admin, "admin.ban", map[string]any{"user": "bob", "banned": true}, nil)
+	waitOp(t, bob2, "disconnected")
+	status, _ := get(t, base, "/api/session", bobTok)
+	assert.Equal(t, http.StatusUnauthorized, status)
+	status, _ = get(t, base, "/ws", bobTok)
+	assert.Equal(t, http.StatusUnauthorized, status)
+	resp := post(t, base, "/api/login", "", map[string]string{"handle": "bob", "password": "password-bob"}, nil)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	var users []adminUser
+	call(t, admin, "admin.users", map[string]string{}, &users)
+	require.Len(t, users, 2)
+	assert.True(t, users[0].Banned)
+	assert.Equal(t, "bob@example.com", users[0].Email, "admins see addresses")
+
+	call(t, admin, "admin.ban", map[string]any{"user": "bob", "banned": false}, nil)
+	resp = post(t, base, "/api/login", "", map[string]string{"handle": "bob", "password": "password-bob"}, nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}

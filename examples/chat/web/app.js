@@ -242,13 +242,20 @@ function renderLists() {
   if (!dmList.length) $("dms").append(el("li", { class: "note" }, "No conversations yet."));
 }
 
-function openInitial() {
+async function openInitial() {
   const hash = new URLSearchParams(location.hash.slice(1));
   if (hash.get("dm")) return openDM(hash.get("dm"));
   const wanted = hash.get("room") || localStorage.getItem("rtkit-chat-room");
   const pick = roomList.find((r) => r.name === wanted) || roomList.find((r) => r.joined) || roomList[0];
-  if (pick) openTopic(pick.name);
+  if (!pick) return;
+  await openTopic(pick.name);
+  if (hash.get("room") && pick.name !== hash.get("room")) {
+    showNote(`#${hash.get("room")} is not open to you: it is private (an admin must add you) or does not exist.`);
+  }
 }
+
+// Links into the chat (from mails, say) name a room or a conversation.
+addEventListener("hashchange", () => me && rt && openInitial());
 
 async function openDM(handle) {
   try {
