@@ -36,6 +36,11 @@ func TestStartSentinel_failover(t *testing.T) {
 	if err := c.Set(t.Context(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// Replication is asynchronous: without WAIT the kill may come before
+	// the replica has the key, and the promoted replica rightly lacks it.
+	if n, err := c.Do(t.Context(), "WAIT", 1, 5000).Int(); err != nil || n < 1 {
+		t.Fatalf("WAIT for the replica: %d replicas, %v", n, err)
+	}
 	old := g.Primary(t)
 	if old != g.Nodes()[0] {
 		t.Fatalf("primary %s, want the first node %s", old.Addr(), g.Nodes()[0].Addr())
