@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rtkit/rtkit/internal/redisslots"
 )
 
 // RedisOptions configure a [RedisBackplane]. Client is required; the zero
@@ -162,10 +163,10 @@ type RedisBackplane struct {
 	cfg     limitsConfig
 	health  time.Duration
 	log     *slog.Logger
-	pubCmd  string         // PUBLISH or SPUBLISH
-	node    string         // this backplane's name in batch keys
-	db      int            // the client's database number, in channel names
-	slots   *slotRefresher // a Cluster client's slot map refresher
+	pubCmd  string                // PUBLISH or SPUBLISH
+	node    string                // this backplane's name in batch keys
+	db      int                   // the client's database number, in channel names
+	slots   *redisslots.Refresher // a Cluster client's slot map refresher
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -208,8 +209,7 @@ func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 		return nil, errors.New("rtkit: redis.Ring is not supported; use a Client or ClusterClient")
 	case *redis.ClusterClient:
 		b.cluster, b.pubCmd = c, "SPUBLISH"
-		b.slots = &slotRefresher{c: c}
-		c.AddHook(b.slots)
+		b.slots = redisslots.Follow(c)
 	case *redis.Client:
 		b.db = c.Options().DB
 	}
@@ -446,15 +446,8 @@ func retryable(err error) bool {
 }
 
 // refreshSlots asks a Cluster client to reload its slot map, at most every
-// minReload.
-func (b *RedisBackplane) refreshSlots() {
-	if b.slots != nil {
-		b.slots.refresh()
-	}
-}
-
-// minReload is the shortest time between two slot map refreshes.
-const minReload = 250 * time.Millisecond
+// redisslots.MinReload.
+func (b *RedisBackplane) refreshSlots() { b.slots.Refresh() }
 
 // runCalls sends the script calls in one pipeline.
 func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall) {

@@ -2,8 +2,6 @@ package rtkit
 
 import (
 	"context"
-	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -115,62 +113,4 @@ func (sh *redisShard) empty() bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	return len(sh.channels) == 0
-}
-
-// slotRefresher is a go-redis hook on a Cluster client that refreshes the
-// client's slot map after a command fails on a connection error or
-// CLUSTERDOWN, at most every minReload. go-redis refreshes the map by
-// itself only on MOVED, or once it is a minute old, and a primary that
-// died answers with neither: without the hook, every user of the client
-// (the backplane's publishes, but also presence, a cache or tasks store on
-// the same client) would fail for up to a minute after a failover.
-type slotRefresher struct {
-	c    *redis.ClusterClient
-	last atomic.Int64 // unix ns of the last refresh asked for
-}
-
-func (h *slotRefresher) refresh() {
-	now := time.Now().UnixNano()
-	last := h.last.Load()
-	if now-last < int64(minReload) || !h.last.CompareAndSwap(last, now) {
-		return
-	}
-	h.c.ReloadState(context.Background())
-}
-
-// failed refreshes the slot map if err says the slot map may be stale.
-func (h *slotRefresher) failed(err error) {
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) {
-		return
-	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) && !redis.HasErrorPrefix(err, "CLUSTERDOWN") {
-		return // an answer from the right node
-	}
-	h.refresh()
-}
-
-func (h *slotRefresher) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *slotRefresher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		h.failed(err)
-		return err
-	}
-}
-
-func (h *slotRefresher) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		if err != nil {
-			for _, c := range cmds {
-				if c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
-					h.failed(c.Err())
-					break
-				}
-			}
-		}
-		return err
-	}
 }
