@@ -74,13 +74,15 @@ type Options struct {
 	// StoreTimeout bounds every store call (read, write, delete, tag
 	// invalidation, lease), and at most half of what is left of the
 	// caller's context, so that a caller failing open still has time to
-	// load: a call that takes longer counts as a store failure (the
-	// cooldown starts, unless another store call succeeded meanwhile: then
-	// the call was queued behind others, not held by a hung store) and
-	// GetOrLoad loads from the source. It holds
+	// load. A call that takes longer fails: it counts as a store error
+	// and starts the cooldown (unless another store call succeeded
+	// meanwhile: then it was queued behind others, not held by a hung
+	// store), and GetOrLoad loads from the source. The bound holds
 	// whatever the client does with contexts; the call itself is
-	// abandoned, not stopped (see [Cache.Shutdown]). Default 200
-	// milliseconds; MemoryStore calls, which never block, are not bounded.
+	// abandoned, not stopped (see [Cache.Shutdown]). Until a store call
+	// has succeeded (the first ones may dial), the bound is at least 1
+	// second. Default 250 milliseconds. MemoryStore calls, which never
+	// block, are not bounded.
 	StoreTimeout time.Duration
 	// StoreCooldown is how long the store is left alone after it failed
 	// (or timed out), so that callers do not each wait for it; then one

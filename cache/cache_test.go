@@ -38,6 +38,13 @@ type storeHarness struct {
 func newTestCache(t *testing.T, h storeHarness, o Options) *Cache {
 	t.Helper()
 	o.Store = h.newStore(t)
+	if o.StoreTimeout == 0 {
+		// These cases are about a healthy store: on a machine shared by
+		// many test runs (and a Cluster's pipelines cross nodes), a call
+		// can outlast the 250 ms default. TestRedisHangFailsOpen tests
+		// the default.
+		o.StoreTimeout = 5 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

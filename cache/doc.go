@@ -80,8 +80,15 @@
 // # HTTP
 //
 // [Middleware] caches GET and HEAD responses with strong ETags, 304s,
-// Vary, Cache-Control from the handler and the request, and RFC 5861's
-// stale-while-revalidate and stale-if-error.
+// Vary, Cache-Control from the handler and the request, RFC 5861's
+// stale-while-revalidate and stale-if-error, and an Age header on cached
+// responses. Entries are keyed by scheme, host and request URI (a forged
+// Host header fills only its own entry) and by the varied request
+// headers; until the Vary of a URL is known, nothing is shared between
+// requests. A request's Cache-Control: no-cache revalidates the entry
+// (one handler run for all such requests at once) instead of replacing
+// it. Bodies are buffered up to MaxBodySize (1 MiB by default) and
+// streamed uncached past it.
 //
 // # Stampedes and failures
 //
@@ -92,7 +99,7 @@
 // value in the store.
 //
 // When the store fails or hangs, GetOrLoad fails open. Every store call
-// is bounded by [Options.StoreTimeout] (200 ms by default, and at most
+// is bounded by [Options.StoreTimeout] (250 ms by default, and at most
 // half of what is left of the caller's deadline), whatever the Redis
 // client's own timeouts; a call that fails or times out counts in
 // [Stats] (never as a miss), and GetOrLoad loads from the source (joining

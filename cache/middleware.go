@@ -2,8 +2,6 @@ package cache
 
 import (
 	"bytes"
-	"cmp"
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -15,18 +13,26 @@ import (
 )
 
 // MiddlewareOptions configure [Middleware]. The zero value caches GET and
-// HEAD responses of anonymous requests, keyed by URL path and query.
+// HEAD responses of anonymous requests, keyed by scheme, host, path and
+// query.
 type MiddlewareOptions struct {
 	// Key returns the cache key of a request, and whether it may be
-	// cached at all. Default: the path and query, for requests without an
-	// Authorization or Cookie header (a shared cache must not hand one
-	// user's response to another); include the user in the key to cache
-	// personal responses.
+	// cached at all. Default: scheme ("https" when r.TLS is set, else
+	// "http"), host (r.Host, lower-cased) and request URI, for requests
+	// without an Authorization or Cookie header (a shared cache must not
+	// hand one user's response to another); include the user in the key
+	// to cache personal responses. The varied request headers (Vary) are
+	// added to the key by the middleware. A Key that leaves out the host
+	// lets a request with a forged Host header fill the entry other hosts
+	// read.
 	Key func(r *http.Request) (key string, ok bool)
 	// TTL is how long a response is fresh when it does not say (max-age
 	// or s-maxage). Default: the Cache's TTL.
 	TTL time.Duration
-	// MaxBodySize is the largest body cached, in bytes. Default 1 MiB.
+	// MaxBodySize is the largest body cached, in bytes. Default 1 MiB. A
+	// response is buffered up to this size; past it, it is streamed to
+	// the client uncached, and the URL (variant) is remembered as too
+	// large for the TTL, so later requests stream straight through.
 	MaxBodySize int
 }
 
@@ -45,15 +51,27 @@ type MiddlewareOptions struct {
 //     301, 308, 404, 405, 410, 414, 501), never responses that set
 //     cookies, and Vary is honoured: each combination of the varied
 //     request headers is its own entry (Vary: * is not cached).
-//   - A request with Cache-Control: no-cache skips the cached copy (and
-//     refreshes it); one with no-store is passed through.
+//   - A request with Cache-Control: no-cache is not served the cached
+//     copy without revalidating it: the handler runs (once for all the
+//     no-cache requests of an entry at the same time, with If-None-Match
+//     set to the cached ETag); the cached copy is kept if the handler
+//     answers 304 or the same ETag, replaced by a new cacheable response,
+//     and kept (the new one served uncached) if the handler fails. A
+//     request with no-store is passed through.
+//   - Vary is learnt from responses: until the Vary of a URL is known,
+//     each request runs the handler for itself (nothing is shared between
+//     requests); then each combination of the varied headers is its own
+//     entry, and concurrent requests for the same missing entry run the
+//     handler once. A response whose Vary differs from the one learnt
+//     replaces it (and its entry is not kept).
+//   - Responses served from the cache carry an Age header (RFC 9111): the
+//     seconds since the handler produced them.
 //   - Past max-age, within the larger of stale-while-revalidate and
 //     stale-if-error, the stale response is served while the handler runs
 //     in the background to refresh it, and kept while that fails.
 //
-// Concurrent requests for the same missing entry run the handler once.
-// Do not wrap streaming handlers (SSE, WebSockets): responses are
-// buffered.
+// Responses are buffered up to MaxBodySize: do not wrap streaming
+// handlers (SSE, WebSockets), which would be held until that size.
 func Middleware(c *Cache, opts MiddlewareOptions) func(http.Handler) http.Handler {
 	if opts.Key == nil {
 		opts.Key = defaultKey
@@ -61,6 +79,7 @@ func Middleware(c *Cache, opts MiddlewareOptions) func(http.Handler) http.Handle
 	if opts.MaxBodySize <= 0 {
 		opts.MaxBodySize = 1 << 20
 	}
+	m := &httpCache{c: c, opts: opts, reval: make(map[string]*revalidation)}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -73,7 +92,7 @@ func Middleware(c *Cache, opts MiddlewareOptions) func(http.Handler) http.Handle
 				next.ServeHTTP(w, r)
 				return
 			}
-			serveCached(c, opts, next, w, r, key, reqCC.has("no-cache"))
+			m.serve(next, w, r, key, reqCC.has("no-cache"))
 		})
 	}
 }
@@ -82,7 +101,11 @@ func defaultKey(r *http.Request) (string, bool) {
 	if r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
 		return "", false
 	}
-	return r.URL.RequestURI(), true
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + strings.ToLower(r.Host) + r.URL.RequestURI(), true
 }
 
 // response is a buffered response as cached.
@@ -90,6 +113,10 @@ type response struct {
 	Status int         `json:"s"`
 	Header http.Header `json:"h"`
 	Body   []byte      `json:"b"`
+	Date   int64       `json:"t,omitempty"` // unix ms the handler produced it: Age
+	// TooBig marks a URL whose response passed MaxBodySize: streamed, not
+	// cached.
+	TooBig bool `json:"x,omitempty"`
 
 	ttl, stale time.Duration
 	cacheable  bool
@@ -97,52 +124,6 @@ type response struct {
 
 func (r response) cachePolicy() (time.Duration, time.Duration, bool) {
 	return r.ttl, r.stale, r.cacheable
-}
-
-func serveCached(c *Cache, opts MiddlewareOptions, next http.Handler, w http.ResponseWriter, r *http.Request, key string, revalidate bool) {
-	ctx := r.Context()
-	// The Vary of the last response for this URL names the request headers
-	// that select the entry.
-	varyKey := "http-vary:" + key
-	vary, _ := Get[[]string](ctx, c, varyKey)
-	entryKey := "http:" + key + variant(r, vary)
-	load := func(lctx context.Context) (response, error) {
-		resp := record(next, r.Clone(lctx), opts)
-		if resp.Status >= 500 {
-			return resp, &handlerError{resp}
-		}
-		return resp, nil
-	}
-	var resp response
-	var err error
-	if revalidate {
-		resp, err = callLoader(ctx, load)
-		if err == nil && resp.cacheable {
-			ttl := cmp.Or(resp.ttl, opts.TTL, c.opts.TTL)
-			_ = Set(ctx, c, entryKey, resp, TTL(ttl))
-		}
-	} else {
-		var o []Option
-		if opts.TTL > 0 {
-			o = append(o, TTL(opts.TTL))
-		}
-		resp, err = GetOrLoad(ctx, c, entryKey, load, o...)
-	}
-	var herr *handlerError
-	switch {
-	case errors.As(err, &herr):
-		resp = herr.resp
-	case err != nil:
-		// A context ended, or the cache failed: serve from the handler.
-		next.ServeHTTP(w, r)
-		return
-	}
-	if resp.cacheable {
-		if v := resp.Header.Values("Vary"); !slices.Equal(splitVary(v), vary) {
-			_ = Set(ctx, c, varyKey, splitVary(v), TTL(24*time.Hour))
-		}
-	}
-	write(w, r, resp)
 }
 
 // handlerError carries a 5xx response: not cached, but served (or, within
@@ -181,46 +162,21 @@ func splitVary(values []string) []string {
 
 var cacheableStatus = map[int]bool{200: true, 203: true, 204: true, 300: true, 301: true, 308: true, 404: true, 405: true, 410: true, 414: true, 501: true}
 
-// record runs the handler into a buffer and decides how the response may
-// be cached.
-func record(next http.Handler, r *http.Request, opts MiddlewareOptions) response {
-	rec := &recorder{header: http.Header{}, max: opts.MaxBodySize}
-	if r.Method == http.MethodHead {
-		// Cache what a GET returns; HEAD requests are answered from it.
-		r.Method = http.MethodGet
-	}
-	next.ServeHTTP(rec, r)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	resp := response{Status: rec.status, Header: rec.header, Body: rec.body.Bytes()}
-	cc := parseCacheControl(resp.Header.Get("Cache-Control"))
-	resp.cacheable = cacheableStatus[resp.Status] && !rec.tooBig &&
-		!cc.has("no-store") && !cc.has("private") && !cc.has("no-cache") &&
-		resp.Header.Get("Set-Cookie") == "" && !slices.Contains(splitVary(resp.Header.Values("Vary")), "*")
-	if d, ok := cc.seconds("s-maxage"); ok {
-		resp.ttl = d
-	} else if d, ok := cc.seconds("max-age"); ok {
-		resp.ttl = d
-	}
-	if resp.ttl == 0 && (cc.has("max-age") || cc.has("s-maxage")) {
-		resp.cacheable = false // max-age=0: stale at once
-	}
-	swr, _ := cc.seconds("stale-while-revalidate")
-	sie, _ := cc.seconds("stale-if-error")
-	resp.stale = max(swr, sie)
-	if resp.Header.Get("ETag") == "" && resp.Status == http.StatusOK {
-		sum := sha256.Sum256(resp.Body)
-		resp.Header.Set("ETag", `"`+base64.RawURLEncoding.EncodeToString(sum[:18])+`"`)
-	}
-	return resp
+// contentETag is a strong ETag from a hash of body.
+func contentETag(body []byte) string {
+	sum := sha256.Sum256(body)
+	return `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
 }
 
-// write serves resp, or 304 when the request's If-None-Match matches.
-func write(w http.ResponseWriter, r *http.Request, resp response) {
+// write serves resp, or 304 when the request's If-None-Match matches;
+// with the Age header if it comes from the cache (cached).
+func write(w http.ResponseWriter, r *http.Request, resp response, cached bool) {
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = slices.Clone(v)
+	}
+	if cached && resp.Date != 0 {
+		h.Set("Age", age(resp.Date))
 	}
 	etag := resp.Header.Get("ETag")
 	if etag != "" && resp.Status == http.StatusOK && noneMatch(r.Header.Get("If-None-Match"), etag) {
@@ -280,14 +236,23 @@ func (cc cacheControl) seconds(name string) (time.Duration, bool) {
 	return time.Duration(min(n, 1<<31)) * time.Second, true
 }
 
-// recorder buffers a response.
+// recorder buffers a response up to max bytes. Past that, with pass set,
+// it writes what it buffered to pass and streams the rest (passing);
+// without, it drops the body and fails the handler's writes (tooBig).
 type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-	max    int
-	tooBig bool
+	header  http.Header
+	status  int
+	body    bytes.Buffer
+	max     int
+	tooBig  bool
+	pass    http.ResponseWriter
+	head    bool // the request was HEAD: nothing goes to pass's body
+	passing bool
 }
+
+// errTooBig fails the writes of a handler whose response outgrew a
+// shared load's buffer.
+var errTooBig = errors.New("cache: response larger than MaxBodySize")
 
 func (r *recorder) Header() http.Header { return r.header }
 
@@ -301,8 +266,38 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
-	if r.body.Len()+len(p) > r.max {
-		r.tooBig = true
+	if r.passing {
+		if r.head {
+			return len(p), nil
+		}
+		return r.pass.Write(p)
 	}
-	return r.body.Write(p)
+	if r.tooBig {
+		return 0, errTooBig
+	}
+	if r.body.Len()+len(p) <= r.max {
+		return r.body.Write(p)
+	}
+	if r.pass == nil {
+		r.tooBig = true
+		r.body = bytes.Buffer{} // let it go
+		return 0, errTooBig
+	}
+	// Stream it through, uncached.
+	r.passing = true
+	h := r.pass.Header()
+	for k, v := range r.header {
+		h[k] = v
+	}
+	r.pass.WriteHeader(r.status)
+	if !r.head {
+		if _, err := r.pass.Write(r.body.Bytes()); err != nil {
+			return 0, err
+		}
+	}
+	r.body = bytes.Buffer{}
+	if r.head {
+		return len(p), nil
+	}
+	return r.pass.Write(p)
 }

@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// firstCallTimeout bounds the store calls made before one has succeeded
+// (they may include dialing), if StoreTimeout is shorter.
+const firstCallTimeout = time.Second
+
 // errStoreTimeout is a store call that outlived its StoreTimeout.
 var errStoreTimeout = errors.New("cache: store call timed out")
 
@@ -60,6 +64,10 @@ func bounded[R any](c *Cache, ctx context.Context, f func(ctx context.Context) (
 	}
 	var zero R
 	d := c.opts.StoreTimeout
+	if c.lastOK.Load() == 0 {
+		// No call has succeeded yet: this one may be dialing the store.
+		d = max(d, firstCallTimeout)
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		d = min(d, time.Until(dl)/2)
 	}
