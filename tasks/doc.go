@@ -81,6 +81,13 @@
 // weights, or strictly by weight with [Options.StrictPriority]. A task
 // picks its queue with [Queue].
 //
+// [Runner.PauseQueue] stops every node from claiming a queue's tasks
+// until [Runner.ResumeQueue]; the queue keeps accepting tasks, running
+// ones finish, and [Runner.PausedQueues] lists the paused queues. The
+// pause is kept by the store ([Pauser]): on Redis it is a key of the
+// queue, checked by the claim script, so it holds for every node and
+// survives their restarts.
+//
 // # Periodic tasks
 //
 // [Runner.Periodic] enqueues a task at every tick of a [Schedule]: [Every]
