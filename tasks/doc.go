@@ -58,6 +58,11 @@
 // a [*DuplicateError] (Key "", ID the existing task's) and changes
 // nothing.
 //
+// [Runner.EnqueueMany] enqueues a batch in one store operation (one
+// round trip to Redis), all or nothing, with a result per task: a
+// duplicate ID or unique key is reported in its task's result and the
+// rest of the batch is enqueued.
+//
 // [Runner.Run] never abandons work on shutdown: when its context ends it
 // stops claiming, lets running tasks finish within
 // [Options.ShutdownTimeout], then cancels the rest and hands them back
@@ -80,6 +85,13 @@
 // A runner serves the queues of [Options.Queues] in proportion to their
 // weights, or strictly by weight with [Options.StrictPriority]. A task
 // picks its queue with [Queue].
+//
+// [Runner.PauseQueue] stops every node from claiming a queue's tasks
+// until [Runner.ResumeQueue]; the queue keeps accepting tasks, running
+// ones finish, and [Runner.PausedQueues] lists the paused queues. The
+// pause is kept by the store ([Pauser]): on Redis it is a key of the
+// queue, checked by the claim script, so it holds for every node and
+// survives their restarts.
 //
 // # Periodic tasks
 //
@@ -130,6 +142,14 @@
 //     73,500 enqueues/s from 50 goroutines (2.8×), idle pickup p50 1.6 ms
 //     (asynq ~1 s: it polls), delayed tasks start 2.9 ms late at p99
 //     (asynq ~4 s);
+//   - EnqueueMany from one goroutine (BenchmarkEnqueueOneGoroutine,
+//     batches of 100, 2s runs on the machine above while other builds
+//     kept its load average at 20): Redis store 29,700 tasks/s against
+//     3,300 for one Enqueue at a time (9×: one round trip per batch
+//     instead of per task; 12,500 against 3,500, 3.6×, in a noisier
+//     run); memory store about equal (72,000 and 73,000 tasks/s in that
+//     run: a memory Enqueue is one lock and no I/O, so batching saves
+//     little, and encoding the payloads dominates);
 //   - memory store: BenchmarkMemoryProcess runs 540,000–650,000 no-op
 //     tasks/s with the default retention and 750,000–980,000 with none,
 //     one allocation (about 315 B) a task; BenchmarkMemoryThroughput

@@ -30,6 +30,7 @@ import (
 //	                         change), so that a client's retry of the same
 //	                         call is recognised (see below)
 //	wake                     pub/sub channel: due time of a new task, "0" for now
+//	paused                   string: set while the queue is paused (Pauser)
 //
 // A state line is "state|attempt", then for a task that has run
 // "|token|started|worker"; a final state puts its finish time after the
@@ -367,6 +368,7 @@ if prev then
   end
   return out
 end
+if redis.call('EXISTS', base .. 'paused') == 1 then return {now, -1, 0} end
 local nd = -1
 for _, z in ipairs({'scheduled', 'retry'}) do
   local due = redis.call('ZRANGEBYSCORE', base .. z, '-inf', now, 'LIMIT', 0, 1000)

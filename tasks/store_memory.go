@@ -86,6 +86,7 @@ type memQueue struct {
 	active  []*memTask          // unordered; memTask.active indexes it
 	final   [numStates]memFinal // by finish time, oldest first
 	counts  [numStates]int      // live and final tasks by state
+	paused  bool                // see Pauser
 }
 
 type memUnique struct {
@@ -364,7 +365,7 @@ func (s *MemoryStore) Claim(ctx context.Context, worker string, queues []string,
 	var slab []Lease // the leases, allocated together
 	for _, name := range queues {
 		q := s.queues[name]
-		if q == nil {
+		if q == nil || q.paused {
 			continue
 		}
 		s.promote(q, now)
@@ -421,7 +422,7 @@ func (s *MemoryStore) Wait(ctx context.Context, queues []string) error {
 	var next time.Time
 	for _, name := range queues {
 		q := s.queues[name]
-		if q == nil {
+		if q == nil || q.paused {
 			continue
 		}
 		if q.pending.first != nil {

@@ -408,33 +408,9 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 		}
 		reqs[i] = append(reqs[i], r)
 	}
-	// An enqueue call takes its plain tasks (due now, no unique key) first,
-	// as id, definition pairs, then the others with all their fields.
 	for i, c := range calls {
-		if c.script != enqueueScript {
-			continue
-		}
-		now := time.Now()
-		rs := make([]*enqReq, 0, len(reqs[i]))
-		for _, r := range reqs[i] {
-			if r.t.UniqueKey == "" && !r.t.RunAt.After(now) {
-				rs = append(rs, r)
-			}
-		}
-		n := len(rs)
-		for _, r := range reqs[i] {
-			if r.t.UniqueKey != "" || r.t.RunAt.After(now) {
-				rs = append(rs, r)
-			}
-		}
-		reqs[i] = rs
-		c.args = make([]any, 0, 2+2*n+enqueueFields*(len(rs)-n))
-		c.args = append(c.args, s.nonce(), n)
-		for _, r := range rs[:n] {
-			c.args = append(c.args, r.t.ID, packDef(r.t))
-		}
-		for _, r := range rs[n:] {
-			c.args = taskArgs(c.args, r.t)
+		if c.script == enqueueScript {
+			c.args, reqs[i] = s.enqueueArgs(reqs[i])
 		}
 	}
 	if len(newQueues) > 0 {
@@ -469,6 +445,34 @@ func (s *RedisStore) flushEnqueue(batch []*enqReq) {
 			close(r.done)
 		}
 	}
+}
+
+// enqueueArgs returns the arguments of an enqueue script call of reqs,
+// and reqs in the call's order: its plain tasks (due now, no unique key)
+// first, as id, definition pairs, then the others with all their fields.
+func (s *RedisStore) enqueueArgs(reqs []*enqReq) ([]any, []*enqReq) {
+	now := time.Now()
+	rs := make([]*enqReq, 0, len(reqs))
+	for _, r := range reqs {
+		if r.t.UniqueKey == "" && !r.t.RunAt.After(now) {
+			rs = append(rs, r)
+		}
+	}
+	n := len(rs)
+	for _, r := range reqs {
+		if r.t.UniqueKey != "" || r.t.RunAt.After(now) {
+			rs = append(rs, r)
+		}
+	}
+	args := make([]any, 0, 2+2*n+enqueueFields*(len(rs)-n))
+	args = append(args, s.nonce(), n)
+	for _, r := range rs[:n] {
+		args = append(args, r.t.ID, packDef(r.t))
+	}
+	for _, r := range rs[n:] {
+		args = taskArgs(args, r.t)
+	}
+	return args, rs
 }
 
 // setHolders reads an enqueue script's reply: {position, holder} pairs

@@ -717,6 +717,8 @@ func runSuite(t *testing.T, h harness) {
 		},
 	}
 	maps.Copy(cases, idCases(h))
+	maps.Copy(cases, pauseCases(h))
+	maps.Copy(cases, batchCases(h))
 	maps.Copy(cases, strandedCases(h))
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

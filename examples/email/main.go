@@ -32,6 +32,7 @@ import (
 	"github.com/rtkit/rtkit"
 	"github.com/rtkit/rtkit/sse"
 	"github.com/rtkit/rtkit/tasks"
+	"github.com/rtkit/rtkit/tasks/inspect"
 )
 
 //go:embed tasks.html
@@ -50,6 +51,7 @@ type app struct {
 	log    *slog.Logger
 	runner *tasks.Runner
 	events *sse.Broker
+	admin  *inspect.Inspector // the task inspector at /admin/tasks/
 	send   mailer
 	close  func() // closes the backplane and Redis, if any
 }
@@ -92,11 +94,31 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 	a.events = sse.NewBroker(sse.Options{
 		Backplane: bp, Logger: log,
 		Topics: func(*http.Request) ([]string, error) { return []string{"tasks"}, nil }, // the runner's events, nothing else
-		// "tasks" is reserved: the broker refuses it unless Authorize says
-		// yes. This demo has no sign-in; a real app checks for an operator.
+		// "tasks" is a topic the broker refuses unless Authorize allows it:
+		// this demo shows its task events to everyone.
 		Authorize: func(*http.Request, string) error { return nil },
 	})
+	// The library's task inspector: queues, lists, task pages, retry,
+	// cancel, delete and pause, live. Without Authorize it is read-only;
+	// this demo lets only requests from this machine act (a real app
+	// checks its own login here, and puts the inspector behind it).
+	a.admin = inspect.New(a.runner, inspect.Options{
+		Prefix: "/admin/tasks", Logger: log,
+		Authorize: func(r *http.Request, act inspect.Action) error {
+			if act == inspect.ActionRead || fromLoopback(r) {
+				return nil
+			}
+			return inspect.ErrForbidden
+		},
+	})
 	return a, nil
+}
+
+// fromLoopback reports whether r comes from this machine.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
 
 func (a *app) handler() http.Handler {
@@ -107,6 +129,7 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("POST /api/tasks/{id}/retry", a.retryTask)
 	mux.Handle("GET /events", a.events)
 	mux.HandleFunc("GET /tasks", func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, page, "tasks.html") })
+	mux.Handle("/admin/tasks/", a.admin)
 	mux.Handle("GET /{$}", http.RedirectHandler("/tasks", http.StatusFound))
 	return mux
 }
@@ -215,7 +238,7 @@ func serve(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger) e
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("email listening", "tasks", "http://"+ln.Addr().String()+"/tasks", "node", a.runner.Node(), "redis", cfg.RedisURL != "", "smtp", cfg.SMTPAddr)
+	log.Info("email listening", "tasks", "http://"+ln.Addr().String()+"/tasks", "inspector", "http://"+ln.Addr().String()+"/admin/tasks/", "node", a.runner.Node(), "redis", cfg.RedisURL != "", "smtp", cfg.SMTPAddr)
 	select {
 	case err = <-served:
 	case <-ctx.Done():
@@ -224,6 +247,7 @@ func serve(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger) e
 	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer scancel()
 	_ = a.events.Shutdown(sctx) // ends the /events streams, which HTTP shutdown would wait for
+	_ = a.admin.Shutdown(sctx)  // and the inspector's
 	if serr := srv.Shutdown(sctx); err == nil {
 		err = serr
 	}

@@ -153,10 +153,24 @@ func (in *Inspector) back(target string) string {
 	return in.prefix + "/"
 }
 
-// pausedQueues returns the paused queues, or nil when they can't be read.
-func (in *Inspector) pausedQueues(ctx context.Context) map[string]bool { return nil }
+// pausedQueues returns the paused queues, or nil when they can't be read
+// (a store that can't pause).
+func (in *Inspector) pausedQueues(ctx context.Context) map[string]bool {
+	qs, err := in.r.PausedQueues(ctx)
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]bool, len(qs))
+	for _, q := range qs {
+		out[q] = true
+	}
+	return out
+}
 
 // pause pauses or resumes a queue.
 func (in *Inspector) pause(ctx context.Context, queue string, on bool) error {
-	return fmt.Errorf("%w: queue pause is not supported", tasks.ErrInvalid)
+	if on {
+		return in.r.PauseQueue(ctx, queue)
+	}
+	return in.r.ResumeQueue(ctx, queue)
 }

@@ -106,6 +106,9 @@ type Inspector struct {
 	stop   sync.Once
 }
 
+// maxForm bounds the body of a POST.
+const maxForm = 1 << 20
+
 //go:embed assets
 var assets embed.FS
 
@@ -198,6 +201,7 @@ func (in *Inspector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Referrer-Policy", "same-origin")
 	action := ActionRead
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 		action = Action(r.PostFormValue("action"))
 	}
 	if err := in.opts.Authorize(r, action); err != nil {

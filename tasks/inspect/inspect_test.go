@@ -401,3 +401,34 @@ func ExampleNew() {
 	res.Body.Close()
 	// Output: 200 text/html; charset=utf-8
 }
+
+func TestPauseResume(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store tasks.Store) {
+		a := newApp(t, store, inspect.Options{Authorize: allowAll}, true)
+		ctx := context.Background()
+		tok := a.token(t)
+		code, _ := a.post(t, url.Values{"action": {"pause"}, "csrf": {tok}, "queue": {"mail"}})
+		require.Equal(t, http.StatusSeeOther, code)
+		task := enqueue(t, a.r, "ok", nil, tasks.Queue("mail"))
+		_, body := a.get(t, "/")
+		assert.Contains(t, body, `<span class="badge paused">paused</span>`)
+		assert.Contains(t, body, `value="resume">Resume`)
+		_, body = a.get(t, "/queues/mail/pending")
+		assert.Contains(t, body, "paused")
+		got, err := a.r.Get(ctx, task.ID)
+		require.NoError(t, err)
+		assert.Equal(t, tasks.Pending, got.State)
+
+		code, _ = a.post(t, url.Values{"action": {"resume"}, "csrf": {tok}, "queue": {"mail"}})
+		require.Equal(t, http.StatusSeeOther, code)
+		waitState(t, a.r, task.ID, tasks.Succeeded)
+		paused, err := a.r.PausedQueues(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, paused)
+
+		code, _ = a.post(t, url.Values{"action": {"pause"}, "csrf": {tok}})
+		assert.Equal(t, http.StatusBadRequest, code)
+		code, _ = a.post(t, url.Values{"action": {"pause"}, "csrf": {tok}, "queue": {"bad queue"}})
+		assert.Equal(t, http.StatusBadRequest, code)
+	})
+}

@@ -125,6 +125,8 @@ func (in *Inspector) fail(w http.ResponseWriter, err error) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 	case errors.Is(err, tasks.ErrInvalid):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.Is(err, errors.ErrUnsupported):
+		http.Error(w, err.Error(), http.StatusNotImplemented)
 	case errors.Is(err, tasks.ErrBadState):
 		http.Error(w, err.Error(), http.StatusConflict)
 	default:

@@ -30,9 +30,16 @@
     counts[el.dataset.count] = el.textContent;
   });
 
-  var refreshing = false;
+  // refresh reloads the page's content in place, at most once a second.
+  var refreshing = false, last = 0, again = null;
   function refresh() {
     if (refreshing || document.querySelector("#main input:checked")) return; // don't drop a selection
+    var wait = last + 1000 - Date.now();
+    if (wait > 0) {
+      if (!again) again = setTimeout(function () { again = null; refresh(); }, wait);
+      return;
+    }
+    last = Date.now();
     refreshing = true;
     fetch(location.href, { credentials: "same-origin" }).then(function (r) {
       return r.ok ? r.text() : null;
@@ -41,7 +48,13 @@
       if (!html) return;
       var doc = new DOMParser().parseFromString(html, "text/html");
       var fresh = doc.getElementById("main");
-      if (fresh) { main.replaceWith(fresh); main = fresh; bind(); }
+      if (!fresh) return;
+      main.replaceWith(fresh);
+      main = fresh;
+      if (chart) { chart.destroy(); chart = null; } // its element was replaced
+      var seed = document.getElementById("chart-data");
+      if (seed) drawChart(JSON.parse(seed.textContent));
+      bind();
     }).catch(function () { refreshing = false; });
   }
 
@@ -57,7 +70,8 @@
       });
     });
     drawChart(s);
-    if (rows || (changed && main.dataset.page !== "overview")) refresh();
+    // The overview's running tasks and the lists move with the counts.
+    if (rows || changed) refresh();
   }
 
   function bind() {
