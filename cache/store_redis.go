@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rtkit/rtkit/internal/redisslots"
 )
 
 // RedisStore is a [Store] on Redis (standalone, Sentinel or Cluster).
@@ -38,10 +40,18 @@ var (
 
 // NewRedisStore returns a RedisStore whose keys start with prefix
 // (default "rtkit:cache:"). It does not close client.
+//
+// Given a *redis.ClusterClient, it adds a hook to it that refreshes the
+// client's slot map after a command fails on a connection error or
+// CLUSTERDOWN (at most four times a second): go-redis alone refreshes it
+// only on MOVED or once a minute, so after a primary fails over the store
+// would fail for up to a minute instead of about the cluster's node
+// timeout.
 func NewRedisStore(client redis.UniversalClient, prefix string) *RedisStore {
 	if prefix == "" {
 		prefix = "rtkit:cache:"
 	}
+	redisslots.Follow(client)
 	return &RedisStore{client: client, prefix: prefix}
 }
 

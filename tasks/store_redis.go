@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rtkit/rtkit/internal/redisslots"
 )
 
 // RedisOptions configure a [RedisStore]. Client is required; the zero
@@ -122,7 +124,10 @@ type RedisStore struct {
 var _ Store = (*RedisStore)(nil)
 
 // NewRedisStore returns a RedisStore configured by opts. It returns an
-// error if opts.Client is nil or a redis.Ring.
+// error if opts.Client is nil or a redis.Ring. Given a
+// *redis.ClusterClient, it adds a hook to it that refreshes the client's
+// slot map after a command fails on a connection error or CLUSTERDOWN (at
+// most four times a second), so that the store follows a failover.
 func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	s := &RedisStore{
 		client:    opts.Client,
@@ -143,6 +148,9 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	if strings.ContainsAny(s.prefix, "{}") {
 		return nil, errors.New("tasks: RedisOptions.Prefix must not contain '{' or '}'")
 	}
+	// Follow a Cluster failover in about the cluster's node timeout, not
+	// the minute go-redis takes to refresh its slot map by itself.
+	redisslots.Follow(opts.Client)
 	s.enq = batcher[*enqReq]{wg: &s.wg, flush: s.flushEnqueue}
 	s.fin = batcher[*finReq]{max: 1, wg: &s.wg, flush: s.flushFinish}
 	s.wait.s = s
