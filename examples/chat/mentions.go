@@ -152,12 +152,8 @@ func (f *mentionFeed) HandleMessage(m *rtkit.Message) {
 	if m.Ephemeral() || !bytes.Contains(m.Data, []byte("@")) {
 		return
 	}
-	var env struct {
-		Op   string          `json:"op"`
-		From realtime.Sender `json:"from"`
-		Data json.RawMessage `json:"data"`
-	}
-	if json.Unmarshal(m.Data, &env) != nil || env.Op != "msg" || env.From.Conn == "" || !f.local(env.From.Conn) {
+	env, ok := realtime.DecodeMessage(m)
+	if !ok || env.From.Conn == "" || !f.local(env.From.Conn) {
 		return
 	}
 	text := messageText(env.Data)
