@@ -74,3 +74,30 @@ func TestClientRejoinRefused(t *testing.T) {
 	waitFor(t, "a message of the rejoined room", func() bool { return len(find("msg", "flaky")) == 1 })
 	require.Empty(t, find("gap", ""), "a retried rejoin is no gap")
 }
+
+// Connections dropped right after their welcome do not reset the Go
+// client's backoff: each counts as a failed attempt.
+func TestClientBackoffStartsOverOnlyAfterAStableConnection(t *testing.T) {
+	h, url := testHub(t, Options{Authenticate: bearer})
+	ctx := context.Background()
+	c, err := Dial(ctx, url, DialOptions{HTTPHeader: as("flap"), MinBackoff: 5 * time.Millisecond, MaxBackoff: time.Second,
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	connected := make(chan struct{}, 8)
+	go func() {
+		for e := range c.Events() {
+			if e.Op == "connected" {
+				connected <- struct{}{}
+			}
+		}
+	}()
+	for range 3 {
+		dropUser(h, "flap")
+		<-connected
+	}
+	c.mu.Lock()
+	next := c.backoff
+	c.mu.Unlock()
+	require.GreaterOrEqual(t, next, 40*time.Millisecond, "three short-lived connections: 5 ms doubled three times")
+}
