@@ -49,7 +49,14 @@
 //     pub/sub with hash-tagged keys on Redis Cluster.
 //
 // History is bounded per topic by count ([DefaultHistorySize]) and by age
-// ([DefaultHistoryTTL]); both are options.
+// ([DefaultHistoryTTL]); both are options. [SubscribeOptions.MaxReplay]
+// caps what one subscription replays from it, so that one client's resume
+// cannot make a node hold the whole history.
+//
+// The packages share one topic space. Topics rtkit uses internally
+// ([ReservedTopic]: "inbox:*", "tasks", "tasks:*", "rtkit-*", "rtkit:*")
+// are refused to clients by the hub's and the broker's default
+// authorization; an application's own Authorize hook decides them.
 //
 // On Redis Cluster (with replicas) and Sentinel, the RedisBackplane
 // survives a primary failover: publishes to the failed slots resume about

@@ -34,8 +34,10 @@ type DialOptions struct {
 	// HTTPClient dials the connection. Default http.DefaultClient.
 	HTTPClient *http.Client
 	// MinBackoff and MaxBackoff bound the delay between reconnection
-	// attempts; the delay doubles with each failure, with jitter.
-	// Defaults 250ms and 10s.
+	// attempts; the delay doubles with each failure, with jitter, and
+	// starts over only once a connection has stayed up for 10 seconds (a
+	// connection dropped sooner counts as a failure). Defaults 250ms and
+	// 10s.
 	MinBackoff, MaxBackoff time.Duration
 	// NoReconnect makes the client stop at the first disconnection.
 	NoReconnect bool
@@ -61,6 +63,9 @@ type DialOptions struct {
 //   - "connected": the client (re)connected and rejoined its rooms; Conn is
 //     the new connection ID.
 //   - "disconnected": the connection dropped; Err says why.
+//   - "joinfailed": after a reconnect, the server refused to rejoin Room
+//     (Err, an [*Error]; transient refusals, internal and rate_limited, are
+//     retried first): the client is no longer in the room.
 type Event struct {
 	Op        string
 	Room      string
@@ -114,6 +119,7 @@ type Client struct {
 	rooms     map[string]*clientRoom // joined rooms
 	inbox     rtkit.ID
 	connID    string
+	backoff   time.Duration // the next reconnection's delay (for tests)
 }
 
 type clientRoom struct {
@@ -268,6 +274,8 @@ func (c *Client) install(ws *websocket.Conn, welcome map[string]json.RawMessage)
 func (c *Client) run(ws *websocket.Conn) {
 	defer close(c.done)
 	defer close(c.events)
+	delay := c.opts.MinBackoff
+	up := time.Now()
 	for {
 		err := c.readLoop(ws)
 		c.mu.Lock()
@@ -287,33 +295,47 @@ func (c *Client) run(ws *websocket.Conn) {
 			c.cancel()
 			return
 		}
-		if ws = c.reconnect(); ws == nil {
+		if time.Since(up) >= stableAfter {
+			delay = c.opts.MinBackoff
+		}
+		if ws, delay = c.reconnect(delay); ws == nil {
 			return
 		}
+		up = time.Now()
 	}
 }
 
-// reconnect dials with backoff until it succeeds (and rejoins every room)
-// or Close.
-func (c *Client) reconnect() *websocket.Conn {
-	delay := c.opts.MinBackoff
+// stableAfter is how long a connection must stay up for the reconnection
+// backoff to start over: one closed right after its welcome (a server that
+// accepts and drops every connection, say) counts as a failed attempt.
+const stableAfter = 10 * time.Second
+
+// reconnect dials with backoff, starting at delay, until it succeeds (and
+// rejoins every room) or Close. It returns the delay for the next
+// reconnection, doubled by every attempt including the successful one.
+func (c *Client) reconnect(delay time.Duration) (*websocket.Conn, time.Duration) {
+	defer func() {
+		c.mu.Lock()
+		c.backoff = delay
+		c.mu.Unlock()
+	}()
 	for attempt := 1; ; attempt++ {
 		jittered := delay/2 + rand.N(delay/2+1)
 		select {
 		case <-time.After(jittered):
 		case <-c.ctx.Done():
-			return nil
+			return nil, delay
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 		ws, welcome, err := c.connect(ctx)
 		cancel()
+		delay = min(delay*2, c.opts.MaxBackoff)
 		if err == nil {
 			c.install(ws, welcome)
 			go c.rejoin()
-			return ws
+			return ws, delay
 		}
 		c.log.Debug("realtime: reconnect failed", "attempt", attempt, "err", err)
-		delay = min(delay*2, c.opts.MaxBackoff)
 	}
 }
 
@@ -331,19 +353,50 @@ func (c *Client) rejoin() {
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
 	for name, last := range rooms {
-		res, err := c.join(ctx, name, JoinOptions{Since: last}, false)
-		if err != nil {
-			// Messages of the room are missed until the application joins
-			// again: say so.
-			c.log.Warn("realtime: rejoin failed", "room", name, "err", err)
-			c.emit(Event{Op: "gap", Room: name})
-			continue
-		}
-		if !res.Recovered {
-			c.emit(Event{Op: "gap", Room: name})
-		}
+		c.rejoinRoom(ctx, name, last)
 	}
 	c.emit(Event{Op: "connected", Conn: conn})
+}
+
+// maxRejoinRetries bounds how often a rejoin refused with a transient
+// error (internal, rate_limited) is tried again.
+const maxRejoinRetries = 5
+
+// rejoinRoom joins room again after last. A transient refusal is retried
+// with backoff; a lasting one forgets the room and emits "joinfailed"; a
+// lost connection leaves the room to the next reconnect.
+func (c *Client) rejoinRoom(ctx context.Context, room string, last rtkit.ID) {
+	delay := c.opts.MinBackoff
+	for attempt := 0; ; attempt++ {
+		res, err := c.join(ctx, room, JoinOptions{Since: last}, false)
+		var e *Error
+		switch {
+		case err == nil:
+			if !res.Recovered {
+				c.emit(Event{Op: "gap", Room: room})
+			}
+			return
+		case errors.As(err, &e) && (e.Code == CodeInternal || e.Code == CodeRateLimited) && attempt < maxRejoinRetries:
+			select {
+			case <-time.After(delay/2 + rand.N(delay/2+1)):
+			case <-ctx.Done():
+				return
+			}
+			delay = min(delay*2, c.opts.MaxBackoff)
+		case e != nil:
+			c.log.Warn("realtime: rejoin refused; the room is no longer joined", "room", room, "err", err)
+			c.mu.Lock()
+			delete(c.rooms, room)
+			c.mu.Unlock()
+			c.emit(Event{Op: "joinfailed", Room: room, Err: err})
+			return
+		default:
+			// Disconnected (the next connection rejoins) or closed. Messages
+			// of the room are missed until then: say so.
+			c.emit(Event{Op: "gap", Room: room})
+			return
+		}
+	}
 }
 
 func (c *Client) readLoop(ws *websocket.Conn) error {

@@ -210,7 +210,10 @@ func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 	}
 	c.closing = make(chan struct{})
 	c.closeCode, c.closeReason = code, reason
-	if c.writing {
+	if c.writing && code != CloseSlowConsumer {
+		// The writer sends the close frame after the queue. A slow
+		// consumer's writer may be stuck on a full socket: the close
+		// starts now and cuts that write short.
 		return
 	}
 	c.wg.Add(1)

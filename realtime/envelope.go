@@ -173,6 +173,16 @@ type Message struct {
 	Time int64 `json:"time"`
 }
 
+// DecodeMessage decodes a room message as a backplane subscriber receives
+// it: one the hub published (a member's or [Hub.Publish]'s), or a payload
+// other code published to the room's topic (From empty, Data the payload).
+// It reports false for anything else on the topic (presence events). Code
+// that subscribes to a room's topic on the backplane uses it instead of
+// parsing payloads: the hub's envelope format is internal.
+func DecodeMessage(m *rtkit.Message) (Message, bool) {
+	return decodeMessage(m.Topic, m)
+}
+
 // decodeMessage decodes a room message from its client frame form.
 func decodeMessage(room string, m *rtkit.Message) (Message, bool) {
 	var f struct {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtkit/rtkit"
 	"github.com/rtkit/rtkit/realtime"
 )
 
@@ -98,4 +99,24 @@ func ExampleHub_Publish() {
 	}
 	// Output:
 	// {"headline":"rtkit ships"}
+}
+
+// Code that watches a room on the backplane (to mail mentions, say)
+// decodes what the hub published with DecodeMessage.
+func ExampleDecodeMessage() {
+	bp := rtkit.NewMemoryBackplane(rtkit.MemoryOptions{})
+	defer bp.Close()
+	hub := realtime.NewHub(realtime.Options{Backplane: bp})
+	defer hub.Shutdown(context.Background())
+	ctx := context.Background()
+	if _, err := hub.Publish(ctx, "lobby", map[string]string{"text": "hi @ada"}); err != nil {
+		panic(err)
+	}
+	hist, err := bp.History(ctx, "lobby", rtkit.HistoryOptions{})
+	if err != nil {
+		panic(err)
+	}
+	msg, ok := realtime.DecodeMessage(hist.Messages[0])
+	fmt.Println(ok, msg.Room, string(msg.Data), msg.From.User == "")
+	// Output: true lobby {"text":"hi @ada"} true
 }

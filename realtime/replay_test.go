@@ -3,16 +3,15 @@ package realtime
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/rtkit/rtkit"
+	"github.com/rtkit/rtkit/internal/heaptest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,7 +22,7 @@ func smallBufferHub(t testing.TB, opts Options) (*Hub, string) {
 	t.Helper()
 	h := NewHub(opts)
 	srv := httptest.NewUnstartedServer(h)
-	srv.Listener = smallBufferListener{srv.Listener}
+	srv.Listener = heaptest.Listener{Listener: srv.Listener}
 	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -34,25 +33,6 @@ func smallBufferHub(t testing.TB, opts Options) (*Hub, string) {
 		srv.Close()
 	})
 	return h, "ws" + strings.TrimPrefix(srv.URL, "http")
-}
-
-type smallBufferListener struct{ net.Listener }
-
-func (l smallBufferListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		_ = c.(*net.TCPConn).SetWriteBuffer(4096)
-	}
-	return c, err
-}
-
-// heapInUse returns the live heap after a full collection.
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // Replaying history obeys the connection's byte bound: 50 connections that
@@ -75,13 +55,7 @@ func TestReplayMemoryIsBoundedByTheQueue(t *testing.T) {
 	t.Cleanup(func() { _ = bp.Close() })
 	h, url := smallBufferHub(t, Options{Authenticate: bearer, Backplane: bp, SendQueueBytes: queueBytes,
 		WriteTimeout: time.Minute, MaxConnsPerUser: conns})
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}}}
+	client := heaptest.Client()
 	ctx := context.Background()
 	payload := `"` + strings.Repeat("x", size) + `"`
 	for r := range rooms {
@@ -90,7 +64,7 @@ func TestReplayMemoryIsBoundedByTheQueue(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	before := heapInUse()
+	before := heaptest.InUse()
 	for range conns {
 		ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: as("greedy"), HTTPClient: client})
 		require.NoError(t, err)
@@ -105,12 +79,12 @@ func TestReplayMemoryIsBoundedByTheQueue(t *testing.T) {
 	var peak uint64
 	for range 10 {
 		time.Sleep(100 * time.Millisecond)
-		peak = max(peak, heapInUse())
+		peak = max(peak, heaptest.InUse())
 	}
 	grown := int64(peak) - int64(before)
 	bound := int64(conns * (2*queueBytes + maxWriteFrame + rooms*history*24 + perConnOverhead))
 	t.Logf("heap grew %.1f MiB for %d connections × %d rooms (bound %.1f MiB)", float64(grown)/(1<<20), conns, rooms, float64(bound)/(1<<20))
-	if raceEnabled {
+	if heaptest.RaceEnabled {
 		t.Skip("heap figures are checked without the race detector")
 	}
 	require.Less(t, grown, bound)

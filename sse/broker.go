@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -99,6 +100,16 @@ type Options struct {
 	MaxReplay int
 	// MaxTopics bounds the topics of one stream. Default 32.
 	MaxTopics int
+	// MaxStreamsPerIP bounds the streams from one client address (the
+	// host of the request's RemoteAddr). Default 0: no limit, because
+	// behind a reverse proxy every client has the proxy's address. MaxStreams
+	// bounds the streams of this node; default 100,000. A request over a
+	// limit gets what a request during Shutdown gets: 200, a randomized
+	// retry hint (Retry plus up to 3 s) and an empty stream, so that the
+	// client comes back later instead of giving up (EventSource gives up
+	// for good on any other status).
+	MaxStreamsPerIP int
+	MaxStreams      int
 	// Logger receives stream errors. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -127,13 +138,15 @@ type Broker struct {
 	mu     sync.Mutex
 	topics map[string]*topicCache
 	active int
+	open   int            // streams counted against MaxStreams
+	perIP  map[string]int // streams per client address
 
 	published, written, dropped atomic.Int64
 }
 
 // NewBroker returns a Broker configured by opts. It starts no goroutine.
 func NewBroker(opts Options) *Broker {
-	b := &Broker{opts: opts, bp: opts.Backplane, log: opts.Logger, topics: make(map[string]*topicCache)}
+	b := &Broker{opts: opts, bp: opts.Backplane, log: opts.Logger, topics: make(map[string]*topicCache), perIP: make(map[string]int)}
 	if b.bp == nil {
 		b.bp, b.ownBP = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{}), true
 	}
@@ -149,6 +162,7 @@ func NewBroker(opts Options) *Broker {
 	setDefault(&o.WriteTimeout, 10*time.Second)
 	setDefault(&o.QueueBytes, 1<<20)
 	setDefault(&o.MaxTopics, 32)
+	setDefault(&o.MaxStreams, 100_000)
 	setDefault(&o.MaxReplay, rtkit.DefaultHistorySize)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
@@ -329,28 +343,52 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Del("Content-Encoding")
 	h.Del("Content-Length")
 
-	if !b.register() {
+	ip := clientIP(r)
+	if !b.register(ip) {
+		// Shutting down or over a limit: come back later (a status other
+		// than 200 would make EventSource give up for good).
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(appendRetry(nil, b.comeBackIn()))
 		_, _ = w.Write([]byte("\n"))
 		return
 	}
-	defer b.unregister()
+	defer b.unregister(ip)
 	s := newStream(b, w, r, topics)
 	s.run()
 }
 
-func (b *Broker) register() bool {
+// register counts a stream from ip, unless the broker shuts down or a
+// limit is reached.
+func (b *Broker) register(ip string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closing.Load() {
+	if b.closing.Load() || b.open >= b.opts.MaxStreams ||
+		(b.opts.MaxStreamsPerIP > 0 && b.perIP[ip] >= b.opts.MaxStreamsPerIP) {
 		return false
 	}
+	b.open++
+	b.perIP[ip]++
 	b.streams.Add(1)
 	return true
 }
 
-func (b *Broker) unregister() { b.streams.Done() }
+func (b *Broker) unregister(ip string) {
+	b.mu.Lock()
+	b.open--
+	if b.perIP[ip]--; b.perIP[ip] <= 0 {
+		delete(b.perIP, ip)
+	}
+	b.mu.Unlock()
+	b.streams.Done()
+}
+
+// clientIP is the host of the request's RemoteAddr.
+func clientIP(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
 
 // streaming counts a stream that is subscribed and streaming (delta +1),
 // or no longer (-1).

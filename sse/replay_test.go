@@ -3,35 +3,16 @@ package sse
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rtkit/rtkit"
+	"github.com/rtkit/rtkit/internal/heaptest"
 	"github.com/stretchr/testify/require"
 )
-
-type smallBufferListener struct{ net.Listener }
-
-func (l smallBufferListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		_ = c.(*net.TCPConn).SetWriteBuffer(4096)
-	}
-	return c, err
-}
-
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
 
 // Resuming from "0-0" replays history a chunk at a time: 50 streams of 5
 // topics with full histories that never read grow the heap by about one
@@ -51,7 +32,7 @@ func TestResumeMemoryIsBounded(t *testing.T) {
 	t.Cleanup(func() { _ = bp.Close() })
 	b := NewBroker(Options{Backplane: bp, WriteTimeout: time.Minute})
 	srv := httptest.NewUnstartedServer(b)
-	srv.Listener = smallBufferListener{srv.Listener}
+	srv.Listener = heaptest.Listener{Listener: srv.Listener}
 	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -69,14 +50,8 @@ func TestResumeMemoryIsBounded(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}}}
-	before := heapInUse()
+	client := heaptest.Client()
+	before := heaptest.InUse()
 	for range streams {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"?"+strings.Join(q, "&"), nil)
 		req.Header.Set("Last-Event-ID", strings.TrimSuffix(strings.Repeat("0-0,", topics), ","))
@@ -88,12 +63,12 @@ func TestResumeMemoryIsBounded(t *testing.T) {
 	var peak uint64
 	for range 10 {
 		time.Sleep(100 * time.Millisecond)
-		peak = max(peak, heapInUse())
+		peak = max(peak, heaptest.InUse())
 	}
 	grown := int64(peak) - int64(before)
 	bound := int64(streams * (2*writeChunk + topics*history*40 + perStreamOverhead))
 	t.Logf("heap grew %.1f MiB for %d streams × %d topics (bound %.1f MiB)", float64(grown)/(1<<20), streams, topics, float64(bound)/(1<<20))
-	if raceEnabled {
+	if heaptest.RaceEnabled {
 		t.Skip("heap figures are checked without the race detector")
 	}
 	require.Less(t, grown, bound)

@@ -2,6 +2,7 @@ package sse
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"testing"
 
@@ -85,4 +86,22 @@ func TestOnResetLive(t *testing.T) {
 	_, err := b.Publish(ctx, "t", Event{Data: []byte("new")})
 	require.NoError(t, err)
 	require.Equal(t, "new", string(next(t, p).Data))
+}
+
+// Streams over the per-address or node-wide limit get a retry hint and an
+// empty stream, so the client comes back later.
+func TestStreamLimits(t *testing.T) {
+	t.Parallel()
+	for _, opts := range []Options{{MaxStreamsPerIP: 1}, {MaxStreams: 1}} {
+		b, url := testBroker(t, opts)
+		openStream(t, url+"?topic=t", "")
+		waitFor(t, func() bool { return b.Stats().Streams == 1 })
+		resp, err := http.Get(url + "?topic=t")
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Regexp(t, `^retry: \d+\n\n$`, string(body))
+	}
 }

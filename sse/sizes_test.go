@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rtkit/rtkit/internal/heaptest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -42,7 +41,7 @@ func TestDroppedStreamEndsCleanly(t *testing.T) {
 	t.Parallel()
 	b := NewBroker(Options{QueueBytes: 16 << 10})
 	srv := httptest.NewUnstartedServer(b)
-	srv.Listener = smallBufferListener{srv.Listener}
+	srv.Listener = heaptest.Listener{Listener: srv.Listener}
 	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -50,13 +49,7 @@ func TestDroppedStreamEndsCleanly(t *testing.T) {
 		_ = b.Shutdown(ctx)
 		srv.Close()
 	})
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}}}
+	client := heaptest.Client()
 	resp, err := client.Get(srv.URL + "?topic=flood")
 	require.NoError(t, err)
 	defer resp.Body.Close()
