@@ -50,9 +50,8 @@ func mentionedHandles(text string) []string {
 	return out
 }
 
-// hubMark starts the hub's backplane envelopes in newer versions of the
-// library (realtime.EnvelopeMark there); older ones have none.
-const hubMark = "\x1ehub\x1f"
+// hubMark starts the hub's backplane envelopes.
+const hubMark = realtime.EnvelopeMark
 
 // serverEvent decodes a room message the server published, from its
 // backplane envelope ({"op":"msg","from":{},"data":...}, after hubMark).
