@@ -34,7 +34,7 @@ func TestLocalTierInvalidatedAfterClusterFailover(t *testing.T) {
 	// another matter: see the package docs.)
 	key := ""
 	for i := 0; key == ""; i++ {
-		if k := fmt.Sprintf("k%d", i); cl.Primary(t, "c:"+k) != victim {
+		if k := fmt.Sprintf("k%d", i); cl.Primary(t, NewRedisStore(nil, "c:").entryKey(k)) != victim {
 			key = k
 		}
 	}
