@@ -130,10 +130,18 @@ func TestOutboxIsForAdmins(t *testing.T) {
 	// Members' dashboards have no task feed.
 	status, _ = get(t, base, "/events?topic="+taskFeedTopic, member)
 	assert.Equal(t, http.StatusForbidden, status)
+	// Nor other users' messages: members get the counters only.
+	ac := dial(t, base, admin)
+	enter(t, ac, "general")
+	say(t, ac, "general", "secret plans")
 	status, body := get(t, base, "/api/dashboard", member)
 	assert.Equal(t, http.StatusOK, status)
 	assert.Contains(t, body, `"tasks":[]`)
+	assert.Contains(t, body, `"activity":[]`)
+	assert.NotContains(t, body, "secret plans")
 	assert.Contains(t, body, `"admin":false`)
+	_, body = get(t, base, "/api/dashboard", admin)
+	assert.Contains(t, body, "secret plans", "admins see the public rooms' activity")
 	c := dial(t, base, member)
 	assert.Equal(t, realtime.CodeForbidden, callErr(t, c, "admin.users", map[string]string{}))
 	assert.Equal(t, realtime.CodeForbidden, callErr(t, c, "room.create", map[string]string{"name": "mine"}))

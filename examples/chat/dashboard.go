@@ -94,8 +94,8 @@ func (a *app) taskCounts(ctx context.Context) map[tasks.State]int {
 	return sum
 }
 
-// streamTopics: the "topic" query parameters, or the dashboard's: stats,
-// the public rooms, and the task feed for admins.
+// streamTopics: the "topic" query parameters, or the dashboard's: stats
+// for everyone; the task feed and the public rooms' activity for admins.
 func (a *app) streamTopics(r *http.Request) ([]string, error) {
 	if t := r.URL.Query()["topic"]; len(t) > 0 {
 		return t, nil
@@ -104,12 +104,14 @@ func (a *app) streamTopics(r *http.Request) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	topics := []string{statsTopic}
-	if u.Role == roleAdmin {
-		topics = append(topics, taskFeedTopic)
+	// Members get the counters only: who said what and who came and went
+	// are other users' data, for admins (the issue's "members see a
+	// dashboard without other users' data").
+	if u.Role != roleAdmin {
+		return []string{statsTopic}, nil
 	}
 	public, err := a.publicRooms(r.Context())
-	return append(topics, public...), err
+	return append([]string{statsTopic, taskFeedTopic}, public...), err
 }
 
 func (a *app) publicRooms(ctx context.Context) ([]string, error) {
@@ -170,9 +172,9 @@ type activity struct {
 	At   int64  `json:"at"`
 }
 
-// dashboardHistory answers GET /api/dashboard: the last hour of stats,
-// the latest public messages and, for admins, the latest task events, so
-// that the page does not start empty.
+// dashboardHistory answers GET /api/dashboard: the last hour of stats
+// and, for admins, the latest public messages and task events, so that the
+// page does not start empty.
 func (a *app) dashboardHistory(w http.ResponseWriter, r *http.Request) {
 	u, _, err := a.session(r)
 	if err != nil {
@@ -201,7 +203,10 @@ func (a *app) dashboardHistory(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	public, _ := a.publicRooms(ctx)
+	var public []string
+	if out.Admin {
+		public, _ = a.publicRooms(ctx)
+	}
 	for _, room := range public {
 		if hist, err = a.bp.History(ctx, room, rtkit.HistoryOptions{Limit: 20}); err != nil {
 			continue

@@ -16,6 +16,7 @@ if (!session) {
   $("dash").hidden = false;
   $("outbox-link").hidden = session.role !== "admin";
   $("tasks-note").hidden = session.role === "admin";
+  $("feed-note").hidden = session.role === "admin";
   makeCharts();
   await loadHistory();
   stream();
