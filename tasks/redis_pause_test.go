@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -88,5 +87,5 @@ func TestRedisStorePausedRedisRunsEachTaskOnce(t *testing.T) {
 			t.Errorf("task %s ran %d times", id, runs[id])
 		}
 	}
-	t.Log(fmt.Sprintf("%d tasks, %d ran more than once", n, twice))
+	t.Logf("%d tasks, %d ran more than once", n, twice)
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rtkit/rtkit/internal/uplot"
@@ -103,7 +102,6 @@ type Inspector struct {
 	pages  *template.Template
 	broker *sse.Broker
 	live   *live
-	stop   sync.Once
 }
 
 // maxForm bounds the body of a POST.
