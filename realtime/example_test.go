@@ -99,3 +99,21 @@ func ExampleHub_Publish() {
 	// Output:
 	// {"headline":"rtkit ships"}
 }
+
+// Ephemeral state (a cursor, a progress bar) reaches the members connected
+// now and never grows the history.
+func ExampleHub_PublishEphemeral() {
+	hub := realtime.NewHub(realtime.Options{})
+	defer hub.Shutdown(context.Background())
+	ctx := context.Background()
+	if err := hub.PublishEphemeral(ctx, "build-42", map[string]int{"percent": 60}); err != nil {
+		log.Fatal(err)
+	}
+	recent, err := hub.History(ctx, "build-42", 10)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(recent), "messages in history")
+	// Output:
+	// 0 messages in history
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rtkit/rtkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -405,4 +406,32 @@ func TestFrameSentWithTheUpgradeRequest(t *testing.T) {
 		require.NoError(t, err, "got %q", got)
 		got = append(got, buf[:n]...)
 	}
+}
+
+func TestHubPublishEphemeral(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, Options{Authenticate: bearer})
+	ctx := context.Background()
+	id, err := h.Publish(ctx, "board", map[string]int{"n": 1})
+	require.NoError(t, err)
+	c := dialRaw(t, url, as("ada"))
+	c.welcome()
+	c.send(map[string]any{"op": "join", "id": 1, "room": "board"})
+	c.reply(1)
+
+	require.NoError(t, h.PublishEphemeral(ctx, "board", map[string]int{"cursor": 7}))
+	m := c.until("msg")
+	assert.Equal(t, true, m["ephemeral"])
+	assert.NotContains(t, m, "id", "an ephemeral message has no ID")
+	assert.Equal(t, map[string]any{"cursor": float64(7)}, m["data"])
+	assert.Equal(t, map[string]any{}, m["from"], "server messages have no sender")
+
+	hist, err := h.History(ctx, "board", 10)
+	require.NoError(t, err)
+	require.Len(t, hist, 1, "history holds only the durable message")
+	assert.Equal(t, id, hist[0].ID)
+	assert.Equal(t, int64(1), h.Stats().Published, "ephemeral messages are not counted")
+
+	require.ErrorIs(t, h.PublishEphemeral(ctx, "", 1), rtkit.ErrInvalidTopic, "an invalid room is refused as by Publish")
+	require.Error(t, h.PublishEphemeral(ctx, "board", func() {}), "unmarshalable data")
 }
