@@ -106,7 +106,7 @@ const maxOthersCPU = 0.15
 // its numbers meaningless.
 func (s loadSuite) runRetry(cfg config, wl workload, srv string, run int) ([]float64, error) {
 	for attempt := 1; ; attempt++ {
-		if waited, idle := waitIdleMachine(2 * time.Minute); !idle {
+		if waited, idle := waitIdleMachine(cfg.idleWait); !idle {
 			note("the machine is still busy after %s: other processes use the CPU", waited.Round(time.Second))
 		} else if waited > time.Second {
 			note("waited %s for other processes to leave the CPU", waited.Round(time.Second))
@@ -120,7 +120,7 @@ func (s loadSuite) runRetry(cfg config, wl workload, srv string, run int) ([]flo
 		if others <= maxOthersCPU {
 			return vals, nil
 		}
-		if attempt == 3 {
+		if attempt > cfg.retries {
 			note("%s %s %s run %d: kept although other processes used %.0f%% of the CPU", s.name, wl.name, srv, run+1, 100*others)
 			return vals, nil
 		}
