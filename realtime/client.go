@@ -468,13 +468,23 @@ func (c *Client) dispatch(frame []byte) {
 				continue // already seen
 			}
 			c.emit(Event{Op: w.Op, Room: w.Room, ID: id, From: w.From, Data: w.Data,
-				Time: time.UnixMilli(w.Time), Ephemeral: w.Ephemeral})
+				Time: eventTime(w.Time, id), Ephemeral: w.Ephemeral})
 		case "presence":
 			c.emit(Event{Op: "presence", Room: w.Room, Presence: w.Event, Member: w.Member})
 		case "gap":
 			c.emit(Event{Op: "gap", Room: w.Room})
 		}
 	}
+}
+
+// eventTime is a message's publish time: its "time" field, or, where the
+// server left that out, the milliseconds of its ID (see PROTOCOL.md,
+// compatibility).
+func eventTime(ms int64, id rtkit.ID) time.Time {
+	if ms == 0 && !id.IsZero() {
+		ms = int64(id.MS)
+	}
+	return time.UnixMilli(ms)
 }
 
 // advance records id as the last seen of its room (or the inbox) and

@@ -182,3 +182,17 @@ func TestClientRequestTimeoutKeepsConnection(t *testing.T) {
 	assert.Equal(t, conn, c.ConnID(), "the connection survived the timed-out call")
 	assert.Zero(t, col.count("disconnected"))
 }
+
+// A msg or direct without "time" takes the milliseconds of its ID, and
+// one without "from" has an empty sender (PROTOCOL.md, compatibility).
+func TestClientDerivesOmittedFields(t *testing.T) {
+	c := &Client{events: make(chan Event, 4), rooms: map[string]*clientRoom{"r": {}}, ctx: context.Background(),
+		log: slog.New(slog.DiscardHandler)}
+	c.dispatch([]byte(`{"op":"msg","room":"r","id":"1732800000123-4","data":1}` + "\n" +
+		`{"op":"direct","id":"1732800000200-0","time":1732800000201,"from":{"user":"ada","conn":"c1"},"data":2}`))
+	m, d := <-c.events, <-c.events
+	assert.Equal(t, time.UnixMilli(1732800000123), m.Time)
+	assert.Equal(t, Sender{}, m.From)
+	assert.Equal(t, time.UnixMilli(1732800000201), d.Time, "a time that is present stays")
+	assert.Equal(t, Sender{User: "ada", Conn: "c1"}, d.From)
+}
