@@ -55,6 +55,8 @@ type config struct {
 	rate        int
 	profiles    string
 	trace       bool
+	idleWait    time.Duration
+	retries     int
 
 	// tasks
 	pickups int
@@ -120,6 +122,8 @@ func main() {
 	flag.IntVar(&cfg.rate, "rate", 200, "realtime, sse: latency messages per second")
 	flag.StringVar(&cfg.profiles, "profiles", "profiles", "realtime, sse: directory for the servers' pprof profiles (empty: none)")
 	flag.BoolVar(&cfg.trace, "trace", false, "realtime, sse: print the fanout rate every 500ms")
+	flag.DurationVar(&cfg.idleWait, "idlewait", 2*time.Minute, "realtime, sse: how long to wait for other processes to leave the CPU before each run")
+	flag.IntVar(&cfg.retries, "retries", 2, "realtime, sse: times a run during which other processes were busy is run again")
 	flag.IntVar(&cfg.pickups, "pickups", 60, "tasks: pickup samples per run (asynq takes about 1 s each)")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	serve := flag.String("serve", "", "internal: serve this server (realtime, sse/NAME) in this process")

@@ -30,6 +30,7 @@ import (
 //	/publish       POST: an SSE server publishes the body (serve_sse.go)
 //	/debug/mem     memMeasure after runtime.GC, as JSON
 //	/debug/stats   the server's own counters (slow consumers, drops), as JSON
+//	/debug/usage   the process's CPU time and bytes written (steady.go), as JSON
 //	/debug/pprof/  net/http/pprof
 //
 // It exits when its stdin closes, that is when the parent goes.
@@ -68,6 +69,7 @@ func serveChild(name, addr string) error {
 		runtime.ReadMemStats(&ms)
 		writeJSON(w, memMeasure{HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc, StackInuse: ms.StackInuse, NumGoroutine: runtime.NumGoroutine()})
 	})
+	mux.HandleFunc("GET /debug/usage", serveUsage)
 	mux.HandleFunc("GET /debug/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, srv.stats())
 	})

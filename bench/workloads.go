@@ -43,25 +43,33 @@ type workload struct {
 	name    string
 	metrics []metric
 	run     func(cfg config, ch *child, t target, profile bool) ([]float64, error)
+	// only names the one suite that runs it ("": every suite).
+	only string
 }
 
 var workloads = []workload{
-	{"fanout", []metric{{"deliveries_per_s", "msg/s"}}, fanoutRun},
-	{"latency", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"}}, latencyRun},
-	{"idle", []metric{{"idle_bytes_per_conn", "B"}}, idleRun},
+	{"fanout", []metric{{"deliveries_per_s", "msg/s"}}, fanoutRun, ""},
+	{"latency", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"}}, latencyRun, ""},
+	{"idle", []metric{{"idle_bytes_per_conn", "B"}}, idleRun, ""},
+	{"lat50", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
+		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat50Run, ""},
+	{"join5k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join5kRun, "realtime"},
+	{"join20k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join20kRun, "realtime"},
 }
 
 func (s loadSuite) run(cfg config) ([]Result, error) {
 	var names []string
 	for _, wl := range workloads {
-		names = append(names, wl.name)
+		if wl.only == "" || wl.only == s.name {
+			names = append(names, wl.name)
+		}
 	}
 	if err := checkNames(cfg, s.servers, names); err != nil {
 		return nil, err
 	}
 	var out []Result
 	for _, wl := range workloads {
-		if !want(cfg.workloads, wl.name) {
+		if !want(cfg.workloads, wl.name) || (wl.only != "" && wl.only != s.name) {
 			continue
 		}
 		for _, srv := range s.servers {
@@ -98,7 +106,7 @@ const maxOthersCPU = 0.15
 // its numbers meaningless.
 func (s loadSuite) runRetry(cfg config, wl workload, srv string, run int) ([]float64, error) {
 	for attempt := 1; ; attempt++ {
-		if waited, idle := waitIdleMachine(2 * time.Minute); !idle {
+		if waited, idle := waitIdleMachine(cfg.idleWait); !idle {
 			note("the machine is still busy after %s: other processes use the CPU", waited.Round(time.Second))
 		} else if waited > time.Second {
 			note("waited %s for other processes to leave the CPU", waited.Round(time.Second))
@@ -112,7 +120,7 @@ func (s loadSuite) runRetry(cfg config, wl workload, srv string, run int) ([]flo
 		if others <= maxOthersCPU {
 			return vals, nil
 		}
-		if attempt == 3 {
+		if attempt > cfg.retries {
 			note("%s %s %s run %d: kept although other processes used %.0f%% of the CPU", s.name, wl.name, srv, run+1, 100*others)
 			return vals, nil
 		}
@@ -273,6 +281,17 @@ func publishWindow(ctx context.Context, r audience, window int, stop <-chan stru
 
 // latencyRun publishes at cfg.rate and measures receipt − send.
 func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
+	vals, err := latencyAt(cfg, ch, t, cfg.rate)
+	if err != nil {
+		return nil, err
+	}
+	return vals[:2], nil
+}
+
+// latencyAt publishes at rate and returns the p50 and p99 of receipt −
+// send, the server's CPU time per delivery and the bytes it wrote per
+// delivery over the measured window.
+func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := t.room(ctx, cfg.subscribers)
@@ -281,13 +300,15 @@ func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error
 	}
 	defer r.close()
 
-	tick := time.NewTicker(time.Second / time.Duration(cfg.rate))
+	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	start := time.Now()
 	measuring := false
 	var cpuDone func()
 	var from uint64
 	var measured time.Time
+	var use0 usage
+	var got0 int64
 	for now := range tick.C {
 		elapsed := now.Sub(start)
 		if elapsed >= warmUp+cfg.duration {
@@ -298,18 +319,31 @@ func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error
 			r.measureFrom(from)
 			measuring = true
 			cpuDone = measureCPU(ch)
+			got0 = r.delivered()
+			if use0, err = ch.usage(); err != nil {
+				return nil, err
+			}
 		}
 		if err := r.publish(ctx); err != nil {
 			return nil, fmt.Errorf("publisher: %w", err)
 		}
 	}
+	var use1 usage
+	var got1 int64
 	if cpuDone != nil {
 		cpuDone()
+		// Let the payloads published last arrive, so that the work done
+		// and the deliveries counted cover the same payloads.
+		time.Sleep(100 * time.Millisecond)
+		got1 = r.delivered()
+		if use1, err = ch.usage(); err != nil {
+			return nil, err
+		}
 	}
 	// A publish that blocks longer than the tick interval lowers the rate
 	// (the ticker drops ticks): say so, since latency then means less.
-	if sent := r.published() - from; measuring && float64(sent) < 0.95*float64(cfg.rate)*time.Since(measured).Seconds() {
-		note("latency %s: published %d in %s, below %d/s", ch.name, sent, time.Since(measured).Round(time.Millisecond), cfg.rate)
+	if sent := r.published() - from; measuring && float64(sent) < 0.95*float64(rate)*time.Since(measured).Seconds() {
+		note("latency %s: published %d in %s, below %d/s", ch.name, sent, time.Since(measured).Round(time.Millisecond), rate)
 	}
 	want := int64(r.published()) * int64(cfg.subscribers)
 	for deadline := time.Now().Add(stallTimeout); r.delivered() < want && time.Now().Before(deadline); {
@@ -327,7 +361,9 @@ func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error
 	if h.total() == 0 {
 		return nil, fmt.Errorf("no delivery measured")
 	}
-	return []float64{h.quantile(0.50) / 1000, h.quantile(0.99) / 1000}, nil
+	n := float64(max(got1-got0, 1))
+	return []float64{h.quantile(0.50) / 1000, h.quantile(0.99) / 1000,
+		float64(use1.CPUMicros-use0.CPUMicros) / n, float64(use1.WrittenBytes-use0.WrittenBytes) / n}, nil
 }
 
 // idleRun measures the server's memory per idle connection.

@@ -46,6 +46,11 @@ type DialOptions struct {
 	// consumer and disconnects it, and the client recovers on reconnect:
 	// nothing is lost, but the client should keep up.
 	EventBuffer int
+	// WriteTimeout bounds one write to the connection. A write that takes
+	// longer means the connection is dead: it is closed and the client
+	// reconnects. Default 10s. (The ctx of a request bounds only how long
+	// its caller waits, never the connection: see [Client].)
+	WriteTimeout time.Duration
 	// Logger receives reconnection errors. Default slog.Default().
 	// Credentials in the URL (the values of query parameters such as
 	// token, access_token or api_key, and a userinfo password) are
@@ -101,6 +106,14 @@ type JoinOptions struct {
 // its rooms with the ID of the last message it saw, and so misses nothing
 // across reconnects (or reports a "gap" event when the server's history
 // no longer reaches back). Its methods are safe for concurrent use.
+//
+// The ctx of a request (Join, Publish, Call...) bounds only that request:
+// when it ends first the request returns ctx.Err() and the connection
+// stays up. The server may or may not have applied such a request (its
+// frame may already be on the way).
+//
+// Every goroutine of a Client is started and waited for by its own
+// connection loop: once Close returns, none is left and Events is closed.
 type Client struct {
 	url  string
 	opts DialOptions
@@ -112,14 +125,23 @@ type Client struct {
 	done   chan struct{}
 
 	mu        sync.Mutex
-	ws        *websocket.Conn // nil while disconnected
-	connected chan struct{}   // closed when ws is set
+	cur       *clientConn   // nil while disconnected
+	connected chan struct{} // closed when cur is set
 	nextID    uint64
 	pending   map[uint64]chan reply
 	rooms     map[string]*clientRoom // joined rooms
 	inbox     rtkit.ID
 	connID    string
 	backoff   time.Duration // the next reconnection's delay (for tests)
+}
+
+// clientConn is one connection of a Client. Its writer is the only
+// goroutine that writes to ws, so that a request's ctx never reaches a
+// write (coder/websocket closes the connection when a write's ctx ends).
+type clientConn struct {
+	ws   *websocket.Conn
+	out  chan []byte   // frames for the writer, in order
+	gone chan struct{} // closed when the connection has ended
 }
 
 type clientRoom struct {
@@ -155,6 +177,9 @@ func Dial(ctx context.Context, rawURL string, opts DialOptions) (*Client, error)
 	if opts.EventBuffer <= 0 {
 		opts.EventBuffer = 256
 	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
 	c := &Client{
 		url: u.String(), opts: opts, log: opts.Logger,
 		events:    make(chan Event, opts.EventBuffer),
@@ -172,8 +197,7 @@ func Dial(ctx context.Context, rawURL string, opts DialOptions) (*Client, error)
 		c.cancel()
 		return nil, err
 	}
-	c.install(ws, welcome)
-	go c.run(ws)
+	go c.run(c.install(ws, welcome))
 	return c, nil
 }
 
@@ -192,10 +216,10 @@ func (c *Client) ConnID() string {
 func (c *Client) Close() error {
 	c.cancel()
 	c.mu.Lock()
-	ws := c.ws
+	cc := c.cur
 	c.mu.Unlock()
-	if ws != nil {
-		_ = ws.Close(websocket.StatusNormalClosure, "")
+	if cc != nil {
+		_ = cc.ws.Close(websocket.StatusNormalClosure, "")
 	}
 	<-c.done
 	return nil
@@ -248,7 +272,7 @@ func addQuery(raw, k, v string) string {
 }
 
 // install makes ws the current connection.
-func (c *Client) install(ws *websocket.Conn, welcome map[string]json.RawMessage) {
+func (c *Client) install(ws *websocket.Conn, welcome map[string]json.RawMessage) *clientConn {
 	var conn, inbox string
 	_ = json.Unmarshal(welcome["conn"], &conn)
 	_ = json.Unmarshal(welcome["inbox"], &inbox)
@@ -259,7 +283,8 @@ func (c *Client) install(ws *websocket.Conn, welcome map[string]json.RawMessage)
 		// missed follow the welcome.
 		c.inbox, _ = rtkit.ParseID(inbox)
 	}
-	c.ws, c.connID = ws, conn
+	cc := &clientConn{ws: ws, out: make(chan []byte, 16), gone: make(chan struct{})}
+	c.cur, c.connID = cc, conn
 	close(c.connected)
 	c.mu.Unlock()
 	if string(welcome["recovered"]) == "false" {
@@ -268,22 +293,32 @@ func (c *Client) install(ws *websocket.Conn, welcome map[string]json.RawMessage)
 	if rest := welcome["_rest"]; len(rest) > 0 {
 		c.dispatch(rest)
 	}
+	return cc
 }
 
-// run reads from ws, and reconnects when it fails, until Close.
-func (c *Client) run(ws *websocket.Conn) {
+// run reads from the connection, and reconnects when it fails, until
+// Close. It owns every other goroutine of the client (each connection's
+// writer, each rejoin) and waits for them before closing Events, so that
+// nothing is sent on it afterwards.
+func (c *Client) run(cc *clientConn) {
+	var wg sync.WaitGroup
 	defer close(c.done)
 	defer close(c.events)
+	defer wg.Wait()
 	delay := c.opts.MinBackoff
 	up := time.Now()
 	for {
-		err := c.readLoop(ws)
+		w := cc // cc changes with each reconnect
+		wg.Go(func() { c.write(w) })
+		err := c.readLoop(cc.ws)
+		_ = cc.ws.CloseNow()
 		c.mu.Lock()
-		c.ws = nil
+		c.cur = nil
 		c.connected = make(chan struct{})
 		pending := c.pending
 		c.pending = make(map[uint64]chan reply)
 		c.mu.Unlock()
+		close(cc.gone)
 		for _, ch := range pending {
 			ch <- reply{err: ErrDisconnected}
 		}
@@ -298,10 +333,31 @@ func (c *Client) run(ws *websocket.Conn) {
 		if time.Since(up) >= stableAfter {
 			delay = c.opts.MinBackoff
 		}
-		if ws, delay = c.reconnect(delay); ws == nil {
+		if cc, delay = c.reconnect(delay); cc == nil {
 			return
 		}
+		wg.Go(c.rejoin)
 		up = time.Now()
+	}
+}
+
+// write writes the frames queued for cc until it ends. A failed write
+// closes the connection: the read loop then reconnects.
+func (c *Client) write(cc *clientConn) {
+	for {
+		select {
+		case b := <-cc.out:
+			ctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
+			err := cc.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				c.log.Debug("realtime: write failed", "err", err)
+				_ = cc.ws.CloseNow()
+				return
+			}
+		case <-cc.gone:
+			return
+		}
 	}
 }
 
@@ -310,10 +366,10 @@ func (c *Client) run(ws *websocket.Conn) {
 // accepts and drops every connection, say) counts as a failed attempt.
 const stableAfter = 10 * time.Second
 
-// reconnect dials with backoff, starting at delay, until it succeeds (and
-// rejoins every room) or Close. It returns the delay for the next
+// reconnect dials with backoff, starting at delay, until it succeeds or
+// Close (then it returns nil). It returns the delay for the next
 // reconnection, doubled by every attempt including the successful one.
-func (c *Client) reconnect(delay time.Duration) (*websocket.Conn, time.Duration) {
+func (c *Client) reconnect(delay time.Duration) (*clientConn, time.Duration) {
 	defer func() {
 		c.mu.Lock()
 		c.backoff = delay
@@ -331,9 +387,7 @@ func (c *Client) reconnect(delay time.Duration) (*websocket.Conn, time.Duration)
 		cancel()
 		delay = min(delay*2, c.opts.MaxBackoff)
 		if err == nil {
-			c.install(ws, welcome)
-			go c.rejoin()
-			return ws, delay
+			return c.install(ws, welcome), delay
 		}
 		c.log.Debug("realtime: reconnect failed", "attempt", attempt, "err", err)
 	}
@@ -468,13 +522,23 @@ func (c *Client) dispatch(frame []byte) {
 				continue // already seen
 			}
 			c.emit(Event{Op: w.Op, Room: w.Room, ID: id, From: w.From, Data: w.Data,
-				Time: time.UnixMilli(w.Time), Ephemeral: w.Ephemeral})
+				Time: eventTime(w.Time, id), Ephemeral: w.Ephemeral})
 		case "presence":
 			c.emit(Event{Op: "presence", Room: w.Room, Presence: w.Event, Member: w.Member})
 		case "gap":
 			c.emit(Event{Op: "gap", Room: w.Room})
 		}
 	}
+}
+
+// eventTime is a message's publish time: its "time" field, or, where the
+// server left that out, the milliseconds of its ID (see PROTOCOL.md,
+// compatibility).
+func eventTime(ms int64, id rtkit.ID) time.Time {
+	if ms == 0 && !id.IsZero() {
+		ms = int64(id.MS)
+	}
+	return time.UnixMilli(ms)
 }
 
 // advance records id as the last seen of its room (or the inbox) and
@@ -507,16 +571,17 @@ func (c *Client) emit(e Event) {
 	}
 }
 
-// request sends one object and waits for its reply.
+// request sends one object and waits for its reply. The object goes to
+// the connection's writer; ctx bounds only the wait.
 func (c *Client) request(ctx context.Context, obj map[string]any) (map[string]json.RawMessage, error) {
 	for {
 		c.mu.Lock()
-		ws, connected := c.ws, c.connected
+		cc, connected := c.cur, c.connected
 		c.mu.Unlock()
 		if c.ctx.Err() != nil {
 			return nil, ErrClientClosed
 		}
-		if ws == nil {
+		if cc == nil {
 			select {
 			case <-connected:
 				continue
@@ -528,31 +593,45 @@ func (c *Client) request(ctx context.Context, obj map[string]any) (map[string]js
 		}
 		ch := make(chan reply, 1)
 		c.mu.Lock()
+		if c.cur != cc {
+			// The connection ended meanwhile: wait for the next one.
+			c.mu.Unlock()
+			continue
+		}
 		c.nextID++
 		id := c.nextID
+		// Registered while cc is current: when cc ends, run answers it
+		// with ErrDisconnected.
 		c.pending[id] = ch
 		c.mu.Unlock()
 		obj["id"] = id
 		b, err := json.Marshal(obj)
 		if err != nil {
+			c.forget(id)
 			return nil, fmt.Errorf("realtime: encoding request: %w", err)
 		}
-		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
-			c.mu.Lock()
-			delete(c.pending, id)
-			c.mu.Unlock()
-			return nil, fmt.Errorf("%w: %v", ErrDisconnected, err)
+		select {
+		case cc.out <- b:
+		case <-cc.gone: // the reply is ErrDisconnected
+		case <-ctx.Done():
+			c.forget(id)
+			return nil, ctx.Err()
 		}
 		select {
 		case r := <-ch:
 			return r.ok, r.err
 		case <-ctx.Done():
-			c.mu.Lock()
-			delete(c.pending, id)
-			c.mu.Unlock()
+			c.forget(id)
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// forget drops the pending request id.
+func (c *Client) forget(id uint64) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
 }
 
 // Join joins room. The client rejoins it after every reconnect, starting

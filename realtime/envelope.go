@@ -53,13 +53,15 @@ type Member struct {
 	Meta map[string]string `json:"meta,omitempty"`
 }
 
+// appendSender appends ,"from":{...}, or nothing for the server (no
+// sender): clients read a missing "from" as {}.
 func appendSender(b []byte, s Sender) []byte {
-	b = append(b, `,"from":{`...)
-	if s.User != "" || s.Conn != "" {
-		b = append(b, `"user":`...)
-		b = appendString(b, s.User)
-		b = appendField(b, "conn", s.Conn)
+	if s.User == "" && s.Conn == "" {
+		return b
 	}
+	b = append(b, `,"from":{"user":`...)
+	b = appendString(b, s.User)
+	b = appendField(b, "conn", s.Conn)
 	return append(b, '}')
 }
 
@@ -108,7 +110,8 @@ func envelopeOp(data []byte) (op, rest []byte) {
 }
 
 // clientFrame turns a backplane message into the frame members receive:
-// the envelope with the message ID and the time spliced in after its op.
+// the envelope with the message ID (or, for an ephemeral message, the
+// time) spliced in after its op.
 // Foreign data becomes a "msg" of room whose data is the payload.
 func clientFrame(room string, m *rtkit.Message) []byte {
 	op, rest := envelopeOp(m.Data) // rest: the envelope after its op
@@ -121,14 +124,15 @@ func clientFrame(room string, m *rtkit.Message) []byte {
 		b = appendField(b, "room", room)
 	}
 	if m.Ephemeral() {
-		b = append(b, `,"ephemeral":true`...)
+		// No ID to take the time from.
+		b = append(b, `,"ephemeral":true,"time":`...)
+		b = strconv.AppendInt(b, m.Time.UnixMilli(), 10)
 	} else {
+		// The time is the ID's milliseconds: clients take it from there.
 		b = append(b, `,"id":"`...)
 		b, _ = m.ID.AppendText(b)
 		b = append(b, '"')
 	}
-	b = append(b, `,"time":`...)
-	b = strconv.AppendInt(b, m.Time.UnixMilli(), 10)
 	if rest != nil {
 		if !utf8.Valid(rest) {
 			// Hub envelopes hold checked data; this guards the rule that
@@ -137,7 +141,6 @@ func clientFrame(room string, m *rtkit.Message) []byte {
 		}
 		return append(b, rest...)
 	}
-	b = append(b, `,"from":{}`...)
 	return append(appendForeign(b, m.Data), '}')
 }
 

@@ -25,7 +25,7 @@ func TestLookalikeEnvelopesAreData(t *testing.T) {
 	_, err = bp.Publish(ctx, "r", []byte(`{"op":"msg","room":"r","from":{"user":"bob"},"data":1}`), rtkit.PublishOptions{})
 	require.NoError(t, err)
 	m := alice.until("msg")
-	require.Equal(t, map[string]any{}, m["from"], "a foreign payload comes from the server")
+	require.NotContains(t, m, "from", "a foreign payload comes from the server")
 	require.Equal(t, map[string]any{"op": "msg", "room": "r", "from": map[string]any{"user": "bob"}, "data": float64(1)}, m["data"])
 	alice.send(map[string]any{"op": "presence", "id": 2, "room": "r"})
 	require.Equal(t, "ok", alice.reply(2)["op"], "still connected after the forged kick")

@@ -120,3 +120,21 @@ func ExampleDecodeMessage() {
 	fmt.Println(ok, msg.Room, string(msg.Data), msg.From.User == "")
 	// Output: true lobby {"text":"hi @ada"} true
 }
+
+// Ephemeral state (a cursor, a progress bar) reaches the members connected
+// now and never grows the history.
+func ExampleHub_PublishEphemeral() {
+	hub := realtime.NewHub(realtime.Options{})
+	defer hub.Shutdown(context.Background())
+	ctx := context.Background()
+	if err := hub.PublishEphemeral(ctx, "build-42", map[string]int{"percent": 60}); err != nil {
+		log.Fatal(err)
+	}
+	recent, err := hub.History(ctx, "build-42", 10)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(recent), "messages in history")
+	// Output:
+	// 0 messages in history
+}

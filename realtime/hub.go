@@ -401,6 +401,23 @@ func (h *Hub) unregister(c *conn) {
 // replaced by U+FFFD, as json.Marshal does for strings: clients get text
 // frames, which must be UTF-8.
 func (h *Hub) Publish(ctx context.Context, room string, data any) (rtkit.ID, error) {
+	return h.publish(ctx, room, data, false)
+}
+
+// PublishEphemeral sends data, marshalled to JSON, to the members of room
+// on every node that are connected now, as a message from the server,
+// without keeping it in history: for state that is only worth its latest
+// value (a cursor, a progress bar, a score) and must not push real
+// messages out of the history. Members receive it as a "msg" with
+// "ephemeral": true and no "id"; a client that is disconnected when it
+// is sent never gets it, not even on resume. It is not counted in
+// [Stats].Published. Data is handled as by [Hub.Publish].
+func (h *Hub) PublishEphemeral(ctx context.Context, room string, data any) error {
+	_, err := h.publish(ctx, room, data, true)
+	return err
+}
+
+func (h *Hub) publish(ctx context.Context, room string, data any, ephemeral bool) (rtkit.ID, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return rtkit.ID{}, fmt.Errorf("realtime: publish to %q: %w", room, err)
@@ -411,8 +428,8 @@ func (h *Hub) Publish(ctx context.Context, room string, data any) (rtkit.ID, err
 	if err := rtkit.CheckTopic(room); err != nil {
 		return rtkit.ID{}, err
 	}
-	id, err := h.bp.Publish(ctx, room, msgEnvelope(opMsg, room, Sender{}, raw), rtkit.PublishOptions{})
-	if err == nil {
+	id, err := h.bp.Publish(ctx, room, msgEnvelope(opMsg, room, Sender{}, raw), rtkit.PublishOptions{Ephemeral: ephemeral})
+	if err == nil && !ephemeral {
 		h.published.Add(1)
 	}
 	return id, err

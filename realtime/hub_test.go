@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rtkit/rtkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -146,7 +147,10 @@ func TestProtocolFlow(t *testing.T) {
 		assert.Equal(t, msgID, m["id"])
 		assert.Equal(t, "bob", m["from"].(map[string]any)["user"])
 		assert.Equal(t, "hi <b>", m["data"].(map[string]any)["text"])
-		assert.InDelta(t, float64(time.Now().UnixMilli()), m["time"], 60000)
+		assert.NotContains(t, m, "time", "the time of a message with an ID is the ID's milliseconds")
+		id, err := rtkit.ParseID(msgID)
+		require.NoError(t, err)
+		assert.InDelta(t, float64(time.Now().UnixMilli()), float64(id.MS), 60000)
 	}
 
 	// Ephemeral: delivered, flagged, no id.
@@ -225,7 +229,7 @@ func TestJoinHistoryAndSince(t *testing.T) {
 	for _, want := range ids[2:] {
 		m := c2.next()
 		assert.Equal(t, want, m["id"])
-		assert.Equal(t, map[string]any{}, m["from"], "server messages have no sender")
+		assert.NotContains(t, m, "from", "server messages have no sender")
 	}
 	hist, err := h.History(ctx, "news", 10)
 	require.NoError(t, err)
@@ -405,4 +409,33 @@ func TestFrameSentWithTheUpgradeRequest(t *testing.T) {
 		require.NoError(t, err, "got %q", got)
 		got = append(got, buf[:n]...)
 	}
+}
+
+func TestHubPublishEphemeral(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, Options{Authenticate: bearer})
+	ctx := context.Background()
+	id, err := h.Publish(ctx, "board", map[string]int{"n": 1})
+	require.NoError(t, err)
+	c := dialRaw(t, url, as("ada"))
+	c.welcome()
+	c.send(map[string]any{"op": "join", "id": 1, "room": "board"})
+	c.reply(1)
+
+	require.NoError(t, h.PublishEphemeral(ctx, "board", map[string]int{"cursor": 7}))
+	m := c.until("msg")
+	assert.Equal(t, true, m["ephemeral"])
+	assert.NotContains(t, m, "id", "an ephemeral message has no ID")
+	assert.Equal(t, map[string]any{"cursor": float64(7)}, m["data"])
+	assert.NotContains(t, m, "from", "server messages have no sender")
+	assert.Contains(t, m, "time", "an ephemeral message has no ID to take its time from")
+
+	hist, err := h.History(ctx, "board", 10)
+	require.NoError(t, err)
+	require.Len(t, hist, 1, "history holds only the durable message")
+	assert.Equal(t, id, hist[0].ID)
+	assert.Equal(t, int64(1), h.Stats().Published, "ephemeral messages are not counted")
+
+	require.ErrorIs(t, h.PublishEphemeral(ctx, "", 1), rtkit.ErrInvalidTopic, "an invalid room is refused as by Publish")
+	require.Error(t, h.PublishEphemeral(ctx, "board", func() {}), "unmarshalable data")
 }

@@ -39,6 +39,17 @@ export function compareIDs(a, b) {
   return x[0] - y[0] || x[1] - y[1];
 }
 
+/**
+ * normalize fills in what a server may leave out of a msg or direct (see
+ * PROTOCOL.md, compatibility): time is the id's milliseconds, from is {}
+ * for a message the server published. It returns obj, changed in place.
+ */
+export function normalize(obj) {
+  if (obj.time === undefined && obj.id) obj.time = parseID(obj.id)[0];
+  if (!obj.from) obj.from = {};
+  return obj;
+}
+
 // How often a join refused with a transient error is tried again.
 const maxJoinRetries = 5;
 
@@ -164,6 +175,7 @@ export class RealtimeClient {
         break;
       }
       case "msg": {
+        normalize(obj);
         if (obj.id) {
           const r = this.rooms.get(obj.room);
           if (!r) break;
@@ -174,6 +186,7 @@ export class RealtimeClient {
         break;
       }
       case "direct": {
+        normalize(obj);
         if (obj.id) {
           if (compareIDs(obj.id, this.inbox) <= 0) break;
           this.inbox = obj.id;

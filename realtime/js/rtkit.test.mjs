@@ -3,7 +3,7 @@
 // TestBrowserClient starts the hub and runs this file with RTKIT_URL set.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, compareIDs, RealtimeError } from "./rtkit.js";
+import { connect, compareIDs, normalize, RealtimeError } from "./rtkit.js";
 
 const base = process.env.RTKIT_URL; // http://127.0.0.1:port
 const ws = base.replace(/^http/, "ws") + "/ws";
@@ -33,6 +33,14 @@ test("ids compare as numbers", () => {
   assert.ok(compareIDs("5-10", "5-9") > 0);
   assert.equal(compareIDs("", ""), 0);
   assert.ok(compareIDs("1-0", "") > 0);
+});
+
+test("a msg without time or from gets them from its id", () => {
+  assert.deepEqual(normalize({ op: "msg", room: "r", id: "1732800000000-4", data: 1 }),
+    { op: "msg", room: "r", id: "1732800000000-4", data: 1, time: 1732800000000, from: {} });
+  const full = { op: "msg", room: "r", id: "1732800000000-4", time: 1732800000005, from: { user: "ada", conn: "c" }, data: 1 };
+  assert.deepEqual(normalize({ ...full }), full, "fields that are present stay");
+  assert.deepEqual(normalize({ op: "msg", room: "r", ephemeral: true, time: 7, data: 1 }).time, 7);
 });
 
 test("join, publish, presence, call, direct", async () => {

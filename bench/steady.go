@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// The steady-rate and join workloads (issue 14): what a server costs at
+// the moderate rates most applications run at, and what filling a large
+// room costs.
+//
+//   - lat50: the latency workload at a fixed 50 payloads per second (not
+//     -rate), with two more metrics over the same measured window:
+//     server_cpu_us_per_delivery, the server child's CPU time (getrusage,
+//     user + system) divided by the deliveries counted, and
+//     wire_bytes_per_delivery, the bytes the child wrote to its sockets
+//     (Linux /proc/PID/io wchar: frames, headers, replies and presence
+//     events alike, less TCP/IP headers) divided by the same deliveries.
+//   - join5k, join20k (realtime only): that many clients connect and join
+//     one room, each reading from the moment its join is answered (as a
+//     real client does); join_s is the wall time from the first dial to
+//     the last join reply, dropped the members that then fail to receive
+//     one message published to the room within 60 s (closed as slow
+//     consumers, or lost).
+
+// usage is what /debug/usage reports.
+type usage struct {
+	CPUMicros    int64
+	WrittenBytes int64
+}
+
+func serveUsage(w http.ResponseWriter, _ *http.Request) { writeJSON(w, selfUsage()) }
+
+// usage returns the child's CPU time and bytes written so far.
+func (c *child) usage() (usage, error) {
+	var u usage
+	err := c.getJSON("/debug/usage", &u)
+	return u, err
+}
+
+// lat50Rate is the rate of the lat50 workload.
+const lat50Rate = 50
+
+func lat50Run(cfg config, ch *child, t target, _ bool) ([]float64, error) {
+	return latencyAt(cfg, ch, t, lat50Rate)
+}
+
+func join5kRun(cfg config, ch *child, t target, _ bool) ([]float64, error) {
+	return joinRun(ch, t, 5000)
+}
+
+func join20kRun(cfg config, ch *child, t target, _ bool) ([]float64, error) {
+	return joinRun(ch, t, 20000)
+}
+
+// joinRun fills a room of n members and publishes one message to it.
+func joinRun(ch *child, t target, n int) ([]float64, error) {
+	wt, ok := t.(wsTarget)
+	if !ok {
+		return nil, fmt.Errorf("join: WebSocket servers only")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	r, err := newLiveRoom(ctx, wt.url, wt.p, n)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	took := time.Since(start)
+	if err := r.publish(ctx); err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+	want := int64(n)
+	for deadline := time.Now().Add(60 * time.Second); r.delivered() < want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	dropped := want - r.delivered()
+	noteTroubles("join", ch)
+	if nerr, rerr := r.readErrors(); nerr > 0 {
+		note("join %s: %d connections failed, first: %v", ch.name, nerr, rerr)
+	}
+	if m, err := ch.mem(); err == nil {
+		note("join %s: %d members in %s; heap in use %d MB after", ch.name, n, took.Round(time.Millisecond), m.HeapInuse>>20)
+	}
+	return []float64{took.Seconds(), float64(dropped)}, nil
+}
+
+// newLiveRoom is newRoom with each subscriber's reader started as soon as
+// its join is answered, so that the events of the joins that follow are
+// read as they come.
+func newLiveRoom(ctx context.Context, url string, p *protocol, n int) (*room, error) {
+	const parallel = 32
+	r := &room{tally: newTally(n), p: p, subs: make([]*wsClient, n)}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range parallel {
+		wg.Go(func() {
+			for i := range next {
+				c, err := dial(ctx, url, p, true)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("connection %d: %w", i, err)
+					}
+					mu.Unlock()
+					cancel()
+					continue
+				}
+				mu.Lock()
+				r.subs[i] = c
+				mu.Unlock()
+				r.wg.Add(1)
+				go r.read(c, r.sinks[i])
+			}
+		})
+	}
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		r.close()
+		return nil, firstErr
+	}
+	var err error
+	r.pub, err = dial(ctx, url, p, true)
+	if err != nil {
+		r.close()
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+	r.wg.Add(1)
+	go r.drainPublisher()
+	return r, nil
+}
