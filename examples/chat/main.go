@@ -55,7 +55,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,7 +66,11 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log, err := loggerFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "configuration:", err)
+		os.Exit(2)
+	}
 	cfg, err := configFromEnv()
 	if err != nil {
 		log.Error("configuration", "err", err)
@@ -89,7 +92,12 @@ func run(cfg config, log *slog.Logger) error {
 		_ = a.shutdown(context.Background())
 		return err
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	o, err := newOps(a, log)
+	if err != nil {
+		_ = a.shutdown(context.Background())
+		return err
+	}
+	srv := &http.Server{Handler: o.handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
@@ -103,17 +111,16 @@ func run(cfg config, log *slog.Logger) error {
 	select {
 	case err := <-errc:
 		_ = a.shutdown(context.Background())
+		o.close()
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	log.Info("shutting down", "timeout", shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	// The hub first: it closes WebSockets (hijacked, so unknown to the
-	// HTTP server) with 1001, and clients reconnect elsewhere.
-	herr := a.shutdown(sctx)
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := o.drain(sctx, srv); err != nil {
 		return err
 	}
-	return herr
+	log.Info("shut down")
+	return nil
 }
