@@ -47,6 +47,13 @@
 //	                  sent over TLS only (port 465, or STARTTLS on any other),
 //	                  or in clear to a loopback address, and never logged
 //	SMTP_PASSWORD     its password
+//	LOG_FORMAT        text (default) or json
+//	LOG_LEVEL         debug, info (default), warn or error
+//
+// README.md has the same table, and how to run the app in containers,
+// its metrics (/metrics) and its shutdown: on SIGTERM, /readyz turns 503,
+// WebSockets close with 1001, SSE streams end with a retry hint, running
+// tasks get 5s and the rest are handed back, all within 20s.
 //
 // Sign-in and registration are limited per client address (a burst of 10,
 // then one every 6 seconds). Passwords are stored as bcrypt hashes and
@@ -66,6 +73,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck())
+	}
 	log, err := loggerFromEnv()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "configuration:", err)
