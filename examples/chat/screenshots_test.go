@@ -10,9 +10,9 @@ import (
 )
 
 // The README's pictures: a conversation at desktop width and the admin's
-// dashboard, saved by browsertest.Screenshot (run with
-// RTKIT_SCREENSHOTS=examples/chat/docs to refresh docs/; the phone
-// picture comes from TestChatOnPhone).
+// dashboard, saved by browsertest.Screenshot. To refresh docs/, run from
+// the repository's root with RTKIT_SCREENSHOTS=$PWD/examples/chat/docs;
+// the phone picture comes from TestChatOnPhone.
 func TestGuideScreenshots(t *testing.T) {
 	cfg := testConfig()
 	cfg.StatsEvery = 200 * time.Millisecond
