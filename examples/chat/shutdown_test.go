@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,4 +197,47 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	assert.Contains(t, []tasks.State{tasks.Pending, tasks.Succeeded}, task.State, "the mail task is handed back (or done), not lost")
 	assert.Contains(t, logs.String(), `"msg":"shutting down"`)
 	assert.Contains(t, logs.String(), `"msg":"shut down"`)
+}
+
+// While the drain waits for a running task, /readyz already answers 503
+// and the WebSockets are closed; afterwards the server accepts nothing.
+func TestDrainTurnsReadinessFalseFirst(t *testing.T) {
+	t.Parallel()
+	a, err := newApp(mailConfig(silentSMTP(t)), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	o, err := newOps(a, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	h := o.handler()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+
+	readyz := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code
+	}
+	require.Equal(t, http.StatusOK, readyz())
+	alice := dial(t, base, register(t, base, "alice"))
+	register(t, base, "bob")
+	enter(t, alice, "general")
+	say(t, alice, "general", "@bob the mail to you hangs")
+	waitTasks(t, a, tasks.Active, 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- o.drain(ctx, srv) }()
+	require.Eventually(t, func() bool { return a.hub.Stats().Connections == 0 }, 10*time.Second, 10*time.Millisecond)
+	select {
+	case err := <-drained:
+		t.Fatalf("the drain ended before the running task was handed back: %v", err)
+	default:
+	}
+	assert.Equal(t, http.StatusServiceUnavailable, readyz(), "not ready while draining")
+	require.NoError(t, <-drained)
+	_, err = http.Get(base + "/healthz")
+	assert.Error(t, err, "the listener is closed")
 }
