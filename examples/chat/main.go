@@ -47,6 +47,13 @@
 //	                  sent over TLS only (port 465, or STARTTLS on any other),
 //	                  or in clear to a loopback address, and never logged
 //	SMTP_PASSWORD     its password
+//	LOG_FORMAT        text (default) or json
+//	LOG_LEVEL         debug, info (default), warn or error
+//
+// README.md has the same table, and how to run the app in containers,
+// its metrics (/metrics) and its shutdown: on SIGTERM, /readyz turns 503,
+// WebSockets close with 1001, SSE streams end with a retry hint, running
+// tasks get 5s and the rest are handed back, all within 20s.
 //
 // Sign-in and registration are limited per client address (a burst of 10,
 // then one every 6 seconds). Passwords are stored as bcrypt hashes and
@@ -55,7 +62,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,7 +73,14 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if len(os.Args) == 2 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck())
+	}
+	log, err := loggerFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "configuration:", err)
+		os.Exit(2)
+	}
 	cfg, err := configFromEnv()
 	if err != nil {
 		log.Error("configuration", "err", err)
@@ -89,7 +102,12 @@ func run(cfg config, log *slog.Logger) error {
 		_ = a.shutdown(context.Background())
 		return err
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	o, err := newOps(a, log)
+	if err != nil {
+		_ = a.shutdown(context.Background())
+		return err
+	}
+	srv := &http.Server{Handler: o.handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
@@ -103,17 +121,16 @@ func run(cfg config, log *slog.Logger) error {
 	select {
 	case err := <-errc:
 		_ = a.shutdown(context.Background())
+		o.close()
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	log.Info("shutting down", "timeout", shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	// The hub first: it closes WebSockets (hijacked, so unknown to the
-	// HTTP server) with 1001, and clients reconnect elsewhere.
-	herr := a.shutdown(sctx)
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := o.drain(sctx, srv); err != nil {
 		return err
 	}
-	return herr
+	log.Info("shut down")
+	return nil
 }
