@@ -21,6 +21,7 @@ import (
 	"github.com/rtkit/rtkit/realtime"
 	"github.com/rtkit/rtkit/sse"
 	"github.com/rtkit/rtkit/tasks"
+	"github.com/rtkit/rtkit/tasks/inspect"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/time/rate"
 )
@@ -41,6 +42,7 @@ type app struct {
 	bp        rtkit.Backplane
 	hub       *realtime.Hub
 	events    *sse.Broker
+	inspector *inspect.Inspector // the task inspector at /admin/tasks/
 	cache     *cache.Cache
 	taskStore tasks.Store
 	tasks     *tasks.Runner
@@ -158,6 +160,7 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 	a.mailer = newMailer(cfg, from, a.bp, log)
 	tasks.Handle(a.tasks, mailTask, a.sendMail)
 	tasks.Handle(a.tasks, digestTask, a.sendDigest)
+	a.inspector = a.newInspector(log)
 
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
@@ -241,6 +244,8 @@ func (a *app) handler() http.Handler {
 	mux.Handle("GET /ws", expireConns(a.hub))
 	mux.Handle("GET /events", a.eventsHandler())
 	mux.Handle("GET /outbox", securityHeaders(http.HandlerFunc(a.outboxPage)))
+	mux.Handle("GET /admin/tasks/", a.inspector) // admins only (inspector.go)
+	mux.Handle("POST /admin/tasks/", a.inspector)
 	mux.HandleFunc("POST /api/register", a.register)
 	mux.HandleFunc("POST /api/login", a.login)
 	mux.HandleFunc("POST /api/logout", a.logout)
@@ -271,7 +276,7 @@ func (a *app) shutdown(ctx context.Context) error {
 	herr := a.hub.Shutdown(ctx)
 	a.stop()
 	a.wg.Wait()
-	err := errors.Join(herr, a.events.Shutdown(ctx), a.cache.Shutdown(ctx), a.taskStore.Close())
+	err := errors.Join(herr, a.events.Shutdown(ctx), a.inspector.Shutdown(ctx), a.cache.Shutdown(ctx), a.taskStore.Close())
 	_ = a.bp.Close()
 	if a.redis != nil {
 		_ = a.redis.Close()

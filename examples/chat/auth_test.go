@@ -127,6 +127,14 @@ func TestOutboxIsForAdmins(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, status)
 	status, _ = get(t, base, "/outbox", admin)
 	assert.Equal(t, http.StatusOK, status)
+	// So is the task inspector, reading included: tasks name users.
+	status, _ = get(t, base, "/admin/tasks/", member)
+	assert.Equal(t, http.StatusForbidden, status)
+	status, _ = get(t, base, "/admin/tasks/", "")
+	assert.Equal(t, http.StatusForbidden, status)
+	status, page := get(t, base, "/admin/tasks/", admin)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Contains(t, page, "<title>Tasks</title>")
 	// Members' dashboards have no task feed.
 	status, _ = get(t, base, "/events?topic="+taskFeedTopic, member)
 	assert.Equal(t, http.StatusForbidden, status)

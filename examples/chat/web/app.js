@@ -120,6 +120,7 @@ function start(session) {
   $("me-role").textContent = me.role === "admin" ? "admin" : "";
   $("new-room").hidden = me.role !== "admin";
   $("outbox-link").hidden = me.role !== "admin";
+  $("tasks-link").hidden = me.role !== "admin";
   $("mail-opt").checked = !me.noMail;
   stopKeepAlive = keepAlive(me, () => endSession("Your session expired. Sign in again."));
   openConnection();
