@@ -53,13 +53,23 @@ func TestInspectorInBrowser(t *testing.T) {
 		waitText("#state", "dead"),
 	))
 	browsertest.Screenshot(t, ctx, "inspector-task-desktop")
-	require.NoError(t, chromedp.Do(ctx,
-		chromedp.Click(chromedp.CSS(`button[value="retry"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#live.on")),
-		// Two runs of attempt 1 among the task's events: before and after the retry.
-		chromedp.Poll[chromedp.Void](`[...document.querySelectorAll(".events li")].filter(li => /started attempt 1 /.test(li.textContent)).length === 2`),
-		waitText("#state", "dead"),
-	))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[value="retry"]`))))
+	// The click posts a form and the browser loads the task's page anew; a
+	// query sent while the old page's context is being torn down fails with
+	// "Cannot find context with specified id" or "Inspected target navigated
+	// or closed": ask again on the new page.
+	for attempt := 0; ; attempt++ {
+		err := chromedp.Do(ctx,
+			chromedp.WaitVisible(chromedp.CSS("#live.on")),
+			// Two runs of attempt 1 among the task's events: before and after the retry.
+			chromedp.Poll[chromedp.Void](`[...document.querySelectorAll(".events li")].filter(li => /started attempt 1 /.test(li.textContent)).length === 2`),
+			waitText("#state", "dead"),
+		)
+		if err == nil || attempt == 5 || !(strings.Contains(err.Error(), "Cannot find context") || strings.Contains(err.Error(), "navigated or closed")) {
+			require.NoError(t, err)
+			break
+		}
+	}
 	browsertest.Screenshot(t, ctx, "inspector-task-retried")
 
 	require.NoError(t, chromedp.Do(ctx,
