@@ -54,7 +54,8 @@ func mentionedHandles(text string) []string {
 const hubMark = realtime.EnvelopeMark
 
 // serverEvent decodes a room message the server published, from its
-// backplane envelope ({"op":"msg","from":{},"data":...}, after hubMark).
+// backplane envelope ({"op":"msg","room":...,"data":...} after hubMark;
+// no "from": the server sent it).
 // The hub has no History with "since" that decodes envelopes, so the app
 // reads the backplane's and decodes them here.
 func serverEvent(data []byte) (event, bool) {
