@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -69,9 +70,16 @@ func (r *Runner) EnqueueMany(ctx context.Context, batch []NewTask) ([]EnqueueRes
 		return nil, fmt.Errorf("%w: EnqueueMany of %d tasks; at most %d a call", ErrInvalid, len(batch), MaxBatch)
 	}
 	ts := make([]*Task, len(batch))
+	enc := newPayloadEncoder()
+	var chunk []Task // the tasks, allocated batchChunk at a time
 	for i, nt := range batch {
-		t, err := r.newTask(nt.Type, nt.Payload, nt.Options)
-		if err != nil {
+		if len(chunk) == 0 {
+			chunk = make([]Task, min(batchChunk, len(batch)-i))
+			r.ids.fill(chunk)
+		}
+		t := &chunk[0]
+		chunk = chunk[1:]
+		if err := r.initTask(t, t.ID, nt.Type, nt.Payload, nt.Options, enc); err != nil {
 			return nil, fmt.Errorf("tasks: EnqueueMany: task %d: %w", i, err)
 		}
 		ts[i] = t
@@ -101,6 +109,57 @@ func (r *Runner) EnqueueMany(ctx context.Context, batch []NewTask) ([]EnqueueRes
 	return out, nil
 }
 
+// batchChunk is how many tasks of a batch share an allocation: their
+// Task values, ID strings and MemoryStore records are allocated
+// batchChunk at a time, and their payloads share buffers of about
+// payloadChunk bytes. A batch of 100 so costs about 40 allocations
+// instead of 400 (besides what JSON encoding allocates): measured, the
+// allocations and the garbage collector's work per object were 40% of
+// the CPU time of a memory EnqueueMany. The price: a task, ID, payload
+// or result kept alive keeps its chunk's (at most about 5 KB).
+const batchChunk = 8
+
+// payloadEncoder encodes the payloads of a batch into shared buffers of
+// at least payloadChunk bytes, instead of one allocation each.
+type payloadEncoder struct {
+	buf   []byte
+	start int // where the value being encoded starts in buf
+	enc   *json.Encoder
+}
+
+const payloadChunk = 512
+
+func newPayloadEncoder() *payloadEncoder {
+	p := &payloadEncoder{}
+	p.enc = json.NewEncoder(p)
+	return p
+}
+
+// Write appends to the buffer, for the json.Encoder; a value that doesn't
+// fit moves to a new buffer, so that a value is never split.
+func (p *payloadEncoder) Write(b []byte) (int, error) {
+	if len(b) > cap(p.buf)-len(p.buf) {
+		cur := p.buf[p.start:]
+		p.buf = append(make([]byte, 0, max(len(cur)+len(b), payloadChunk)), cur...)
+		p.start = 0
+	}
+	p.buf = append(p.buf, b...)
+	return len(b), nil
+}
+
+// encode returns v JSON-encoded as json.Marshal does (both escape HTML).
+// Payloads share the buffers; each is capped at its length, so that
+// appending to one copies it rather than overwriting the next.
+func (p *payloadEncoder) encode(v any) ([]byte, error) {
+	p.start = len(p.buf)
+	if err := p.enc.Encode(v); err != nil {
+		p.buf = p.buf[:p.start]
+		return nil, err
+	}
+	end := len(p.buf) - 1 // Encode ends a value with a newline
+	return p.buf[p.start:end:end], nil
+}
+
 // result is the result of t, emitting its event if it was enqueued.
 func (r *Runner) result(t *Task, dup error) EnqueueResult {
 	if dup != nil {
@@ -110,11 +169,20 @@ func (r *Runner) result(t *Task, dup error) EnqueueResult {
 	return EnqueueResult{Task: t}
 }
 
-// EnqueueMany implements [BatchEnqueuer].
+// EnqueueMany implements [BatchEnqueuer]: one lock and one clock
+// reading for the batch.
 func (s *MemoryStore) EnqueueMany(ctx context.Context, ts []*Task) ([]error, error) {
+	var chunk []memTask // the records, allocated batchChunk at a time
 	mts := make([]*memTask, len(ts))
 	for i, t := range ts {
-		mts[i] = newMemTask(t)
+		if len(chunk) == 0 {
+			chunk = make([]memTask, min(batchChunk, len(ts)-i))
+		}
+		mt := &chunk[0]
+		chunk = chunk[1:]
+		mt.Task, mt.RunAt = *t, t.RunAt
+		mt.Task.State = ""
+		mts[i] = mt
 	}
 	dups := make([]error, len(ts))
 	now := time.Now()
