@@ -47,7 +47,9 @@ var (
 // EnqueueMany enqueues a batch of tasks in one store operation: one
 // round trip to Redis for the tasks of one queue (one MULTI/EXEC
 // transaction of one script call per queue for several queues), one lock
-// for the memory store. It returns one result per task, in order.
+// for the memory store. It returns one result per task, in order. The
+// tasks' IDs are strictly increasing in batch order, as those of
+// successive Enqueue calls are.
 //
 // All or nothing: when it returns an error, no task of the batch was
 // enqueued: [ErrInvalid] (naming the task's index) when any task has a
