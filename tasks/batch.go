@@ -180,11 +180,9 @@ func (s *MemoryStore) EnqueueMany(ctx context.Context, ts []*Task) ([]error, err
 		if len(chunk) == 0 {
 			chunk = make([]memTask, min(batchChunk, len(ts)-i))
 		}
-		mt := &chunk[0]
+		mts[i] = &chunk[0]
+		mts[i].init(t)
 		chunk = chunk[1:]
-		mt.Task, mt.RunAt = *t, t.RunAt
-		mt.Task.State = ""
-		mts[i] = mt
 	}
 	dups := make([]error, len(ts))
 	now := time.Now()

@@ -305,9 +305,15 @@ func (s *MemoryStore) Enqueue(ctx context.Context, t *Task) error {
 
 // newMemTask copies t for enqueueLocked, before the lock is taken.
 func newMemTask(t *Task) *memTask {
-	mt := &memTask{Task: *t, RunAt: t.RunAt}
-	mt.Task.State = ""
+	mt := new(memTask)
+	mt.init(t)
 	return mt
+}
+
+// init makes the zero record mt t's.
+func (mt *memTask) init(t *Task) {
+	mt.Task, mt.RunAt = *t, t.RunAt
+	mt.Task.State = ""
 }
 
 // snapshot returns a copy of the task as it is now.
