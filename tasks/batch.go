@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -46,7 +47,9 @@ var (
 // EnqueueMany enqueues a batch of tasks in one store operation: one
 // round trip to Redis for the tasks of one queue (one MULTI/EXEC
 // transaction of one script call per queue for several queues), one lock
-// for the memory store. It returns one result per task, in order.
+// for the memory store. It returns one result per task, in order. The
+// tasks' IDs are strictly increasing in batch order, as those of
+// successive Enqueue calls are.
 //
 // All or nothing: when it returns an error, no task of the batch was
 // enqueued: [ErrInvalid] (naming the task's index) when any task has a
@@ -69,9 +72,16 @@ func (r *Runner) EnqueueMany(ctx context.Context, batch []NewTask) ([]EnqueueRes
 		return nil, fmt.Errorf("%w: EnqueueMany of %d tasks; at most %d a call", ErrInvalid, len(batch), MaxBatch)
 	}
 	ts := make([]*Task, len(batch))
+	enc := newPayloadEncoder()
+	var chunk []Task // the tasks, allocated batchChunk at a time
 	for i, nt := range batch {
-		t, err := r.newTask(nt.Type, nt.Payload, nt.Options)
-		if err != nil {
+		if len(chunk) == 0 {
+			chunk = make([]Task, min(batchChunk, len(batch)-i))
+			r.ids.fill(chunk)
+		}
+		t := &chunk[0]
+		chunk = chunk[1:]
+		if err := r.initTask(t, t.ID, nt.Type, nt.Payload, nt.Options, enc); err != nil {
 			return nil, fmt.Errorf("tasks: EnqueueMany: task %d: %w", i, err)
 		}
 		ts[i] = t
@@ -101,6 +111,57 @@ func (r *Runner) EnqueueMany(ctx context.Context, batch []NewTask) ([]EnqueueRes
 	return out, nil
 }
 
+// batchChunk is how many tasks of a batch share an allocation: their
+// Task values, ID strings and MemoryStore records are allocated
+// batchChunk at a time, and their payloads share buffers of about
+// payloadChunk bytes. A batch of 100 so costs about 40 allocations
+// instead of 400 (besides what JSON encoding allocates): measured, the
+// allocations and the garbage collector's work per object were 40% of
+// the CPU time of a memory EnqueueMany. The price: a task, ID, payload
+// or result kept alive keeps its chunk's (at most about 5 KB).
+const batchChunk = 8
+
+// payloadEncoder encodes the payloads of a batch into shared buffers of
+// at least payloadChunk bytes, instead of one allocation each.
+type payloadEncoder struct {
+	buf   []byte
+	start int // where the value being encoded starts in buf
+	enc   *json.Encoder
+}
+
+const payloadChunk = 512
+
+func newPayloadEncoder() *payloadEncoder {
+	p := &payloadEncoder{}
+	p.enc = json.NewEncoder(p)
+	return p
+}
+
+// Write appends to the buffer, for the json.Encoder; a value that doesn't
+// fit moves to a new buffer, so that a value is never split.
+func (p *payloadEncoder) Write(b []byte) (int, error) {
+	if len(b) > cap(p.buf)-len(p.buf) {
+		cur := p.buf[p.start:]
+		p.buf = append(make([]byte, 0, max(len(cur)+len(b), payloadChunk)), cur...)
+		p.start = 0
+	}
+	p.buf = append(p.buf, b...)
+	return len(b), nil
+}
+
+// encode returns v JSON-encoded as json.Marshal does (both escape HTML).
+// Payloads share the buffers; each is capped at its length, so that
+// appending to one copies it rather than overwriting the next.
+func (p *payloadEncoder) encode(v any) ([]byte, error) {
+	p.start = len(p.buf)
+	if err := p.enc.Encode(v); err != nil {
+		p.buf = p.buf[:p.start]
+		return nil, err
+	}
+	end := len(p.buf) - 1 // Encode ends a value with a newline
+	return p.buf[p.start:end:end], nil
+}
+
 // result is the result of t, emitting its event if it was enqueued.
 func (r *Runner) result(t *Task, dup error) EnqueueResult {
 	if dup != nil {
@@ -110,11 +171,18 @@ func (r *Runner) result(t *Task, dup error) EnqueueResult {
 	return EnqueueResult{Task: t}
 }
 
-// EnqueueMany implements [BatchEnqueuer].
+// EnqueueMany implements [BatchEnqueuer]: one lock and one clock
+// reading for the batch.
 func (s *MemoryStore) EnqueueMany(ctx context.Context, ts []*Task) ([]error, error) {
+	var chunk []memTask // the records, allocated batchChunk at a time
 	mts := make([]*memTask, len(ts))
 	for i, t := range ts {
-		mts[i] = newMemTask(t)
+		if len(chunk) == 0 {
+			chunk = make([]memTask, min(batchChunk, len(ts)-i))
+		}
+		mts[i] = &chunk[0]
+		mts[i].init(t)
+		chunk = chunk[1:]
 	}
 	dups := make([]error, len(ts))
 	now := time.Now()

@@ -143,13 +143,22 @@
 //     (asynq ~1 s: it polls), delayed tasks start 2.9 ms late at p99
 //     (asynq ~4 s);
 //   - EnqueueMany from one goroutine (BenchmarkEnqueueOneGoroutine,
-//     batches of 100, 2s runs on the machine above while other builds
-//     kept its load average at 20): Redis store 29,700 tasks/s against
-//     3,300 for one Enqueue at a time (9×: one round trip per batch
-//     instead of per task; 12,500 against 3,500, 3.6×, in a noisier
-//     run); memory store about equal (72,000 and 73,000 tasks/s in that
-//     run: a memory Enqueue is one lock and no I/O, so batching saves
-//     little, and encoding the payloads dominates);
+//     batches of 100 and 1,000 against one Enqueue at a time, 6 rounds
+//     alternating the binaries before and after the batch allocation
+//     work, while other builds kept the load average at 25–30: ratios
+//     are paired within a round, medians with their range): Redis store
+//     26,400 and 45,800 tasks/s against 6,350 (5.0×, 3.3–12×, and 7.0×,
+//     4.7–27×: one round trip per batch instead of per task); memory
+//     store, by CPU time a task (cpu-ns/task at -cpu 1, the garbage
+//     collector's included, steadier than rates under that load), 1.8
+//     and 1.4 µs against 3.9 µs (2.1× and 2.6×; 2.3 µs batched, 1.8×,
+//     before batches allocated their tasks 8 at a time). Rates under that
+//     load say 5–6× as medians but 1.1–10× between rounds. The memory
+//     store stays short of 5× because most of a task's cost is the same
+//     in both: JSON-encoding the payload (38% of a batch's CPU for the
+//     benchmark's two-key map), the store's 600-byte record and index
+//     entry (25%), the Task returned and its ID; with the payload given
+//     encoded (a json.RawMessage) it is 3.1 against 1.0 µs, 3×;
 //   - memory store: BenchmarkMemoryProcess runs 540,000–650,000 no-op
 //     tasks/s with the default retention and 750,000–980,000 with none,
 //     one allocation (about 315 B) a task; BenchmarkMemoryThroughput

@@ -315,8 +315,19 @@ func (r *Runner) emitEnqueued(t *Task) {
 }
 
 func (r *Runner) newTask(typ string, payload any, opts []EnqueueOption) (*Task, error) {
-	if err := checkName("task type", typ); err != nil {
+	t := new(Task)
+	if err := r.initTask(t, "", typ, payload, opts, nil); err != nil {
 		return nil, err
+	}
+	return t, nil
+}
+
+// initTask makes *t a new task, validated, with id (or, for "", a new
+// one). A batch passes its encoder, which keeps the payloads of many
+// tasks in one buffer; nil encodes with json.Marshal.
+func (r *Runner) initTask(t *Task, id, typ string, payload any, opts []EnqueueOption, enc *payloadEncoder) error {
+	if err := checkName("task type", typ); err != nil {
+		return err
 	}
 	var data []byte
 	switch p := payload.(type) {
@@ -326,25 +337,33 @@ func (r *Runner) newTask(typ string, payload any, opts []EnqueueOption) (*Task, 
 		data = []byte("{}")
 	case json.RawMessage:
 		if !json.Valid(p) {
-			return nil, fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
+			return fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
 		}
 		data = p
 	default:
 		var err error
-		if data, err = json.Marshal(payload); err != nil {
-			return nil, fmt.Errorf("%w: encoding the payload: %w", ErrInvalid, err)
+		if enc != nil {
+			data, err = enc.encode(payload)
+		} else {
+			data, err = json.Marshal(payload)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: encoding the payload: %w", ErrInvalid, err)
 		}
 	}
 	if len(data) > r.maxPay {
-		return nil, fmt.Errorf("%w: payload of %d bytes exceeds MaxPayload %d", ErrInvalid, len(data), r.maxPay)
+		return fmt.Errorf("%w: payload of %d bytes exceeds MaxPayload %d", ErrInvalid, len(data), r.maxPay)
 	}
-	t := &Task{ID: r.ids.next(), Type: typ, Queue: DefaultQueue, Payload: data, MaxAttempts: DefaultMaxAttempts, Timeout: DefaultTimeout}
+	if id == "" {
+		id = r.ids.next()
+	}
+	*t = Task{ID: id, Type: typ, Queue: DefaultQueue, Payload: data, MaxAttempts: DefaultMaxAttempts, Timeout: DefaultTimeout}
 	for _, o := range opts {
 		if err := o(t); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return t, nil
+	return nil
 }
 
 // idGen makes task IDs: UUIDv7 strings (RFC 9562) whose 12 bits after the
@@ -359,6 +378,14 @@ type idGen struct {
 }
 
 func (g *idGen) next() string {
+	var b [36]byte
+	formatID(&b, g.reserve(1))
+	return string(b[:])
+}
+
+// reserve returns the first of n consecutive values for IDs: the
+// clock's, or the one after the latest ID's if the clock hasn't passed it.
+func (g *idGen) reserve(n int) int64 {
 	nano := time.Now().UnixNano()
 	ms := nano / 1e6
 	v := ms<<12 | (nano-ms*1e6)>>8 // 1e6>>8 < 1<<12
@@ -367,18 +394,40 @@ func (g *idGen) next() string {
 		if v <= last {
 			v = last + 1
 		}
-		if g.last.CompareAndSwap(last, v) {
-			break
+		if g.last.CompareAndSwap(last, v+int64(n)-1) {
+			return v
 		}
 	}
+}
+
+// fill sets the IDs of ts, in order, to new ones: one clock reading, and
+// one string for each batchChunk IDs.
+func (g *idGen) fill(ts []Task) {
+	v := g.reserve(len(ts))
+	var b [batchChunk * 36]byte
+	for len(ts) > 0 {
+		n := min(len(ts), batchChunk)
+		for i := range n {
+			formatID((*[36]byte)(b[i*36:]), v)
+			v++
+		}
+		s := string(b[:n*36])
+		for i := range n {
+			ts[i].ID = s[i*36 : i*36+36]
+		}
+		ts = ts[n:]
+	}
+}
+
+// formatID writes the ID of value v (see reserve) with fresh random bits.
+func formatID(b *[36]byte, v int64) {
 	var u [16]byte
 	binary.BigEndian.PutUint64(u[8:], rand.Uint64())
-	ms = v >> 12
+	ms := v >> 12
 	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
 	u[6], u[7] = 0x70|byte(v>>8&0x0f), byte(v) // version 7
 	u[8] = u[8]&0x3f | 0x80                    // variant 10
 	const hex = "0123456789abcdef"
-	var b [36]byte
 	j := 0
 	for i, c := range u {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
@@ -388,7 +437,6 @@ func (g *idGen) next() string {
 		b[j], b[j+1] = hex[c>>4], hex[c&0x0f]
 		j += 2
 	}
-	return string(b[:])
 }
 
 // Get returns the task with the ID, or [ErrNotFound].

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -82,18 +83,66 @@ func batchCases(h harness) map[string]func(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalid)
 			_, err = r.EnqueueMany(ctx, make([]NewTask, MaxBatch+1))
 			assert.ErrorIs(t, err, ErrInvalid)
-			counts, err := r.Counts(ctx)
-			require.NoError(t, err)
-			total := 0
-			for _, m := range counts {
-				for _, n := range m {
-					total += n
-				}
-			}
-			assert.Zero(t, total)
+			assert.Zero(t, total(t, r))
 			res, err := r.EnqueueMany(ctx, nil)
 			require.NoError(t, err)
 			assert.Empty(t, res)
+		},
+		"EnqueueManyChunks": func(t *testing.T) {
+			// A batch spanning several allocation chunks (batchChunk tasks,
+			// payloadChunk bytes of payloads): each task keeps its own ID
+			// and payload, and the IDs run on from the Enqueue before.
+			r := newRunner(t, h.newStore(t, storeConfig{}), Options{}, true)
+			before, err := r.Enqueue(ctx, "work", nil)
+			require.NoError(t, err)
+			big := strings.Repeat("<&>", payloadChunk)
+			payloads := []any{nil, struct{}{}, json.RawMessage(`{"raw":true}`), "<a href='x'>&</a>", big, 7, greet{"ada"}, map[string]string{"b": "2", "a": "1"}}
+			n := 3*batchChunk + 3
+			batch := make([]NewTask, n)
+			for i := range batch {
+				batch[i] = NewTask{Type: "work", Payload: payloads[i%len(payloads)]}
+			}
+			batch[n/2].Options = []EnqueueOption{ID("mid")}
+			batch[n/2+1].Options = []EnqueueOption{ID("mid")} // a duplicate in the middle
+			res, err := r.EnqueueMany(ctx, batch)
+			require.NoError(t, err)
+			after, err := r.Enqueue(ctx, "work", nil)
+			require.NoError(t, err)
+			prev := before.ID
+			for i, x := range res {
+				if i == n/2+1 {
+					assert.Equal(t, &DuplicateError{ID: "mid"}, x.Err)
+					continue
+				}
+				require.NoError(t, x.Err, "task %d", i)
+				want, err := json.Marshal(batch[i].Payload)
+				require.NoError(t, err)
+				assert.Equal(t, string(want), string(x.Task.Payload), "task %d", i)
+				assert.Equal(t, len(x.Task.Payload), cap(x.Task.Payload), "task %d: payload capped", i)
+				got, err := r.Get(ctx, x.Task.ID)
+				require.NoError(t, err)
+				assert.Equal(t, string(want), string(got.Payload), "task %d stored", i)
+				if i == n/2 {
+					continue
+				}
+				_, ok := uuidV7(x.Task.ID)
+				assert.True(t, ok, "task %d: ID %q", i, x.Task.ID)
+				assert.Greater(t, x.Task.ID, prev, "task %d", i)
+				prev = x.Task.ID
+			}
+			assert.Greater(t, after.ID, prev)
+			_ = append(res[0].Task.Payload, "xx"...)
+			assert.Equal(t, "{}", string(res[1].Task.Payload), "appending to a payload leaves the next alone")
+			assert.Equal(t, n-1+2, total(t, r))
+			// All or nothing across chunks: a bad payload in the middle of
+			// a batch leaves nothing enqueued.
+			for _, bad := range []any{make(chan int), json.RawMessage("{"), strings.Repeat("x", 1<<20)} {
+				batch[n/2+1] = NewTask{Type: "work", Payload: bad}
+				_, err = r.EnqueueMany(ctx, batch)
+				assert.ErrorIs(t, err, ErrInvalid)
+				assert.ErrorContains(t, err, fmt.Sprintf("task %d", n/2+1))
+				assert.Equal(t, n-1+2, total(t, r))
+			}
 		},
 		"EnqueueManyLarge": func(t *testing.T) {
 			r := newRunner(t, h.newStore(t, storeConfig{}), Options{}, true)
@@ -113,6 +162,46 @@ func batchCases(h harness) map[string]func(t *testing.T) {
 				assert.Equal(t, []int{1667, 1667, 1666}[q], counts[fmt.Sprint("q", q)][Pending])
 			}
 		},
+	}
+}
+
+// total returns the number of tasks in r's store.
+func total(t *testing.T, r *Runner) int {
+	t.Helper()
+	counts, err := r.Counts(context.Background())
+	require.NoError(t, err)
+	n := 0
+	for _, m := range counts {
+		for _, c := range m {
+			n += c
+		}
+	}
+	return n
+}
+
+// TestPayloadEncoder: a batch's payloads, encoded into shared buffers, are
+// what json.Marshal makes, each in its own capped slice, and a value that
+// fails to encode leaves nothing behind.
+func TestPayloadEncoder(t *testing.T) {
+	t.Parallel()
+	p := newPayloadEncoder()
+	values := []any{"<script>&</script>", strings.Repeat("é", payloadChunk), 1.5, map[string]any{"z": nil, "a": []int{1}}, "\u2028\xff"}
+	var got [][]byte
+	for i := range 50 {
+		v := values[i%len(values)]
+		if i%7 == 3 {
+			_, err := p.encode(func() {})
+			require.Error(t, err)
+		}
+		b, err := p.encode(v)
+		require.NoError(t, err)
+		got = append(got, b)
+	}
+	for i, b := range got {
+		want, err := json.Marshal(values[i%len(values)])
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(b), "value %d", i)
+		assert.Equal(t, len(b), cap(b), "value %d", i)
 	}
 }
 
