@@ -179,9 +179,10 @@ type RedisBackplane struct {
 	seq     uint64 // the last batch sequence number; only the writer uses it
 	wake    chan struct{}
 
-	mu     sync.Mutex // guards topics and shards
-	topics map[string]*redisTopic
-	shards map[string]*redisShard
+	mu       sync.Mutex // guards topics, shards and watching
+	topics   map[string]*redisTopic
+	shards   map[string]*redisShard
+	watching bool // watchSlots runs
 }
 
 var _ Backplane = (*RedisBackplane)(nil)
