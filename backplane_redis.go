@@ -48,6 +48,21 @@ type RedisOptions struct {
 	HistoryTTL     time.Duration
 	TopicHistory   func(topic string) (size int, ttl time.Duration)
 	MaxMessageSize int
+	// MinReplicas, when positive, makes a publish wait until at least
+	// this many replicas of the topic's primary have the message (Redis
+	// WAIT after the batch, on its connection, up to a second per
+	// attempt) before Publish returns. A message Publish acknowledged
+	// then survives a failover to one of those replicas; without it, the
+	// old primary may acknowledge a message and die before any replica
+	// has it, and a message nobody received is then lost without a gap
+	// report. It does not hold back live delivery: subscribers may get a
+	// message before it is replicated, and it may still be lost in a
+	// failover, reported to them as a gap. A batch the replicas do not
+	// confirm is retried like one that failed (published once), and its
+	// publishes fail after 10 seconds. Default 0: Publish returns when
+	// the primary has the message. On a Cluster, batches then go to each
+	// primary's own connection instead of through the client's pipeline.
+	MinReplicas int
 	// HealthCheck is how long a subscription connection may stay silent
 	// before it is pinged; a connection silent for twice as long is
 	// replaced. Default 10s.
@@ -162,6 +177,7 @@ type RedisBackplane struct {
 	prefix  string
 	cfg     limitsConfig
 	health  time.Duration
+	minRepl int // RedisOptions.MinReplicas
 	log     *slog.Logger
 	pubCmd  string                // PUBLISH or SPUBLISH
 	node    string                // this backplane's name in batch keys
@@ -192,16 +208,17 @@ var _ Backplane = (*RedisBackplane)(nil)
 // cannot route scripts for (redis.Ring).
 func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 	b := &RedisBackplane{
-		client: opts.Client,
-		prefix: opts.Prefix,
-		cfg:    newLimitsConfig(opts.HistorySize, opts.HistoryTTL, opts.MaxMessageSize, opts.TopicHistory),
-		health: opts.HealthCheck,
-		log:    opts.Logger,
-		pubCmd: "PUBLISH",
-		node:   strconv.FormatUint(rand.Uint64(), 36),
-		wake:   make(chan struct{}, 1),
-		topics: make(map[string]*redisTopic),
-		shards: make(map[string]*redisShard),
+		client:  opts.Client,
+		prefix:  opts.Prefix,
+		cfg:     newLimitsConfig(opts.HistorySize, opts.HistoryTTL, opts.MaxMessageSize, opts.TopicHistory),
+		health:  opts.HealthCheck,
+		minRepl: max(opts.MinReplicas, 0),
+		log:     opts.Logger,
+		pubCmd:  "PUBLISH",
+		node:    strconv.FormatUint(rand.Uint64(), 36),
+		wake:    make(chan struct{}, 1),
+		topics:  make(map[string]*redisTopic),
+		shards:  make(map[string]*redisShard),
 	}
 	switch c := opts.Client.(type) {
 	case nil:
@@ -351,6 +368,7 @@ type scriptCall struct {
 	reqs     []*pubReq
 	cmd      *redis.Cmd
 	deadline time.Time // of its retries
+	short    bool      // published, but fewer than MinReplicas replicas confirmed it
 }
 
 // flush sends the calls to retry and a new batch (one script call per
@@ -391,11 +409,14 @@ func (b *RedisBackplane) flush(retry []*scriptCall, batch []*pubReq) []*scriptCa
 	var again []*scriptCall
 	now = time.Now()
 	for _, c := range calls {
-		if retryable(c.cmd.Err()) && now.Before(c.deadline) {
+		if (c.short || retryable(c.cmd.Err())) && now.Before(c.deadline) {
 			again = append(again, c)
 			continue
 		}
 		ids, cerr := c.cmd.Slice()
+		if cerr == nil && c.short {
+			cerr = fmt.Errorf("%w (%d asked for)", ErrNotReplicated, b.minRepl)
+		}
 		if cerr == nil && len(ids) != len(c.reqs) {
 			cerr = fmt.Errorf("rtkit: publish script returned %d ids for %d messages", len(ids), len(c.reqs))
 		}
@@ -450,12 +471,31 @@ func retryable(err error) bool {
 // redisslots.MinReload.
 func (b *RedisBackplane) refreshSlots() { b.slots.Refresh() }
 
-// runCalls sends the script calls in one pipeline.
+// ErrNotReplicated is wrapped by the error of a publish that the topic's
+// primary accepted but fewer than [RedisOptions.MinReplicas] replicas
+// confirmed within the retries: the message may still be delivered, and
+// may be lost in a failover.
+var ErrNotReplicated = errors.New("rtkit: publish not confirmed by enough replicas")
+
+// waitTimeout is how long one attempt waits for the replicas.
+const waitTimeout = time.Second
+
+// runCalls sends the script calls in one pipeline; with MinReplicas, a
+// WAIT follows them on the same connection (one per Cluster primary).
 func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall) {
 	if len(calls) == 0 {
 		return
 	}
-	pipe := b.client.Pipeline()
+	if b.minRepl > 0 && b.cluster != nil {
+		b.runCallsPerNode(ctx, calls)
+		return
+	}
+	b.runPipeline(ctx, b.client, calls)
+}
+
+// runPipeline sends the calls in one pipeline of c, then the WAIT.
+func (b *RedisBackplane) runPipeline(ctx context.Context, c redis.UniversalClient, calls []*scriptCall) {
+	pipe := c.Pipeline()
 	for _, c := range calls {
 		lim := b.cfg.limits(c.topic)
 		args := make([]any, 0, 5+2*len(c.reqs))
@@ -468,8 +508,47 @@ func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall) {
 			args = append(args, flag, r.data)
 		}
 		c.cmd = publishScript.EvalSha(ctx, pipe, []string{b.key(c.topic), b.batchKey(c.topic)}, args...)
+		c.short = false
+	}
+	var wait *redis.Cmd
+	if b.minRepl > 0 {
+		wait = pipe.Do(ctx, "WAIT", b.minRepl, waitTimeout.Milliseconds())
 	}
 	_, _ = pipe.Exec(ctx)
+	if wait == nil {
+		return
+	}
+	n, err := wait.Int64()
+	for _, c := range calls {
+		c.short = c.cmd.Err() == nil && (err != nil || n < int64(b.minRepl))
+	}
+}
+
+// runCallsPerNode sends each Cluster primary its calls and a WAIT on one
+// of its connections: the cluster client's pipeline would send the WAIT,
+// which has no key, to any node. A call sent to a node that no longer
+// serves its slot fails with MOVED and is retried after a slot map
+// refresh.
+func (b *RedisBackplane) runCallsPerNode(ctx context.Context, calls []*scriptCall) {
+	nodes := make(map[string]*redis.Client)
+	groups := make(map[string][]*scriptCall)
+	for _, c := range calls {
+		n, err := b.cluster.MasterForKey(ctx, b.key(c.topic))
+		if err != nil {
+			c.cmd = redis.NewCmd(ctx)
+			c.cmd.SetErr(err)
+			c.short = false
+			continue
+		}
+		addr := n.Options().Addr
+		nodes[addr] = n
+		groups[addr] = append(groups[addr], c)
+	}
+	var wg sync.WaitGroup
+	for addr, cs := range groups {
+		wg.Go(func() { b.runPipeline(ctx, nodes[addr], cs) })
+	}
+	wg.Wait()
 }
 
 // History implements [Backplane.History].
