@@ -154,9 +154,10 @@ type RedisOptions struct {
 // Messages Redis acknowledged and lost before any node received them are
 // lost without a gap report: nobody can know of them. Where that matters,
 // [RedisOptions.MinReplicas] makes Publish return only once replicas have
-// the message (measured: a sequential publish took 1.8x as long with
-// MinReplicas 1, 1.5ms instead of 0.86ms, on loopback with the race
-// detector on a loaded machine, in TestRedisBackplaneClusterMinReplicas).
+// the message (measured: a sequential publish took 1.3–1.8x as long with
+// MinReplicas 1, 0.94–1.5ms instead of 0.72–0.86ms, on loopback with the
+// race detector on a loaded machine, two runs of
+// TestRedisBackplaneClusterMinReplicas).
 //
 // Publishes to the failed slot fail, or wait in the retry described
 // above, until a replica takes over: about cluster-node-timeout plus one
@@ -184,8 +185,8 @@ type RedisOptions struct {
 //     a gap report, for the same reason.
 //   - Resharding a busy, subscribed slot: publishes waited at most
 //     0.12s, nothing lost, no gap. A manual failover (CLUSTER FAILOVER):
-//     members live again within 0.15–0.35s, up to 1s with another
-//     process spinning on the CPU (28 runs), nothing lost, no gap.
+//     members live again within 0.15–0.35s, up to 1.7s with another
+//     process spinning on the CPU (48 runs), nothing lost, no gap.
 type RedisBackplane struct {
 	client  redis.UniversalClient
 	cluster *redis.ClusterClient
