@@ -48,6 +48,21 @@ type RedisOptions struct {
 	HistoryTTL     time.Duration
 	TopicHistory   func(topic string) (size int, ttl time.Duration)
 	MaxMessageSize int
+	// MinReplicas, when positive, makes a publish wait until at least
+	// this many replicas of the topic's primary have the message (Redis
+	// WAIT after the batch, on its connection, up to a second per
+	// attempt) before Publish returns. A message Publish acknowledged
+	// then survives a failover to one of those replicas; without it, the
+	// old primary may acknowledge a message and die before any replica
+	// has it, and a message nobody received is then lost without a gap
+	// report. It does not hold back live delivery: subscribers may get a
+	// message before it is replicated, and it may still be lost in a
+	// failover, reported to them as a gap. A batch the replicas do not
+	// confirm is retried like one that failed (published once), and its
+	// publishes fail after 10 seconds. Default 0: Publish returns when
+	// the primary has the message. On a Cluster, batches then go to each
+	// primary's own connection instead of through the client's pipeline.
+	MinReplicas int
 	// HealthCheck is how long a subscription connection may stay silent
 	// before it is pinged; a connection silent for twice as long is
 	// replaced. Default 10s.
@@ -110,7 +125,8 @@ type RedisOptions struct {
 //
 // NewRedisBackplane starts none. The first Publish starts the batch
 // writer; each connection for subscriptions has a reader and a manager
-// goroutine. Close ends them all and waits for them.
+// goroutine; on a Cluster, the first subscription starts the slot
+// watchdog (below). Close ends them all and waits for them.
 //
 // # Failover and resharding
 //
@@ -120,15 +136,28 @@ type RedisOptions struct {
 // replica), the backplane refreshes the client's slot map (go-redis
 // refreshes it by itself only on MOVED or once a minute), subscribes the
 // topic on the slot's primary, and reads the stream there after the last
-// delivered message. With Sentinel (redis.NewFailoverClient), the client
-// finds the new primary and the backplane resubscribes and resumes the
-// same way. Stream IDs survive replication, so subscribers get neither a
-// gap nor a duplicate, unless the new primary lacks the last message a
-// node delivered (asynchronous replication lost the old primary's last
-// writes): then its subscribers get [Handler.HandleGap]. Messages Redis
-// acknowledged and lost before any node received them are lost without a
-// gap report: nobody can know of them (WAIT-based publishing is not
-// offered).
+// delivered message. A node that drops a slot's subscriptions does so
+// before the client's map stops naming it: the backplane reloads the map
+// and waits (up to 2 seconds) for it to name another node rather than
+// subscribe on the demoted one again, where sharded messages may never
+// arrive. As a backstop, a watchdog reloads the slot map every second
+// (one CLUSTER SLOTS per backplane holding subscriptions) and moves any
+// subscription that is not on the primary the map names, reading its
+// stream as after a move: whatever was missed ends in a resubscription
+// and a stream read within a few seconds, never in silence. With
+// Sentinel (redis.NewFailoverClient), the client finds the new primary
+// and the backplane resubscribes and resumes the same way. Stream IDs
+// survive replication, so subscribers get neither a gap nor a duplicate,
+// unless the new primary lacks the last message a node delivered
+// (asynchronous replication lost the old primary's last writes): then its
+// subscribers get [Handler.HandleGap] (TestRedisBackplaneUnreplicatedTailIsAGap).
+// Messages Redis acknowledged and lost before any node received them are
+// lost without a gap report: nobody can know of them. Where that matters,
+// [RedisOptions.MinReplicas] makes Publish return only once replicas have
+// the message (measured: a sequential publish took 1.3–1.8x as long with
+// MinReplicas 1, 0.94–1.5ms instead of 0.72–0.86ms, on loopback with the
+// race detector on a loaded machine, two runs of
+// TestRedisBackplaneClusterMinReplicas).
 //
 // Publishes to the failed slot fail, or wait in the retry described
 // above, until a replica takes over: about cluster-node-timeout plus one
@@ -143,25 +172,28 @@ type RedisOptions struct {
 //
 //   - Cluster, cluster-node-timeout 2s, SIGKILL of a busy slot's primary:
 //     replica promoted 3.7–4.7s after the kill; publishes to the slot
-//     acknowledged again after 4.1–4.9s; every member on every node had
+//     acknowledged again after 3.9–5.1s; every member on every node had
 //     messages published after the kill 4.2–5.3s after it. Of 750–2,200
 //     member deliveries of acknowledged messages per run, none was lost
-//     or duplicated. In two runs of five each member of the failed slot's
-//     topics got one gap report: it had received, live, messages that the
-//     old primary had not replicated (and had not acknowledged).
+//     or duplicated. In two runs of eight each member of the failed
+//     slot's topics got one gap report: it had received, live, messages
+//     that the old primary had not replicated (and had not acknowledged).
 //   - Sentinel, down-after-milliseconds 1s: replica promoted after
-//     2.4s, publishes acknowledged again after 2.4–2.6s, every member had
-//     new messages after 2.7–2.9s; 441–927 deliveries, none lost, one
-//     run of three with a gap report per member, for the same reason.
-//   - Resharding a busy, subscribed slot: publishes waited at most 0.1s,
-//     nothing lost, no gap. A manual failover (CLUSTER FAILOVER):
-//     members live again within 0.3s, nothing lost, no gap.
+//     1.5–2.4s, publishes acknowledged again after 1.6–2.6s, every
+//     member had new messages after 2.5–3.8s; 441–2,160 deliveries, none
+//     lost; in one run of three, in each of two series, each member got
+//     a gap report, for the same reason.
+//   - Resharding a busy, subscribed slot: publishes waited at most
+//     0.12s, nothing lost, no gap. A manual failover (CLUSTER FAILOVER):
+//     members live again within 0.15–0.35s, up to 1.7s with another
+//     process spinning on the CPU (48 runs), nothing lost, no gap.
 type RedisBackplane struct {
 	client  redis.UniversalClient
 	cluster *redis.ClusterClient
 	prefix  string
 	cfg     limitsConfig
 	health  time.Duration
+	minRepl int // RedisOptions.MinReplicas
 	log     *slog.Logger
 	pubCmd  string                // PUBLISH or SPUBLISH
 	node    string                // this backplane's name in batch keys
@@ -179,9 +211,10 @@ type RedisBackplane struct {
 	seq     uint64 // the last batch sequence number; only the writer uses it
 	wake    chan struct{}
 
-	mu     sync.Mutex // guards topics and shards
-	topics map[string]*redisTopic
-	shards map[string]*redisShard
+	mu       sync.Mutex // guards topics, shards and watching
+	topics   map[string]*redisTopic
+	shards   map[string]*redisShard
+	watching bool // watchSlots runs
 }
 
 var _ Backplane = (*RedisBackplane)(nil)
@@ -191,16 +224,17 @@ var _ Backplane = (*RedisBackplane)(nil)
 // cannot route scripts for (redis.Ring).
 func NewRedisBackplane(opts RedisOptions) (*RedisBackplane, error) {
 	b := &RedisBackplane{
-		client: opts.Client,
-		prefix: opts.Prefix,
-		cfg:    newLimitsConfig(opts.HistorySize, opts.HistoryTTL, opts.MaxMessageSize, opts.TopicHistory),
-		health: opts.HealthCheck,
-		log:    opts.Logger,
-		pubCmd: "PUBLISH",
-		node:   strconv.FormatUint(rand.Uint64(), 36),
-		wake:   make(chan struct{}, 1),
-		topics: make(map[string]*redisTopic),
-		shards: make(map[string]*redisShard),
+		client:  opts.Client,
+		prefix:  opts.Prefix,
+		cfg:     newLimitsConfig(opts.HistorySize, opts.HistoryTTL, opts.MaxMessageSize, opts.TopicHistory),
+		health:  opts.HealthCheck,
+		minRepl: max(opts.MinReplicas, 0),
+		log:     opts.Logger,
+		pubCmd:  "PUBLISH",
+		node:    strconv.FormatUint(rand.Uint64(), 36),
+		wake:    make(chan struct{}, 1),
+		topics:  make(map[string]*redisTopic),
+		shards:  make(map[string]*redisShard),
 	}
 	switch c := opts.Client.(type) {
 	case nil:
@@ -350,6 +384,7 @@ type scriptCall struct {
 	reqs     []*pubReq
 	cmd      *redis.Cmd
 	deadline time.Time // of its retries
+	short    bool      // published, but fewer than MinReplicas replicas confirmed it
 }
 
 // flush sends the calls to retry and a new batch (one script call per
@@ -390,11 +425,14 @@ func (b *RedisBackplane) flush(retry []*scriptCall, batch []*pubReq) []*scriptCa
 	var again []*scriptCall
 	now = time.Now()
 	for _, c := range calls {
-		if retryable(c.cmd.Err()) && now.Before(c.deadline) {
+		if (c.short || retryable(c.cmd.Err())) && now.Before(c.deadline) {
 			again = append(again, c)
 			continue
 		}
 		ids, cerr := c.cmd.Slice()
+		if cerr == nil && c.short {
+			cerr = fmt.Errorf("%w (%d asked for)", ErrNotReplicated, b.minRepl)
+		}
 		if cerr == nil && len(ids) != len(c.reqs) {
 			cerr = fmt.Errorf("rtkit: publish script returned %d ids for %d messages", len(ids), len(c.reqs))
 		}
@@ -449,12 +487,31 @@ func retryable(err error) bool {
 // redisslots.MinReload.
 func (b *RedisBackplane) refreshSlots() { b.slots.Refresh() }
 
-// runCalls sends the script calls in one pipeline.
+// ErrNotReplicated is wrapped by the error of a publish that the topic's
+// primary accepted but fewer than [RedisOptions.MinReplicas] replicas
+// confirmed within the retries: the message may still be delivered, and
+// may be lost in a failover.
+var ErrNotReplicated = errors.New("rtkit: publish not confirmed by enough replicas")
+
+// waitTimeout is how long one attempt waits for the replicas.
+const waitTimeout = time.Second
+
+// runCalls sends the script calls in one pipeline; with MinReplicas, a
+// WAIT follows them on the same connection (one per Cluster primary).
 func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall) {
 	if len(calls) == 0 {
 		return
 	}
-	pipe := b.client.Pipeline()
+	if b.minRepl > 0 && b.cluster != nil {
+		b.runCallsPerNode(ctx, calls)
+		return
+	}
+	b.runPipeline(ctx, b.client, calls)
+}
+
+// runPipeline sends the calls in one pipeline of c, then the WAIT.
+func (b *RedisBackplane) runPipeline(ctx context.Context, c redis.UniversalClient, calls []*scriptCall) {
+	pipe := c.Pipeline()
 	for _, c := range calls {
 		lim := b.cfg.limits(c.topic)
 		args := make([]any, 0, 5+2*len(c.reqs))
@@ -467,8 +524,47 @@ func (b *RedisBackplane) runCalls(ctx context.Context, calls []*scriptCall) {
 			args = append(args, flag, r.data)
 		}
 		c.cmd = publishScript.EvalSha(ctx, pipe, []string{b.key(c.topic), b.batchKey(c.topic)}, args...)
+		c.short = false
+	}
+	var wait *redis.Cmd
+	if b.minRepl > 0 {
+		wait = pipe.Do(ctx, "WAIT", b.minRepl, waitTimeout.Milliseconds())
 	}
 	_, _ = pipe.Exec(ctx)
+	if wait == nil {
+		return
+	}
+	n, err := wait.Int64()
+	for _, c := range calls {
+		c.short = c.cmd.Err() == nil && (err != nil || n < int64(b.minRepl))
+	}
+}
+
+// runCallsPerNode sends each Cluster primary its calls and a WAIT on one
+// of its connections: the cluster client's pipeline would send the WAIT,
+// which has no key, to any node. A call sent to a node that no longer
+// serves its slot fails with MOVED and is retried after a slot map
+// refresh.
+func (b *RedisBackplane) runCallsPerNode(ctx context.Context, calls []*scriptCall) {
+	nodes := make(map[string]*redis.Client)
+	groups := make(map[string][]*scriptCall)
+	for _, c := range calls {
+		n, err := b.cluster.MasterForKey(ctx, b.key(c.topic))
+		if err != nil {
+			c.cmd = redis.NewCmd(ctx)
+			c.cmd.SetErr(err)
+			c.short = false
+			continue
+		}
+		addr := n.Options().Addr
+		nodes[addr] = n
+		groups[addr] = append(groups[addr], c)
+	}
+	var wg sync.WaitGroup
+	for addr, cs := range groups {
+		wg.Go(func() { b.runPipeline(ctx, nodes[addr], cs) })
+	}
+	wg.Wait()
 }
 
 // History implements [Backplane.History].

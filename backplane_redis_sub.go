@@ -168,6 +168,11 @@ func (b *RedisBackplane) newShard(node redis.UniversalClient, addr string) *redi
 	}
 	sh.ctx, sh.cancel = context.WithCancel(b.ctx)
 	sh.ps = sh.newPubSub()
+	if b.cluster != nil && !b.watching {
+		b.watching = true
+		b.wg.Add(1)
+		go b.watchSlots()
+	}
 	b.wg.Add(2)
 	go sh.readLoop()
 	go sh.manageLoop()
@@ -372,7 +377,8 @@ func (sh *redisShard) confirmed(channel string) {
 
 // unsubscribed handles an unsubscription. One the node did not ask for
 // means a Cluster slot moved away (resharding, or the node became a
-// replica): the topic follows its slot to its new primary and resumes
+// replica), or the watchdog found the topic's slot on another primary
+// (checkSlots): the topic follows its slot to its primary and resumes
 // from the stream there.
 func (sh *redisShard) unsubscribed(channel string) {
 	sh.mu.Lock()
@@ -383,7 +389,6 @@ func (sh *redisShard) unsubscribed(channel string) {
 		return
 	}
 	sh.b.log.Info("rtkit: Redis dropped a backplane subscription (slot moved); following it", "topic", t.name, "node", sh.addr)
-	sh.b.refreshSlots()
 	sh.rehome([]*redisTopic{t}, true)
 }
 

@@ -45,6 +45,10 @@ if done then
   local dseq, dids = string.match(done, '^(%d+) (.*)$')
   if tonumber(dseq) > seq then return redis.error_reply('STALE batch') end
   if tonumber(dseq) == seq then
+    -- A write, so that a WAIT after this copy (RedisOptions.MinReplicas)
+    -- waits for the replicas to have the batch, whatever connection sent
+    -- it first.
+    redis.call('PEXPIRE', KEYS[2], ` + batchKeyTTLms + `)
     local ids = {}
     for id in string.gmatch(dids, '%S+') do ids[#ids+1] = (id == 'e') and '' or id end
     return ids

@@ -63,9 +63,12 @@
 // cluster-node-timeout plus one to two seconds after the crash (retried
 // idempotently, never published twice), subscriptions follow their slot to
 // the new primary and resume from the stream after the last delivered
-// message, and only messages the new primary lacks are reported as a gap;
-// resharding a subscribed slot loses nothing. [RedisBackplane] has the
-// measured numbers. Redis channels carry the database number, so two
+// message, and only messages the new primary lacks are reported as a gap
+// (acknowledged messages no replica had are lost, unless
+// [RedisOptions.MinReplicas] makes publishes wait for replicas); a
+// watchdog moves any subscription left off its slot's primary; resharding
+// a subscribed slot loses nothing. [RedisBackplane] has the measured
+// numbers. Redis channels carry the database number, so two
 // applications on two databases of one Redis never hear each other.
 //
 // # Performance

@@ -74,3 +74,78 @@ func TestLocalTierInvalidatedAfterClusterFailover(t *testing.T) {
 		require.Less(t, time.Since(killed), 30*time.Second, "node B never saw a write of node A after the failover")
 	}
 }
+
+// Two nodes with a local tier over a Cluster with replicas; the primary
+// of the invalidation topic is killed while node A writes one key after
+// another, each cached on node B before. An invalidation published while
+// B's subscription moves to the new primary must still reach B (it comes
+// from the stream): once the failover is over, B serves every key as A
+// last wrote it, long before its staleness bound (a minute).
+func TestLocalTierKeepsInvalidationsAcrossClusterFailover(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartClusterWith(t, redistest.ClusterOptions{Replicas: 1, NodeTimeout: 2 * time.Second})
+	ctx := context.Background()
+	node := func() *Cache {
+		bp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: cl.Client(t), Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = bp.Close() })
+		c := New(Options{Store: NewRedisStore(cl.Client(t), "c:"), Local: &LocalOptions{Backplane: bp}, Logger: slog.New(slog.DiscardHandler)})
+		t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
+		return c
+	}
+	a, b := node(), node()
+	victim := cl.Primary(t, "rtkit:{rtkit-cache-invalidations}")
+	// The keys live on other primaries: this test is about invalidations.
+	var keys []string
+	for i := 0; len(keys) < 400; i++ {
+		if k := fmt.Sprintf("k%d", i); cl.Primary(t, NewRedisStore(nil, "c:").entryKey(k)) != victim {
+			keys = append(keys, k)
+		}
+	}
+	load := func(context.Context) (string, error) { return "loaded", nil }
+	for _, k := range keys {
+		for _, c := range []*Cache{a, b} {
+			v, err := GetOrLoad(ctx, c, k, load)
+			require.NoError(t, err)
+			require.Equal(t, "loaded", v)
+		}
+	}
+
+	killed := time.Now()
+	victim.Kill(t)
+	// One key after another until a second after the promotion: each Set
+	// publishes its invalidation, waiting out the failover.
+	var promoted time.Time
+	var written []string
+	for _, k := range keys {
+		if promoted.IsZero() && cl.Primary(t, "rtkit:{rtkit-cache-invalidations}") != victim {
+			promoted = time.Now()
+		}
+		if !promoted.IsZero() && time.Since(promoted) > time.Second {
+			break
+		}
+		require.NoError(t, Set(ctx, a, k, "new"))
+		written = append(written, k)
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.False(t, promoted.IsZero(), "no failover while %d keys were written", len(written))
+	deadline := time.Now().Add(15 * time.Second)
+	stale := 0
+	for _, k := range written {
+		for {
+			v, err := GetOrLoad(ctx, b, k, load)
+			require.NoError(t, err)
+			if v == "new" {
+				break
+			}
+			if time.Now().After(deadline) {
+				stale++
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Logf("replica promoted %v after the kill; %d keys written from the kill to a second after; node B serves %d of them stale",
+		promoted.Sub(killed).Round(10*time.Millisecond), len(written), stale)
+	require.Zero(t, stale, "node B serves keys whose invalidation it missed")
+}

@@ -69,13 +69,21 @@
 // On a Redis Cluster with replicas, invalidations keep flowing after the
 // primary of their topic fails over: in TestLocalTierInvalidatedAfterClusterFailover
 // (cluster-node-timeout 2s) a write on one node dropped another node's
-// local copy 4.5s after the primary was SIGKILLed. Invalidations published
-// while a node's subscription is moving to the new primary are ephemeral
-// and lost to that node: its copy stays until the next invalidation of the
-// key or MaxStaleness. The Redis store's own keys on the failed primary
-// fail (fail open) until the client's slot map is refreshed: share the
-// client with an rtkit.RedisBackplane, which refreshes it after connection
-// errors, or go-redis does so only once a minute.
+// local copy 4.5s after the primary was SIGKILLed. Invalidations are not
+// ephemeral: those published while a node's subscription moves to the new
+// primary are read from the topic's history when it gets there (in
+// TestLocalTierKeepsInvalidationsAcrossClusterFailover, every one of the
+// 40 keys written one by one from the kill to a second after the
+// promotion reached the other node; published ephemeral, as before, 13
+// were lost to it). An invalidation the old primary acknowledged and lost
+// before its replica had it is lost without a gap report, as any
+// backplane message is (see rtkit.RedisOptions.MinReplicas): the copy
+// stays until the next invalidation of the key or MaxStaleness.
+//
+// The Redis store's own keys on the failed primary fail (fail open) until
+// the client's slot map is refreshed: share the client with an
+// rtkit.RedisBackplane, which refreshes it after connection errors, or
+// go-redis does so only once a minute.
 //
 // # HTTP
 //

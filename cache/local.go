@@ -24,8 +24,14 @@ type LocalOptions struct {
 	MaxStaleness time.Duration
 	// Backplane carries invalidations between nodes (Set, Delete and
 	// InvalidateTags on one node drop the local copies on all). Default:
-	// none, for a single process. A gap in the backplane (Redis lost
-	// messages) drops the whole local tier.
+	// none, for a single process. Invalidations are kept in the topic's
+	// history (the backplane's HistorySize and HistoryTTL, or its
+	// TopicHistory for Topic: a few hundred entries are plenty), so that a
+	// node whose subscription was interrupted reads those it missed; a gap
+	// in the backplane (Redis lost messages, or more were published
+	// meanwhile than the history holds) drops the whole local tier. With
+	// no history for Topic, invalidations published while a node
+	// resubscribes are lost to it until MaxStaleness.
 	Backplane rtkit.Backplane
 	// Topic is the backplane topic of invalidations. Default
 	// "rtkit-cache-invalidations".
@@ -162,7 +168,10 @@ func (l *local) dropAll() {
 }
 
 // announce tells every node (this one included) to drop a key ("k:") or a
-// tag ("t:").
+// tag ("t:"). Not ephemeral: a node whose subscription was interrupted
+// (a reconnect, a Cluster failover moving it to the new primary) reads the
+// invalidations it missed from the topic's history, or gets a gap and
+// drops everything.
 func (l *local) announce(ctx context.Context, what string) {
 	if what[0] == 'k' {
 		l.dropKey(what[2:])
@@ -170,7 +179,7 @@ func (l *local) announce(ctx context.Context, what string) {
 		l.dropTag(what[2:])
 	}
 	if l.opts.Backplane != nil {
-		_, _ = l.opts.Backplane.Publish(ctx, l.opts.Topic, []byte(what), rtkit.PublishOptions{Ephemeral: true})
+		_, _ = l.opts.Backplane.Publish(ctx, l.opts.Topic, []byte(what), rtkit.PublishOptions{})
 	}
 }
 
