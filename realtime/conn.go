@@ -49,7 +49,7 @@ type conn struct {
 	// resync lists the memberships whose dropped presence events still
 	// await their resync event (see deliverPresence).
 	resync []*membership
-	wg        sync.WaitGroup // writer, calls, pings and the closer
+	wg     sync.WaitGroup // writer, calls, pings and the closer
 
 	// Read side: only the connection's own goroutine uses these.
 	limiter  *rate.Limiter
