@@ -747,7 +747,7 @@ func (c *Client) join(ctx context.Context, room string, opts JoinOptions, fresh 
 		obj["history"] = opts.History
 	}
 	ok, err := c.requestHook(ctx, obj, func(ok map[string]json.RawMessage) []Event {
-		return c.installSnapshot(room, r, ok)
+		return c.installSnapshot(room, r, gen, ok)
 	})
 	if err != nil {
 		c.mu.Lock()

@@ -69,17 +69,25 @@ func (c *Client) applyPresenceLocked(room string, r *clientRoom, w *wireEvent) [
 // installSnapshot applies the snapshot of a join or presence reply, then
 // the presence events that arrived since the request was sent. It runs on
 // the read loop and returns the events to emit.
-func (c *Client) installSnapshot(room string, r *clientRoom, ok map[string]json.RawMessage) []Event {
+func (c *Client) installSnapshot(room string, r *clientRoom, gen uint64, ok map[string]json.RawMessage) []Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rooms[room] != r {
+		return nil
+	}
+	if r.noPresence {
+		_ = json.Unmarshal(ok["count"], &r.count)
+		return nil
+	}
+	if !r.syncing || r.gen != gen {
+		// A wait that ended (a reconnect): events since were applied.
 		return nil
 	}
 	if ok["count"] != nil {
 		_ = json.Unmarshal(ok["count"], &r.count)
 	}
 	r.members = nil
-	if raw := ok["members"]; raw != nil && !r.noPresence {
+	if raw := ok["members"]; raw != nil {
 		var ms []Member
 		if json.Unmarshal(raw, &ms) == nil {
 			r.members = make(map[string]Member, len(ms))
@@ -87,9 +95,6 @@ func (c *Client) installSnapshot(room string, r *clientRoom, ok map[string]json.
 				r.members[m.Conn] = m
 			}
 		}
-	}
-	if !r.syncing {
-		return nil
 	}
 	r.syncing = false
 	evs := []Event{{Op: "presence", Room: room, Count: r.count, Members: sortedMembers(r.members)}}
@@ -115,7 +120,7 @@ func (c *Client) fetchMembersLocked(room string, r *clientRoom) {
 		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 		defer cancel()
 		_, err := c.requestHook(ctx, map[string]any{"op": "presence", "room": room}, func(ok map[string]json.RawMessage) []Event {
-			return c.installSnapshot(room, r, ok)
+			return c.installSnapshot(room, r, gen, ok)
 		})
 		if err == nil {
 			return
