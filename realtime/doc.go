@@ -27,6 +27,27 @@
 // that far it is told so ("recovered": false, or a "gap" event) and reloads.
 // [Dial] and the browser client do this by themselves.
 //
+// # Presence
+//
+// Who is in a room is kept in a [Presence] store (in memory, or
+// [RedisPresence] across nodes) and reaches members as coalesced events:
+// each node gathers a room's joins and leaves for
+// [Options].PresenceInterval (default 200ms) and sends one event with the
+// room's count and, while the room has at most [Options].PresenceLimit
+// members (default 100), the joins and leaves as a diff that clients apply
+// by connection. Above the limit members get the count only, at most once
+// per interval. Filling a room of N members therefore costs each member
+// one small event per interval instead of N events. The join reply carries
+// the count and, in a small room, a snapshot of the members taken after
+// the subscription, so that snapshot plus diffs is the exact list; [Client]
+// ([Client.Members]) and the browser client keep it. A join with
+// "presence": false ([JoinOptions].NoPresence) gets no presence events.
+// Presence events never close a connection as a slow consumer: one that
+// does not fit in half of the send queue is replaced by a "resync" event.
+// Server code reads the full list with [Hub.Presence] and the count with
+// [Hub.PresenceCount] (O(1) with a [PresenceCounter]). PROTOCOL.md has the
+// details.
+//
 // # Scaling out
 //
 // With an [rtkit.RedisBackplane] and a [RedisPresence], any number of hubs

@@ -122,8 +122,9 @@ func (h *Hub) finalFlush() {
 func (h *Hub) flushPresence(ctx context.Context, settle []string) (next []string) {
 	b := &h.pbatch
 	b.mu.Lock()
-	pending := b.rooms
-	if len(pending) > 0 {
+	var pending map[string]map[string]presenceChange
+	if len(b.rooms) > 0 {
+		pending = b.rooms
 		b.rooms = make(map[string]map[string]presenceChange)
 	}
 	b.mu.Unlock()
