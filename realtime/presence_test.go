@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -396,4 +397,55 @@ func TestClientMemberList(t *testing.T) {
 	_, count, ok := quiet.Members("lobby")
 	assert.False(t, ok)
 	assert.Equal(t, 3, count, "the join reply's count")
+}
+
+// Presence events that do not fit in half of the send queue are dropped
+// and replaced by one resync event, never a slow-consumer close. The
+// connection has no socket: the test plays the writer.
+func TestPresenceNeverMakesASlowConsumer(t *testing.T) {
+	t.Parallel()
+	h := NewHub(Options{SendQueueBytes: 1000})
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	c := &conn{h: h, writing: true} // writing: no writer goroutine is started
+	r := &room{name: "r"}
+	r.lastCount.Store(-1)
+	m := &membership{c: c, room: r, ready: true}
+	c.rooms = map[string]*membership{"r": m}
+	event := func(n int) *cachedFrame {
+		env := presenceEnvelope("r", n, true, []Member{{User: strings.Repeat("u", 100), Conn: "c" + strconv.Itoa(n)}}, nil)
+		return r.entry(&rtkit.Message{Topic: "r", Data: env})
+	}
+	for n := 1; n <= 20; n++ {
+		m.deliverPresence(event(n))
+	}
+	c.mu.Lock()
+	assert.False(t, c.closed, "not a slow consumer")
+	assert.LessOrEqual(t, c.queued, 500, "presence takes at most half the queue")
+	assert.True(t, m.stale)
+	queued := len(c.queue)
+	// The writer empties the queue: the resync event follows, with the
+	// latest count.
+	c.queue, c.queued = nil, 0
+	require.True(t, c.refillLocked())
+	require.Len(t, c.queue, 1)
+	assert.JSONEq(t, `{"op":"presence","count":20,"room":"r","resync":true}`, string(c.queue[0]))
+	assert.False(t, m.stale)
+	c.queue, c.queued = nil, 0
+	c.mu.Unlock()
+	assert.Less(t, queued, 20, "some events were dropped")
+	assert.Zero(t, h.Stats().SlowConsumers)
+
+	// Dropped again, then an event that fits brings the resync itself.
+	for n := 21; n <= 40; n++ {
+		m.deliverPresence(event(n))
+	}
+	c.mu.Lock()
+	c.queue, c.queued = nil, 0
+	c.mu.Unlock()
+	m.deliverPresence(event(41))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Len(t, c.queue, 1)
+	assert.JSONEq(t, `{"op":"presence","count":41,"room":"r","resync":true}`, string(c.queue[0]))
+	assert.Empty(t, c.resync)
 }
