@@ -31,11 +31,29 @@ type presenceBatch struct {
 	mu    sync.Mutex
 	rooms map[string]map[string]presenceChange // room → conn → latest change
 	kick  chan struct{}                        // a change is waiting (capacity 1)
+
+	// countSent is when this node last sent a count event per room
+	// (used by the event loop only).
+	countSent map[string]time.Time
 }
 
 func (b *presenceBatch) init() {
 	b.rooms = make(map[string]map[string]presenceChange)
 	b.kick = make(chan struct{}, 1)
+	b.countSent = make(map[string]time.Time)
+}
+
+// maxCountIntervals caps the spacing of count events, in intervals.
+const maxCountIntervals = 25
+
+// countEvery is how far apart a node sends the count events of a room of
+// n members above the limit: one interval per PresenceLimit members, at
+// most maxCountIntervals (5s at the defaults). A room's count events then
+// cost about PresenceLimit deliveries per interval whatever its size, up
+// to maxCountIntervals × PresenceLimit members.
+func (h *Hub) countEvery(n int) time.Duration {
+	k := min((n+h.opts.PresenceLimit-1)/h.opts.PresenceLimit, maxCountIntervals)
+	return time.Duration(k) * h.opts.PresenceInterval
 }
 
 // presenceChanged records that m joined or left room; the next flush
@@ -62,16 +80,10 @@ func (h *Hub) presenceChanged(room string, m Member, join bool) {
 func (h *Hub) requeue(room string, changes map[string]presenceChange) {
 	b := &h.pbatch
 	b.mu.Lock()
-	r := b.rooms[room]
-	if r == nil {
-		r = make(map[string]presenceChange, len(changes))
-		b.rooms[room] = r
+	for conn, ch := range b.rooms[room] {
+		changes[conn] = ch // newer
 	}
-	for conn, ch := range changes {
-		if _, newer := r[conn]; !newer {
-			r[conn] = ch
-		}
-	}
+	b.rooms[room] = changes
 	b.mu.Unlock()
 }
 
@@ -138,6 +150,12 @@ func (h *Hub) flushPresence(ctx context.Context, settle []string) (next []string
 			next = append(next, room)
 		}
 	}
+	now := time.Now()
+	for room, at := range b.countSent {
+		if now.Sub(at) > maxCountIntervals*h.opts.PresenceInterval {
+			delete(b.countSent, room)
+		}
+	}
 	return next
 }
 
@@ -155,6 +173,16 @@ func (h *Hub) publishChanges(ctx context.Context, room string, changes map[strin
 		if r := h.rooms.get(room); r != nil && r.lastCount.Load() == int64(n) {
 			return false
 		}
+		b := &h.pbatch
+		now := time.Now()
+		if now.Before(b.countSent[room].Add(h.countEvery(n))) {
+			// Not yet: the changes wait (should the room shrink below the
+			// limit meanwhile, its next diff still has them), and the room
+			// stays on the loop's list so that it is tried every interval.
+			h.requeue(room, changes)
+			return true
+		}
+		b.countSent[room] = now
 		return h.publishPresence(ctx, room, presenceEnvelope(room, n, false, nil, nil), changes)
 	}
 	var joins, leaves []Member
