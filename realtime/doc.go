@@ -35,9 +35,10 @@
 // [Options].PresenceInterval (default 200ms) and sends one event with the
 // room's count and, while the room has at most [Options].PresenceLimit
 // members (default 100), the joins and leaves as a diff that clients apply
-// by connection. Above the limit members get the count only, at most once
-// per interval. Filling a room of N members therefore costs each member
-// one small event per interval instead of N events. The join reply carries
+// by connection. Above the limit members get the count only, when it
+// changed, one interval per PresenceLimit members apart (at most 5s at the
+// defaults). Filling a room of N members therefore costs a few small
+// events per member instead of N. The join reply carries
 // the count and, in a small room, a snapshot of the members taken after
 // the subscription, so that snapshot plus diffs is the exact list; [Client]
 // ([Client.Members]) and the browser client keep it. A join with

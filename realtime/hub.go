@@ -153,9 +153,11 @@ type Options struct {
 	PresenceInterval time.Duration
 	// PresenceLimit is the room size (members on every node together)
 	// up to which members get presence diffs and member lists (join and
-	// presence replies). Above it they get only the count, at most once
-	// per PresenceInterval and only when it changed; server code can
-	// still list every member with [Hub.Presence]. Default 100.
+	// presence replies). Above it they get only the count, when it
+	// changed, spaced by one PresenceInterval per PresenceLimit members
+	// (at most 25 intervals: 5s at the defaults), so that a large room's
+	// count events cost about PresenceLimit deliveries per interval; server
+	// code can still list every member with [Hub.Presence]. Default 100.
 	PresenceLimit int
 	// Logger receives connection errors. Default slog.Default(). Message
 	// data and tokens are never logged.
