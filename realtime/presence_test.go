@@ -206,23 +206,25 @@ func TestPresenceDiffsReconstructTheList(t *testing.T) {
 			for range 4 {
 				dial()
 			}
-			for step := range 150 {
+			// Each step either dials or closes a client, or has up to three
+			// distinct clients join or leave at once.
+			for step := range 100 {
 				switch op := rng.IntN(10); {
-				case op < 5 && len(live) > 0: // join
-					m := live[rng.IntN(len(live))]
-					room := rooms[rng.IntN(2)]
-					if !m.joined[room] {
-						_, err := m.c.Join(ctx, room, JoinOptions{})
-						require.NoError(t, err, "step %d", step)
-						m.joined[room] = true
+				case op < 7 && len(live) > 0:
+					var g errgroup.Group
+					for _, i := range rng.Perm(len(live))[:min(3, len(live))] {
+						m, room := live[i], rooms[rng.IntN(2)]
+						g.Go(func() error {
+							if m.joined[room] {
+								delete(m.joined, room)
+								return m.c.Leave(ctx, room)
+							}
+							m.joined[room] = true
+							_, err := m.c.Join(ctx, room, JoinOptions{})
+							return err
+						})
 					}
-				case op < 7 && len(live) > 0: // leave
-					m := live[rng.IntN(len(live))]
-					room := rooms[rng.IntN(2)]
-					if m.joined[room] {
-						require.NoError(t, m.c.Leave(ctx, room), "step %d", step)
-						delete(m.joined, room)
-					}
+					require.NoError(t, g.Wait(), "step %d", step)
 				case op < 8 && len(live) > 0: // disconnect for good
 					i := rng.IntN(len(live))
 					require.NoError(t, live[i].c.Close())
