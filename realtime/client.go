@@ -62,7 +62,15 @@ type DialOptions struct {
 //
 //   - "msg": Room, ID (zero for ephemeral messages), From, Data, Time.
 //   - "direct": ID, From, Data, Time.
-//   - "presence": Room, Presence ("join" or "leave"), Member.
+//   - "presence": Room, Count, and Members, the client's list of the
+//     room's members after this event (sorted by user then connection;
+//     nil while the client does not know it: the room is above the
+//     server's PresenceLimit, the join asked for no presence, or a fresh
+//     list is being fetched). Joins and Leaves are the diff the server
+//     sent (Leaves carry User and Conn only); both are nil for a count
+//     event and for a snapshot (the list from a join or presence reply,
+//     which the client emits as a "presence" event too). See
+//     [Client.Members].
 //   - "gap": Room ("" for the inbox): messages may have been lost and the
 //     room's state should be reloaded.
 //   - "connected": the client (re)connected and rejoined its rooms; Conn is
@@ -79,8 +87,10 @@ type Event struct {
 	Data      json.RawMessage
 	Time      time.Time
 	Ephemeral bool
-	Presence  string
-	Member    Member
+	Count     int
+	Joins     []Member
+	Leaves    []Member
+	Members   []Member
 	Conn      string
 	Err       error
 }
@@ -91,6 +101,14 @@ type JoinResult struct {
 	Recovered bool
 	// Position is the ID live delivery started after.
 	Position rtkit.ID
+	// Count is the number of members of the room, on every node, the
+	// joiner included (-1 if the server could not count them).
+	Count int
+	// Members is the room's member list when the join took presence and
+	// the room has at most the server's PresenceLimit members, else nil.
+	// The client keeps it up to date from presence events: see
+	// [Client.Members].
+	Members []Member
 }
 
 // JoinOptions tune Client.Join.
@@ -100,6 +118,10 @@ type JoinOptions struct {
 	// History asks for up to this many recent messages first (ignored
 	// with Since).
 	History int
+	// NoPresence asks for no presence events in this room ("presence":
+	// false): the client then knows only the count of the join reply,
+	// and can ask with [Client.Presence].
+	NoPresence bool
 }
 
 // Client is a connection to a [Hub] that reconnects by itself, rejoins
@@ -128,11 +150,23 @@ type Client struct {
 	cur       *clientConn   // nil while disconnected
 	connected chan struct{} // closed when cur is set
 	nextID    uint64
-	pending   map[uint64]chan reply
+	pending   map[uint64]pendingReq
 	rooms     map[string]*clientRoom // joined rooms
 	inbox     rtkit.ID
 	connID    string
 	backoff   time.Duration // the next reconnection's delay (for tests)
+	// wg counts the goroutines of run: connection writers, rejoins and
+	// presence fetches. Only run's goroutine (and Dial, before it) adds
+	// to it.
+	wg sync.WaitGroup
+}
+
+// pendingReq is a request waiting for its reply. onOK, if set, runs on
+// the read loop when the ok reply arrives, before anything that follows
+// it is dispatched, and returns the events to emit.
+type pendingReq struct {
+	ch   chan reply
+	onOK func(ok map[string]json.RawMessage) []Event
 }
 
 // clientConn is one connection of a Client. Its writer is the only
@@ -147,6 +181,17 @@ type clientConn struct {
 type clientRoom struct {
 	last   rtkit.ID // newest message seen (or the join position)
 	joined bool     // the join was confirmed: rejoin it after a reconnect
+
+	// Presence, as PROTOCOL.md's "Keeping a member list" describes it.
+	noPresence bool
+	count      int
+	members    map[string]Member // by connection; nil: not known
+	// syncing: a join or presence request whose reply carries a snapshot
+	// is in flight; presence events received meanwhile wait in buf and
+	// are applied after the snapshot.
+	syncing bool
+	buf     []wireEvent
+	gen     uint64 // counts the waits for a snapshot
 }
 
 type reply struct {
@@ -184,7 +229,7 @@ func Dial(ctx context.Context, rawURL string, opts DialOptions) (*Client, error)
 		url: u.String(), opts: opts, log: opts.Logger,
 		events:    make(chan Event, opts.EventBuffer),
 		done:      make(chan struct{}),
-		pending:   make(map[uint64]chan reply),
+		pending:   make(map[uint64]pendingReq),
 		rooms:     make(map[string]*clientRoom),
 		connected: make(chan struct{}),
 	}
@@ -301,26 +346,29 @@ func (c *Client) install(ws *websocket.Conn, welcome map[string]json.RawMessage)
 // writer, each rejoin) and waits for them before closing Events, so that
 // nothing is sent on it afterwards.
 func (c *Client) run(cc *clientConn) {
-	var wg sync.WaitGroup
 	defer close(c.done)
 	defer close(c.events)
-	defer wg.Wait()
+	defer c.wg.Wait()
 	delay := c.opts.MinBackoff
 	up := time.Now()
 	for {
 		w := cc // cc changes with each reconnect
-		wg.Go(func() { c.write(w) })
+		c.wg.Go(func() { c.write(w) })
 		err := c.readLoop(cc.ws)
 		_ = cc.ws.CloseNow()
 		c.mu.Lock()
 		c.cur = nil
 		c.connected = make(chan struct{})
 		pending := c.pending
-		c.pending = make(map[uint64]chan reply)
+		c.pending = make(map[uint64]pendingReq)
+		for _, r := range c.rooms {
+			// Unknown until the rejoin's snapshot.
+			r.members, r.syncing, r.buf = nil, false, nil
+		}
 		c.mu.Unlock()
 		close(cc.gone)
-		for _, ch := range pending {
-			ch <- reply{err: ErrDisconnected}
+		for _, p := range pending {
+			p.ch <- reply{err: ErrDisconnected}
 		}
 		if c.ctx.Err() != nil {
 			return
@@ -336,7 +384,7 @@ func (c *Client) run(cc *clientConn) {
 		if cc, delay = c.reconnect(delay); cc == nil {
 			return
 		}
-		wg.Go(c.rejoin)
+		c.wg.Go(c.rejoin)
 		up = time.Now()
 	}
 }
@@ -396,18 +444,21 @@ func (c *Client) reconnect(delay time.Duration) (*clientConn, time.Duration) {
 // rejoin joins every room again after the last message seen there.
 func (c *Client) rejoin() {
 	c.mu.Lock()
-	rooms := make(map[string]rtkit.ID, len(c.rooms))
+	rooms := make(map[string]*clientRoom, len(c.rooms))
 	for name, r := range c.rooms {
 		if r.joined {
-			rooms[name] = r.last
+			rooms[name] = r
 		}
 	}
 	conn := c.connID
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
-	for name, last := range rooms {
-		c.rejoinRoom(ctx, name, last)
+	for name, r := range rooms {
+		c.mu.Lock()
+		last, noPresence := r.last, r.noPresence
+		c.mu.Unlock()
+		c.rejoinRoom(ctx, name, last, noPresence)
 	}
 	c.emit(Event{Op: "connected", Conn: conn})
 }
@@ -419,10 +470,10 @@ const maxRejoinRetries = 5
 // rejoinRoom joins room again after last. A transient refusal is retried
 // with backoff; a lasting one forgets the room and emits "joinfailed"; a
 // lost connection leaves the room to the next reconnect.
-func (c *Client) rejoinRoom(ctx context.Context, room string, last rtkit.ID) {
+func (c *Client) rejoinRoom(ctx context.Context, room string, last rtkit.ID, noPresence bool) {
 	delay := c.opts.MinBackoff
 	for attempt := 0; ; attempt++ {
-		res, err := c.join(ctx, room, JoinOptions{Since: last}, false)
+		res, err := c.join(ctx, room, JoinOptions{Since: last, NoPresence: noPresence}, false)
 		var e *Error
 		switch {
 		case err == nil:
@@ -472,8 +523,10 @@ type wireEvent struct {
 	Data      json.RawMessage `json:"data"`
 	Time      int64           `json:"time"`
 	Ephemeral bool            `json:"ephemeral"`
-	Event     string          `json:"event"`
-	Member    Member          `json:"member"`
+	Count     int             `json:"count"`
+	Joins     []Member        `json:"joins"`
+	Leaves    []Member        `json:"leaves"`
+	Resync    bool            `json:"resync"`
 	Code      string          `json:"code"`
 	Message   string          `json:"message"`
 	Inbox     bool            `json:"inbox"`
@@ -508,12 +561,18 @@ func (c *Client) dispatch(frame []byte) {
 				_ = json.Unmarshal(line, &r.ok)
 			}
 			c.mu.Lock()
-			ch := c.pending[id]
+			p, found := c.pending[id]
 			delete(c.pending, id)
 			c.mu.Unlock()
-			if ch != nil {
-				ch <- r
+			if !found {
+				continue
 			}
+			if p.onOK != nil && r.err == nil {
+				for _, e := range p.onOK(r.ok) {
+					c.emit(e)
+				}
+			}
+			p.ch <- r
 		case "msg", "direct":
 			var sid string
 			_ = json.Unmarshal(w.ID, &sid)
@@ -524,7 +583,19 @@ func (c *Client) dispatch(frame []byte) {
 			c.emit(Event{Op: w.Op, Room: w.Room, ID: id, From: w.From, Data: w.Data,
 				Time: eventTime(w.Time, id), Ephemeral: w.Ephemeral})
 		case "presence":
-			c.emit(Event{Op: "presence", Room: w.Room, Presence: w.Event, Member: w.Member})
+			c.mu.Lock()
+			var evs []Event
+			if r := c.rooms[w.Room]; r != nil {
+				if r.syncing {
+					r.buf = append(r.buf, w)
+				} else {
+					evs = c.applyPresenceLocked(w.Room, r, &w)
+				}
+			}
+			c.mu.Unlock()
+			for _, e := range evs {
+				c.emit(e)
+			}
 		case "gap":
 			c.emit(Event{Op: "gap", Room: w.Room})
 		}
@@ -574,6 +645,11 @@ func (c *Client) emit(e Event) {
 // request sends one object and waits for its reply. The object goes to
 // the connection's writer; ctx bounds only the wait.
 func (c *Client) request(ctx context.Context, obj map[string]any) (map[string]json.RawMessage, error) {
+	return c.requestHook(ctx, obj, nil)
+}
+
+// requestHook is request with an onOK hook (see pendingReq).
+func (c *Client) requestHook(ctx context.Context, obj map[string]any, onOK func(map[string]json.RawMessage) []Event) (map[string]json.RawMessage, error) {
 	for {
 		c.mu.Lock()
 		cc, connected := c.cur, c.connected
@@ -602,7 +678,7 @@ func (c *Client) request(ctx context.Context, obj map[string]any) (map[string]js
 		id := c.nextID
 		// Registered while cc is current: when cc ends, run answers it
 		// with ErrDisconnected.
-		c.pending[id] = ch
+		c.pending[id] = pendingReq{ch: ch, onOK: onOK}
 		c.mu.Unlock()
 		obj["id"] = id
 		b, err := json.Marshal(obj)
@@ -644,14 +720,23 @@ func (c *Client) join(ctx context.Context, room string, opts JoinOptions, fresh 
 	c.mu.Lock()
 	r := c.rooms[room]
 	if r == nil {
-		r = &clientRoom{last: opts.Since}
+		r = &clientRoom{last: opts.Since, noPresence: opts.NoPresence}
 		c.rooms[room] = r
 	} else if fresh {
 		c.mu.Unlock()
 		return JoinResult{}, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("already joined (or joining) %q", room)}
 	}
+	// Presence events that arrive before the reply wait for its snapshot.
+	r.members, r.syncing, r.buf = nil, false, nil
+	gen := r.startSync()
+	if opts.NoPresence {
+		r.syncing = false
+	}
 	c.mu.Unlock()
 	obj := map[string]any{"op": "join", "room": room}
+	if opts.NoPresence {
+		obj["presence"] = false
+	}
 	switch {
 	case !opts.Since.IsZero():
 		obj["since"] = opts.Since.String()
@@ -661,24 +746,33 @@ func (c *Client) join(ctx context.Context, room string, opts JoinOptions, fresh 
 	case opts.History > 0:
 		obj["history"] = opts.History
 	}
-	ok, err := c.request(ctx, obj)
+	ok, err := c.requestHook(ctx, obj, func(ok map[string]json.RawMessage) []Event {
+		return c.installSnapshot(room, r, gen, ok)
+	})
 	if err != nil {
-		if fresh {
-			c.mu.Lock()
-			if c.rooms[room] == r {
-				delete(c.rooms, room)
-			}
-			c.mu.Unlock()
+		c.mu.Lock()
+		if r.syncing && r.gen == gen {
+			r.syncing, r.buf = false, nil
 		}
+		if fresh && c.rooms[room] == r {
+			delete(c.rooms, room)
+		}
+		c.mu.Unlock()
 		return JoinResult{}, err
 	}
 	c.mu.Lock()
 	r.joined = true
 	c.mu.Unlock()
-	var res JoinResult
+	res := JoinResult{Count: -1}
 	var pos string
 	_ = json.Unmarshal(ok["recovered"], &res.Recovered)
 	_ = json.Unmarshal(ok["position"], &pos)
+	if ok["count"] != nil {
+		_ = json.Unmarshal(ok["count"], &res.Count)
+	}
+	if ok["members"] != nil {
+		_ = json.Unmarshal(ok["members"], &res.Members)
+	}
 	res.Position, _ = rtkit.ParseID(pos)
 	if fresh && opts.Since.IsZero() && opts.History == 0 {
 		// A live-only join: resume from the room's position. (When history
@@ -748,11 +842,17 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
 	return nil
 }
 
-// Presence lists the members of a room the client has joined.
+// Presence asks the server for the members of a room the client has
+// joined, sorted by user then connection. For a room with more members
+// than the server's PresenceLimit it returns nil: [Client.Members] then
+// has the count.
 func (c *Client) Presence(ctx context.Context, room string) ([]Member, error) {
 	ok, err := c.request(ctx, map[string]any{"op": "presence", "room": room})
 	if err != nil {
 		return nil, err
+	}
+	if ok["members"] == nil {
+		return nil, nil
 	}
 	var ms []Member
 	if err := json.Unmarshal(ok["members"], &ms); err != nil {

@@ -46,7 +46,10 @@ type conn struct {
 	// counts the bytes of the live messages among them.
 	replaying []*membership
 	heldLive  int
-	wg        sync.WaitGroup // writer, calls, pings and the closer
+	// resync lists the memberships whose dropped presence events still
+	// await their resync event (see deliverPresence).
+	resync []*membership
+	wg     sync.WaitGroup // writer, calls, pings and the closer
 
 	// Read side: only the connection's own goroutine uses these.
 	limiter  *rate.Limiter
@@ -318,7 +321,7 @@ func (c *conn) inboxMessage(msg *rtkit.Message) {
 	op, rest := envelopeOp(msg.Data)
 	switch {
 	case bytes.Equal(op, opDirect):
-		c.inbox.deliver(msg)
+		c.inbox.deliver(msg, nil)
 	case bytes.Equal(op, opKick):
 		reason := "disconnected by the server"
 		var k struct{ Reason string }
@@ -413,7 +416,8 @@ func (c *conn) member() Member {
 	return Member{User: c.info.Identity.User, Conn: c.info.ID, Meta: c.info.Identity.Meta}
 }
 
-// leaveRoom ends a membership: subscription, presence entry, leave event.
+// leaveRoom ends a membership: subscription, presence entry, and the
+// leave in the room's next presence event.
 func (c *conn) leaveRoom(ctx context.Context, m *membership) {
 	if m.sub != nil {
 		m.sub.Close()
@@ -422,5 +426,5 @@ func (c *conn) leaveRoom(ctx context.Context, m *membership) {
 	if err := c.h.presence.Remove(ctx, m.room.name, c.info.ID); err != nil {
 		c.h.log.Warn("realtime: removing presence", "room", m.room.name, "err", err)
 	}
-	_, _ = c.h.bp.Publish(ctx, m.room.name, presenceEnvelope("leave", m.room.name, c.member()), rtkit.PublishOptions{Ephemeral: true})
+	c.h.presenceChanged(m.room.name, c.member(), false)
 }

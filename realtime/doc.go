@@ -27,6 +27,33 @@
 // that far it is told so ("recovered": false, or a "gap" event) and reloads.
 // [Dial] and the browser client do this by themselves.
 //
+// # Presence
+//
+// Who is in a room is kept in a [Presence] store (in memory, or
+// [RedisPresence] across nodes) and reaches members as coalesced events:
+// each node gathers a room's joins and leaves for
+// [Options].PresenceInterval (default 200ms) and sends one event with the
+// room's count and, while the room has at most [Options].PresenceLimit
+// members (default 100), the joins and leaves as a diff that clients apply
+// by connection. Above the limit members get the count only, when it
+// changed, one interval per PresenceLimit members apart (at most 5s at the
+// defaults). Filling a room of N members therefore costs a few small
+// events per member instead of N. The join reply carries
+// the count and, in a small room, a snapshot of the members taken after
+// the subscription, so that snapshot plus diffs is the exact list; [Client]
+// ([Client.Members]) and the browser client keep it. A join with
+// "presence": false ([JoinOptions].NoPresence) gets no presence events.
+// Presence events never close a connection as a slow consumer: one that
+// does not fit in half of the send queue is replaced by a "resync" event.
+// Server code reads the full list with [Hub.Presence] and the count with
+// [Hub.PresenceCount] (O(1) with a [PresenceCounter]). PROTOCOL.md has the
+// details. In bench/ (join5k: 5,000 clients connect and join one room, on
+// a shared 2-vCPU machine), filling the room took 2.8s (median of 3;
+// centrifuge 2.8s, melody 1.4s in the same run) and wrote 15,400 objects;
+// before, every join went to every member: 28.5s and 12.5 million objects
+// (centrifuge 3.1s). TestRoomOf5000FillsWithoutDrops checks that no member
+// of such a room is dropped.
+//
 // # Scaling out
 //
 // With an [rtkit.RedisBackplane] and a [RedisPresence], any number of hubs

@@ -16,7 +16,7 @@ import (
 // goes (an SSE stream of several rooms, say):
 //
 //	\x1ehub\x1f{"op":"msg","room":"lobby","from":{"user":"ada","conn":"c1"},"data":...}
-//	\x1ehub\x1f{"op":"presence","room":"lobby","event":"join","member":{"user":"ada","conn":"c1"}}
+//	\x1ehub\x1f{"op":"presence","count":2,"room":"lobby","joins":[{"user":"ada","conn":"c1"}],"leaves":[]}
 //	\x1ehub\x1f{"op":"direct","from":{...},"data":...}      (on a user's inbox topic)
 //	\x1ehub\x1f{"op":"kick","reason":"..."}                 (on a user's inbox topic)
 //
@@ -79,13 +79,61 @@ func msgEnvelope(op []byte, room string, from Sender, data []byte) []byte {
 	return append(b, '}')
 }
 
-func presenceEnvelope(event, room string, m Member) []byte {
-	mj, _ := json.Marshal(m)
-	b := append([]byte(EnvelopeMark), opPresence...)
+// presenceEnvelope encodes one presence event of room for the backplane:
+// the room's member count and, for a diff, the connections that joined
+// (with their members) and left. A count event (diff false) carries
+// neither list. The count comes first so that every node reads it from
+// the frame without decoding it (presenceFrameCount).
+func presenceEnvelope(room string, count int, diff bool, joins, leaves []Member) []byte {
+	b := make([]byte, 0, 64+len(room)+80*(len(joins)+len(leaves)))
+	b = append(b, EnvelopeMark...)
+	b = append(b, opPresence...)
+	b = append(b, `,"count":`...)
+	b = strconv.AppendInt(b, int64(count), 10)
 	b = appendField(b, "room", room)
-	b = appendField(b, "event", event)
-	b = appendRaw(b, "member", mj)
+	if diff {
+		b = appendMembers(b, "joins", joins, true)
+		b = appendMembers(b, "leaves", leaves, false)
+	}
 	return append(b, '}')
+}
+
+// appendMembers appends ,"name":[...] with each member's user and
+// connection, and its meta when withMeta is set.
+func appendMembers(b []byte, name string, ms []Member, withMeta bool) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, `":[`...)
+	for i, m := range ms {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"user":`...)
+		b = appendString(b, m.User)
+		b = appendField(b, "conn", m.Conn)
+		if withMeta && len(m.Meta) > 0 {
+			mj, _ := json.Marshal(m.Meta)
+			b = appendRaw(b, "meta", mj)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// presenceFrameCount reads the count of a presence event's client frame
+// (as presenceEnvelope lays it out). It reports false for any other
+// frame.
+func presenceFrameCount(frame []byte) (int, bool) {
+	const prefix = `{"op":"presence","count":`
+	rest, ok := bytes.CutPrefix(frame, []byte(prefix))
+	if !ok {
+		return 0, false
+	}
+	n, i := 0, 0
+	for ; i < len(rest) && rest[i] >= '0' && rest[i] <= '9'; i++ {
+		n = n*10 + int(rest[i]-'0')
+	}
+	return n, i > 0
 }
 
 func kickEnvelope(reason string) []byte {
@@ -123,11 +171,14 @@ func clientFrame(room string, m *rtkit.Message) []byte {
 	if rest == nil && room != "" {
 		b = appendField(b, "room", room)
 	}
-	if m.Ephemeral() {
+	switch {
+	case bytes.Equal(op, opPresence):
+		// Presence events are state, not messages: no ID, no time.
+	case m.Ephemeral():
 		// No ID to take the time from.
 		b = append(b, `,"ephemeral":true,"time":`...)
 		b = strconv.AppendInt(b, m.Time.UnixMilli(), 10)
-	} else {
+	default:
 		// The time is the ID's milliseconds: clients take it from there.
 		b = append(b, `,"id":"`...)
 		b, _ = m.ID.AppendText(b)

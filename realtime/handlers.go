@@ -140,7 +140,7 @@ func (c *conn) join(in *inbound) *Error {
 	if e := c.authorize(ctx, Action{Kind: ActionJoin, Room: in.Room}); e != nil {
 		return e
 	}
-	m := &membership{c: c}
+	m := &membership{c: c, noPresence: in.Presence != nil && !*in.Presence}
 	c.mu.Lock()
 	switch {
 	case c.closed:
@@ -193,12 +193,30 @@ func (c *conn) join(in *inbound) *Error {
 	if err := c.h.presence.Add(ctx, in.Room, member); err != nil {
 		return fail("presence", err)
 	}
-	_, _ = c.h.bp.Publish(ctx, in.Room, presenceEnvelope("join", in.Room, member), rtkit.PublishOptions{Ephemeral: true})
+	c.h.presenceChanged(in.Room, member, true)
+	// The snapshot is taken after subscribing: every presence event
+	// published after it reaches this member (after the reply), so the
+	// client that applies them to it has the exact list.
+	var count int
+	var members []Member
+	if m.noPresence {
+		count, err = countMembers(ctx, c.h.presence, in.Room)
+	} else {
+		count, members, err = c.h.snapshot(ctx, in.Room)
+	}
+	if err != nil {
+		c.h.log.Warn("realtime: presence snapshot", "room", in.Room, "err", err)
+		count, members = -1, nil
+	}
 
 	ok := okFrame(in.ID, func(b []byte) []byte {
 		b = appendField(b, "room", in.Room)
 		b = appendBool(b, "recovered", in.Since == "" || sub.Recovered())
-		return appendField(b, "position", positionText(sub.Position()))
+		b = appendField(b, "position", positionText(sub.Position()))
+		if count >= 0 {
+			b = appendSnapshot(b, count, members)
+		}
+		return b
 	})
 	m.markReady(ok, history)
 	return nil
@@ -272,17 +290,13 @@ func (c *conn) listPresence(in *inbound) *Error {
 	if e := c.authorize(ctx, Action{Kind: ActionPresence, Room: in.Room}); e != nil {
 		return e
 	}
-	members, err := c.h.presence.List(ctx, in.Room)
-	if err != nil {
-		return c.internal("presence", err)
-	}
-	raw, err := json.Marshal(members)
+	n, members, err := c.h.snapshot(ctx, in.Room)
 	if err != nil {
 		return c.internal("presence", err)
 	}
 	c.send(okFrame(in.ID, func(b []byte) []byte {
 		b = appendField(b, "room", in.Room)
-		return appendRaw(b, "members", raw)
+		return appendSnapshot(b, n, members)
 	}))
 	return nil
 }

@@ -146,6 +146,19 @@ type Options struct {
 	// Redis, each rejoin reads its messages (at most MaxReplay) from the
 	// stream and holds them until they are queued.
 	MaxReplay int
+	// PresenceInterval is how long a node gathers the joins and leaves of
+	// a room before it sends them to the room's members as one presence
+	// event (per room and node, at most one per interval, apart from
+	// diffs longer than PresenceLimit, which are split). Default 200ms.
+	PresenceInterval time.Duration
+	// PresenceLimit is the room size (members on every node together)
+	// up to which members get presence diffs and member lists (join and
+	// presence replies). Above it they get only the count, when it
+	// changed, spaced by one PresenceInterval per PresenceLimit members
+	// (at most 25 intervals: 5s at the defaults), so that a large room's
+	// count events cost about PresenceLimit deliveries per interval; server
+	// code can still list every member with [Hub.Presence]. Default 100.
+	PresenceLimit int
 	// Logger receives connection errors. Default slog.Default(). Message
 	// data and tokens are never logged.
 	Logger *slog.Logger
@@ -205,10 +218,11 @@ type Hub struct {
 	log       *slog.Logger
 	calls     sync.Map // method → CallHandler
 	rooms     roomTable
+	pbatch    presenceBatch
 	ctx       context.Context // cancelled by Shutdown
 	cancel    context.CancelFunc
 	connWG    sync.WaitGroup // connections (each waits for its own writer and calls)
-	loopWG    sync.WaitGroup // the hub's ping and presence loops
+	loopWG    sync.WaitGroup // the hub's ping, presence and presence event loops
 	closing   atomic.Bool
 	connsMu   sync.Mutex
 	conns     map[*conn]struct{}
@@ -247,7 +261,10 @@ func NewHub(opts Options) *Hub {
 	setDefault(&o.CallTimeout, 30*time.Second)
 	setDefault(&o.MaxHistory, 100)
 	setDefault(&o.MaxReplay, rtkit.DefaultHistorySize)
+	setDefault(&o.PresenceInterval, 200*time.Millisecond)
+	setDefault(&o.PresenceLimit, 100)
 	h.rooms.init()
+	h.pbatch.init()
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
 }
@@ -381,9 +398,10 @@ func (h *Hub) register(c *conn) bool {
 	h.conns[c] = struct{}{}
 	h.connWG.Add(1)
 	h.startOnce.Do(func() {
-		h.loopWG.Add(2)
+		h.loopWG.Add(3)
 		go h.pingLoop()
 		go h.presenceLoop()
+		go h.presenceEventLoop()
 	})
 	return true
 }
@@ -451,12 +469,23 @@ func (h *Hub) History(ctx context.Context, room string, limit int) ([]Message, e
 	return out, nil
 }
 
-// Presence returns the members of room across all nodes.
+// Presence returns the members of room across all nodes, however many
+// (PresenceLimit bounds only what clients are sent).
 func (h *Hub) Presence(ctx context.Context, room string) ([]Member, error) {
 	if err := rtkit.CheckTopic(room); err != nil {
 		return nil, err
 	}
 	return h.presence.List(ctx, room)
+}
+
+// PresenceCount returns the number of members of room across all nodes,
+// with the Presence's [PresenceCounter] when it has one (O(1) in memory,
+// one ZCOUNT on Redis).
+func (h *Hub) PresenceCount(ctx context.Context, room string) (int, error) {
+	if err := rtkit.CheckTopic(room); err != nil {
+		return 0, err
+	}
+	return countMembers(ctx, h.presence, room)
 }
 
 // Disconnect closes every connection of user, on every node, with

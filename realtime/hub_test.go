@@ -125,16 +125,31 @@ func TestProtocolFlow(t *testing.T) {
 	assert.Equal(t, "ok", ok["op"])
 	assert.Equal(t, true, ok["recovered"])
 	assert.Equal(t, "lobby", ok["room"])
+	assert.Equal(t, 1.0, ok["count"])
+	require.Len(t, ok["members"], 1, "the join reply's snapshot holds the joiner")
+	assert.Equal(t, "ada", ok["members"].([]any)[0].(map[string]any)["user"])
 
 	bob.send(map[string]any{"op": "join", "id": 1, "room": "lobby"})
-	assert.Equal(t, "ok", bob.reply(1)["op"])
-	join := ada.until("presence") // ada's own join first
-	assert.Equal(t, "ada", join["member"].(map[string]any)["user"])
-	join = ada.until("presence")
-	assert.Equal(t, "join", join["event"])
-	assert.Equal(t, "lobby", join["room"])
-	assert.Equal(t, "bob", join["member"].(map[string]any)["user"])
-	assert.Equal(t, "BOB", join["member"].(map[string]any)["meta"].(map[string]any)["name"])
+	okBob := bob.reply(1)
+	assert.Equal(t, "ok", okBob["op"])
+	assert.Equal(t, 2.0, okBob["count"])
+	assert.Len(t, okBob["members"], 2)
+	// ada gets diffs (her own join, then bob's, maybe in one event).
+	var bobJoin map[string]any
+	for bobJoin == nil {
+		p := ada.until("presence")
+		assert.Equal(t, "lobby", p["room"])
+		assert.Contains(t, p, "leaves", "a diff carries both lists")
+		assert.NotContains(t, p, "time")
+		for _, j := range p["joins"].([]any) {
+			if j.(map[string]any)["user"] == "bob" {
+				bobJoin = j.(map[string]any)
+				assert.Equal(t, 2.0, p["count"])
+			}
+		}
+	}
+	assert.Equal(t, "BOB", bobJoin["meta"].(map[string]any)["name"])
+	assert.NotEmpty(t, bobJoin["conn"])
 
 	// pub: both members get the message with its sender, id and time.
 	bob.send(map[string]any{"op": "pub", "id": 2, "room": "lobby", "data": map[string]any{"text": "hi <b>"}})
@@ -162,7 +177,9 @@ func TestProtocolFlow(t *testing.T) {
 
 	// presence list.
 	ada.send(map[string]any{"op": "presence", "id": 4, "room": "lobby"})
-	members := ada.reply(4)["members"].([]any)
+	list := ada.reply(4)
+	assert.Equal(t, 2.0, list["count"])
+	members := list["members"].([]any)
 	require.Len(t, members, 2)
 	assert.Equal(t, "ada", members[0].(map[string]any)["user"])
 	assert.Equal(t, "bob", members[1].(map[string]any)["user"])
@@ -195,8 +212,10 @@ func TestProtocolFlow(t *testing.T) {
 	assert.Equal(t, "ok", bob.reply(9)["op"])
 	for {
 		p := ada.until("presence")
-		if p["event"] == "leave" {
-			assert.Equal(t, "bob", p["member"].(map[string]any)["user"])
+		if l := p["leaves"].([]any); len(l) > 0 {
+			assert.Equal(t, "bob", l[0].(map[string]any)["user"])
+			assert.NotContains(t, l[0], "meta", "a leave names the user and connection only")
+			assert.Equal(t, 1.0, p["count"])
 			break
 		}
 	}

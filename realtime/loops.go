@@ -3,8 +3,6 @@ package realtime
 import (
 	"context"
 	"time"
-
-	"github.com/rtkit/rtkit"
 )
 
 // presenceRefresh is how often the hub refreshes its presence entries and
@@ -82,7 +80,7 @@ func (h *Hub) refreshPresence() {
 	}
 	for room, members := range expired {
 		for _, m := range members {
-			_, _ = h.bp.Publish(ctx, room, presenceEnvelope("leave", room, m), rtkit.PublishOptions{Ephemeral: true})
+			h.presenceChanged(room, m, false)
 		}
 	}
 }

@@ -29,6 +29,25 @@ type Presence interface {
 	Refresh(ctx context.Context, local map[string][]string) (expired map[string][]Member, err error)
 }
 
+// PresenceCounter is implemented by a [Presence] that counts a room's
+// members without listing them. The hub counts with it wherever it needs a
+// count (every presence event and join reply carries one); with a
+// Presence that lacks it, the hub counts len(List).
+type PresenceCounter interface {
+	// Count returns the number of members of room: len(List), without
+	// building the list.
+	Count(ctx context.Context, room string) (int, error)
+}
+
+// countMembers counts room's members with p's Count, or len(List).
+func countMembers(ctx context.Context, p Presence, room string) (int, error) {
+	if pc, ok := p.(PresenceCounter); ok {
+		return pc.Count(ctx, room)
+	}
+	ms, err := p.List(ctx, room)
+	return len(ms), err
+}
+
 // MemoryPresence is the in-process [Presence]: it sees the connections of
 // one hub only. It is safe for concurrent use; the zero value is not
 // usable, call NewMemoryPresence.
@@ -37,7 +56,10 @@ type MemoryPresence struct {
 	rooms map[string]map[string]Member
 }
 
-var _ Presence = (*MemoryPresence)(nil)
+var (
+	_ Presence        = (*MemoryPresence)(nil)
+	_ PresenceCounter = (*MemoryPresence)(nil)
+)
 
 // NewMemoryPresence returns an empty MemoryPresence.
 func NewMemoryPresence() *MemoryPresence {
@@ -80,6 +102,13 @@ func (p *MemoryPresence) List(_ context.Context, room string) ([]Member, error) 
 	p.mu.Unlock()
 	sortMembers(out)
 	return out, nil
+}
+
+// Count implements [PresenceCounter.Count] in O(1).
+func (p *MemoryPresence) Count(_ context.Context, room string) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.rooms[room]), nil
 }
 
 // Refresh implements [Presence.Refresh]: in one process nothing expires.

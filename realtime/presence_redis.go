@@ -46,7 +46,10 @@ type RedisPresence struct {
 	reloaded atomic.Int64 // unix ns of the last slot map refresh asked for
 }
 
-var _ Presence = (*RedisPresence)(nil)
+var (
+	_ Presence        = (*RedisPresence)(nil)
+	_ PresenceCounter = (*RedisPresence)(nil)
+)
 
 // NewRedisPresence returns a RedisPresence configured by opts.
 func NewRedisPresence(opts RedisPresenceOptions) (*RedisPresence, error) {
@@ -174,6 +177,22 @@ func (p *RedisPresence) List(ctx context.Context, room string) ([]Member, error)
 	}
 	sortMembers(out)
 	return out, nil
+}
+
+// Count implements [PresenceCounter.Count]: one ZCOUNT of the entries
+// not yet expired, O(log N) in the room's size, whatever the number of
+// members.
+func (p *RedisPresence) Count(ctx context.Context, room string) (int, error) {
+	zk, _ := p.keys(room)
+	var n int64
+	err := p.again(ctx, func() (err error) {
+		n, err = p.client.ZCount(ctx, zk, ms(time.Now()), "+inf").Result()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("realtime: presence count: %w", err)
+	}
+	return int(n), nil
 }
 
 // sweepScript removes a room's expired entries and returns their members.

@@ -62,6 +62,8 @@ type inbound struct {
 	Ephemeral bool            `json:"ephemeral,omitempty"`
 	To        string          `json:"to,omitempty"`
 	Method    string          `json:"method,omitempty"`
+	// Presence false on a join: no presence events for that room.
+	Presence *bool `json:"presence,omitempty"`
 }
 
 // maxObjectsPerFrame bounds the objects one client frame may carry.
@@ -286,4 +288,11 @@ func appendBool(b []byte, name string, v bool) []byte {
 	b = append(b, name...)
 	b = append(b, '"', ':')
 	return strconv.AppendBool(b, v)
+}
+
+func appendInt(b []byte, name string, v int) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendInt(b, int64(v), 10)
 }

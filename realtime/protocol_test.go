@@ -84,7 +84,7 @@ func FuzzDecodeFrame(f *testing.F) {
 
 func FuzzClientFrame(f *testing.F) {
 	f.Add("lobby", []byte(EnvelopeMark+`{"op":"msg","from":{"user":"a","conn":"c"},"data":{"x":1}}`), true)
-	f.Add("r", []byte(EnvelopeMark+`{"op":"presence","event":"join","member":{"user":"u","conn":"c"}}`), false)
+	f.Add("r", []byte(EnvelopeMark+`{"op":"presence","count":1,"room":"r","joins":[{"user":"u","conn":"c"}],"leaves":[]}`), false)
 	f.Add("", []byte(EnvelopeMark+`{"op":"direct","from":{},"data":"hi"}`), true)
 	f.Add("r", []byte(`{"op":"kick"}`), true)
 	f.Add("r", []byte("{\n\"a\": \"\xff\"}"), true)

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"slices"
+	"strconv"
 
 	"github.com/rtkit/rtkit"
 )
@@ -23,12 +24,29 @@ type membership struct {
 	sub   *rtkit.Subscription
 	ready bool       // guarded by c.mu: the join reply is queued
 	held  []heldItem // guarded by c.mu: delivered, not yet queued as frames
+	// noPresence: the join asked for no presence events ("presence":
+	// false); set before the subscription starts.
+	noPresence bool
+	// stale (guarded by c.mu): presence events were dropped because the
+	// queue was too full for them; a resync event carrying staleCount is
+	// queued once there is room (see deliverPresence).
+	stale      bool
+	staleCount int
 }
 
 // heldItem is a message (or, with msg nil, a gap) waiting to be queued.
 type heldItem struct {
-	msg  *rtkit.Message
-	live bool // arrived after the join reply: counted in c.heldLive
+	msg   *rtkit.Message
+	live  bool   // arrived after the join reply: counted in c.heldLive
+	frame []byte // queued instead of msg's frame (a presence resync)
+}
+
+// size is what a live item counts in c.heldLive.
+func (it heldItem) size() int {
+	if it.frame != nil {
+		return len(it.frame)
+	}
+	return itemSize(it.msg)
 }
 
 // HandleMessage queues the message's frame to the connection.
@@ -37,15 +55,21 @@ func (m *membership) HandleMessage(msg *rtkit.Message) {
 		m.c.inboxMessage(msg)
 		return
 	}
-	m.deliver(msg)
+	cf := m.room.entry(msg)
+	if cf.presence {
+		m.deliverPresence(cf)
+		return
+	}
+	m.deliver(msg, cf.frame)
 }
 
 // HandleGap tells the client that messages may be lost.
-func (m *membership) HandleGap(rtkit.ID) { m.deliver(nil) }
+func (m *membership) HandleGap(rtkit.ID) { m.deliver(nil, nil) }
 
 // deliver queues msg's frame (a gap frame for nil), or holds it while the
-// membership's replay is not all queued.
-func (m *membership) deliver(msg *rtkit.Message) {
+// membership's replay is not all queued. live is the frame of a room
+// message (nil for the inbox and gaps).
+func (m *membership) deliver(msg *rtkit.Message, live []byte) {
 	c := m.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -57,7 +81,10 @@ func (m *membership) deliver(msg *rtkit.Message) {
 		return
 	}
 	if len(m.held) == 0 {
-		c.enqueueLocked(m.frame(msg, true))
+		if live == nil {
+			live = m.frame(msg, true)
+		}
+		c.enqueueLocked(live)
 		return
 	}
 	n := itemSize(msg)
@@ -67,6 +94,65 @@ func (m *membership) deliver(msg *rtkit.Message) {
 	}
 	c.heldLive += n
 	m.held = append(m.held, heldItem{msg: msg, live: true})
+}
+
+// deliverPresence queues a presence event (cf) of m's room, unless the
+// join opted out of them. Presence never closes a connection as a slow
+// consumer: an event that would take the queued and held bytes past half
+// of SendQueueBytes is dropped instead, with the ones after it, and a
+// resync event ({"op":"presence","count":N,"room":...,"resync":true})
+// takes their place as soon as the queue has room again (the next
+// presence event that fits, or the writer emptying the queue), so the
+// client knows to fetch the member list again. Presence events of a room
+// therefore take at most half the queue, whatever their rate and
+// however many rooms the connection is in.
+func (m *membership) deliverPresence(cf *cachedFrame) {
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || m.noPresence {
+		return
+	}
+	if !m.ready {
+		// Queued after the join reply, which carries the snapshot they
+		// apply to.
+		m.held = append(m.held, heldItem{msg: cf.msg})
+		return
+	}
+	frame := cf.frame
+	pending := c.queued + c.heldLive
+	if pending > 0 && pending+len(frame) > c.h.opts.SendQueueBytes/2 {
+		if !m.stale {
+			m.stale = true
+			c.resync = append(c.resync, m)
+		}
+		m.staleCount = cf.count
+		return
+	}
+	it := heldItem{msg: cf.msg, live: true}
+	if m.stale {
+		// This event's change is in the list the client fetches.
+		m.stale = false
+		c.resync = slices.DeleteFunc(c.resync, func(x *membership) bool { return x == m })
+		it.frame = resyncFrame(m.room.name, cf.count)
+		frame = it.frame
+	}
+	if len(m.held) == 0 {
+		c.queueLocked(frame, true)
+		return
+	}
+	c.heldLive += it.size()
+	m.held = append(m.held, it)
+}
+
+// resyncFrame is the event that replaces the presence events a connection
+// missed.
+func resyncFrame(room string, count int) []byte {
+	b := make([]byte, 0, 64+len(room))
+	b = append(b, `{"op":"presence","count":`...)
+	b = strconv.AppendInt(b, int64(count), 10)
+	b = appendField(b, "room", room)
+	return append(b, `,"resync":true}`...)
 }
 
 func itemSize(msg *rtkit.Message) int {
@@ -92,7 +178,7 @@ func (m *membership) frame(msg *rtkit.Message, live bool) []byte {
 	case m.room == nil:
 		return clientFrame("", msg)
 	case live:
-		return m.room.frame(msg)
+		return m.room.entry(msg).frame
 	}
 	return clientFrame(m.room.name, msg)
 }
@@ -128,16 +214,19 @@ func (m *membership) dropHeldLocked() {
 	c := m.c
 	for _, it := range m.held {
 		if it.live {
-			c.heldLive -= itemSize(it.msg)
+			c.heldLive -= it.size()
 		}
 	}
 	m.held = nil
 	c.replaying = slices.DeleteFunc(c.replaying, func(x *membership) bool { return x == m })
+	c.resync = slices.DeleteFunc(c.resync, func(x *membership) bool { return x == m })
 }
 
 // refillLocked moves held messages of replaying memberships into the
 // empty queue, up to half of SendQueueBytes (at least one frame), oldest
-// join first. It reports whether it queued anything.
+// join first, then the resync events of memberships that dropped
+// presence events and replay nothing. It reports whether it queued
+// anything.
 func (c *conn) refillLocked() bool {
 	budget := max(c.h.opts.SendQueueBytes/2, 1)
 	added := false
@@ -148,9 +237,12 @@ func (c *conn) refillLocked() bool {
 			m.held[0] = heldItem{}
 			m.held = m.held[1:]
 			if it.live {
-				c.heldLive -= itemSize(it.msg)
+				c.heldLive -= it.size()
 			}
-			f := m.frame(it.msg, false)
+			f := it.frame
+			if f == nil {
+				f = m.frame(it.msg, false)
+			}
 			c.queue = append(c.queue, f)
 			c.queued += len(f)
 			added = true
@@ -161,5 +253,16 @@ func (c *conn) refillLocked() bool {
 			c.replaying = c.replaying[1:]
 		}
 	}
+	c.resync = slices.DeleteFunc(c.resync, func(m *membership) bool {
+		if len(m.held) > 0 || c.queued >= budget {
+			return false
+		}
+		f := resyncFrame(m.room.name, m.staleCount)
+		m.stale = false
+		c.queue = append(c.queue, f)
+		c.queued += len(f)
+		added = true
+		return true
+	})
 	return added
 }

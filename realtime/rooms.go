@@ -16,21 +16,34 @@ type room struct {
 	name  string
 	refs  int // guarded by the table shard
 	cache atomic.Pointer[cachedFrame]
+	// lastCount is the count of the last presence event delivered to this
+	// node's members (-1 before the first): the hub compares it with the
+	// room's count to skip count events that change nothing and to
+	// correct a count that concurrent events of other nodes left stale.
+	lastCount atomic.Int64
 }
 
+// cachedFrame is a message's client frame, and what a presence event
+// carries.
 type cachedFrame struct {
-	msg   *rtkit.Message
-	frame []byte
+	msg      *rtkit.Message
+	frame    []byte
+	presence bool // a presence event
+	count    int  // its count
 }
 
-// frame returns the client frame for m, encoding it once per node.
-func (r *room) frame(m *rtkit.Message) []byte {
+// entry returns the client frame for m, encoding it once per node.
+func (r *room) entry(m *rtkit.Message) *cachedFrame {
 	if c := r.cache.Load(); c != nil && c.msg == m {
-		return c.frame
+		return c
 	}
-	f := clientFrame(r.name, m)
-	r.cache.Store(&cachedFrame{msg: m, frame: f})
-	return f
+	c := &cachedFrame{msg: m, frame: clientFrame(r.name, m)}
+	if n, ok := presenceFrameCount(c.frame); ok {
+		c.presence, c.count = true, n
+		r.lastCount.Store(int64(n))
+	}
+	r.cache.Store(c)
+	return c
 }
 
 // roomTable holds the rooms with local members, sharded so that joins to
@@ -62,10 +75,19 @@ func (t *roomTable) acquire(name string) *room {
 	r := sh.rooms[name]
 	if r == nil {
 		r = &room{name: name}
+		r.lastCount.Store(-1)
 		sh.rooms[name] = r
 	}
 	r.refs++
 	return r
+}
+
+// get returns the room if it has local members, else nil.
+func (t *roomTable) get(name string) *room {
+	sh := &t.shards[t.shard(name)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.rooms[name]
 }
 
 // release counts one local member less, dropping the room at zero.

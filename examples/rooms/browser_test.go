@@ -53,7 +53,7 @@ func TestPageInBrowser(t *testing.T) {
 	bolds, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#messages b").length`))
 	require.NoError(t, err)
 	assert.Zero(t, bolds, "messages are shown as text")
-	assert.Equal(t, "join", nextPresence(t, bob, "ada").Presence)
+	assert.Equal(t, "join", nextPresence(t, bob, "ada"))
 
 	// Ada writes; Bob gets it.
 	require.NoError(t, chromedp.Do(ctx,
@@ -74,7 +74,7 @@ func TestPageInBrowser(t *testing.T) {
 	// Ada moves to help: Bob sees her leave; the page shows the empty room.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#rooms button:nth-child(3)`))))
 	waitJS(t, ctx, textHas("#title", "# help"))
-	assert.Equal(t, "leave", nextPresence(t, bob, "ada").Presence)
+	assert.Equal(t, "leave", nextPresence(t, bob, "ada"))
 	waitJS(t, ctx, `!`+textHas("#members", "bob"))
 
 	// Back to general on a phone-sized screen.

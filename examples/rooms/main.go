@@ -154,11 +154,11 @@ func newHub(redisURL, prefix string, log *slog.Logger) (*realtime.Hub, func(), e
 	hub.HandleCall("rooms", func(ctx context.Context, _ *realtime.Call) (any, error) {
 		out := make([]room, 0, len(rooms))
 		for _, name := range rooms {
-			members, err := hub.Presence(ctx, name)
+			n, err := hub.PresenceCount(ctx, name)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, room{name, len(members)})
+			out = append(out, room{name, n})
 		}
 		return out, nil
 	})

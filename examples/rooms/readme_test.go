@@ -62,7 +62,7 @@ func TestReadme(t *testing.T) {
 		_, err = bob.Join(ctx, "general", realtime.JoinOptions{History: 50})
 		require.NoError(t, err)
 		assert.Equal(t, "before bob", text(next(t, bob, "msg")), "history from the other process")
-		assert.Equal(t, "join", nextPresence(t, ada, "bob").Presence, "presence across processes")
+		assert.Equal(t, "join", nextPresence(t, ada, "bob"), "presence across processes")
 		assert.Equal(t, []string{"ada", "bob"}, users(t, bob, "general"))
 		_, err = bob.Publish(ctx, "general", map[string]string{"text": "hi from 8081"})
 		require.NoError(t, err)

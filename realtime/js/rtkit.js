@@ -9,7 +9,10 @@
 //
 // The client reconnects with exponential backoff and jitter, rejoins its
 // rooms after the last message it saw (so nothing is missed), and emits
-// "gap" when the server's history no longer reaches back that far. The
+// "gap" when the server's history no longer reaches back that far. It keeps
+// each room's member list and count from the join reply's snapshot and the
+// presence diffs that follow (PROTOCOL.md, "Keeping a member list"):
+// rt.members(room) reads them, and a "presence" event follows every change. The
 // backoff starts over only once a connection has stayed up for stableAfter
 // ms (10 s), so a server that accepts and then drops connections is not
 // hammered. A join or rejoin refused with a transient error (internal,
@@ -50,6 +53,12 @@ export function normalize(obj) {
   return obj;
 }
 
+function sortedMembers(members) {
+  if (!members) return null;
+  return [...members.values()].sort((a, b) =>
+    a.user < b.user ? -1 : a.user > b.user ? 1 : a.conn < b.conn ? -1 : a.conn > b.conn ? 1 : 0);
+}
+
 // How often a join refused with a transient error is tried again.
 const maxJoinRetries = 5;
 
@@ -85,7 +94,10 @@ export class RealtimeClient {
     this.stableAfter = options.stableAfter ?? 10000;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.listeners = new Map();
-    this.rooms = new Map(); // room -> {last: ID seen ("" if none), joined: confirmed}
+    // room -> {last: ID seen ("" if none), joined: confirmed, and presence:
+    // noPresence, count, members (Map conn -> member, null: not known),
+    // syncing (a snapshot is awaited; presence events wait in buf), gen}
+    this.rooms = new Map();
     this.pending = new Map(); // request id -> {resolve, reject}
     this.nextID = 1;
     this.inbox = null; // last direct message ID; null before the first welcome
@@ -100,7 +112,10 @@ export class RealtimeClient {
   }
 
   /** Registers fn for an event; returns a function that unregisters it.
-   * Events: msg, direct, presence, gap, connected, disconnected, and
+   * Events: msg, direct, presence ({room, count, joins, leaves, members}:
+   * members is the client's list after the change, sorted by user then
+   * conn, or null while not known; joins and leaves are the diff received,
+   * absent for a count event or a snapshot), gap, connected, disconnected, and
    * joinfailed ({room, error}: a rejoin after a reconnect was refused, or
    * kept failing; the room is no longer joined). */
   on(event, fn) {
@@ -170,6 +185,8 @@ export class RealtimeClient {
         const p = this.pending.get(obj.id);
         if (!p) break;
         this.pending.delete(obj.id);
+        // A snapshot is applied before anything after its reply.
+        if (obj.op === "ok" && p.onOK) p.onOK(obj);
         if (obj.op === "ok") p.resolve(obj);
         else p.reject(new RealtimeError(obj.code, obj.message));
         break;
@@ -194,13 +211,91 @@ export class RealtimeClient {
         this.emit("direct", obj);
         break;
       }
-      case "presence":
-        this.emit("presence", obj);
+      case "presence": {
+        const r = this.rooms.get(obj.room);
+        if (!r) break;
+        if (r.syncing) r.buf.push(obj);
+        else this.applyPresence(obj.room, r, obj);
         break;
+      }
       case "gap":
         this.emit("gap", obj);
         break;
     }
+  }
+
+  /** What the client knows of a room's members: {count, members}, members
+   * an array sorted by user then conn, or null when not known (room above
+   * the server's presence limit, joined with presence: false, disconnected,
+   * or a fresh list on its way). Undefined for a room not joined. */
+  members(room) {
+    const r = this.rooms.get(room);
+    if (!r) return undefined;
+    return { count: r.count, members: sortedMembers(r.members) };
+  }
+
+  // applyPresence applies one presence event (PROTOCOL.md, "Keeping a
+  // member list") and emits it.
+  applyPresence(room, r, ev) {
+    r.count = ev.count;
+    const diff = ev.joins !== undefined || ev.leaves !== undefined;
+    if (ev.resync || (diff && !r.members)) {
+      // Events were missed, or the room is small again: fetch the list;
+      // this event's change is in it.
+      r.members = null;
+      this.fetchMembers(room, r);
+    } else if (diff) {
+      for (const m of ev.joins ?? []) r.members.set(m.conn, m);
+      for (const m of ev.leaves ?? []) r.members.delete(m.conn);
+    } else {
+      r.members = null;
+    }
+    const out = { room, count: ev.count, members: sortedMembers(r.members) };
+    if (diff) Object.assign(out, { joins: ev.joins ?? [], leaves: ev.leaves ?? [] });
+    this.emit("presence", out);
+  }
+
+  startSync(r) {
+    r.gen = (r.gen ?? 0) + 1;
+    r.syncing = true;
+    r.buf = [];
+    return r.gen;
+  }
+
+  // installSnapshot applies a join or presence reply's snapshot, then the
+  // presence events that arrived since the request was sent.
+  installSnapshot(room, r, gen, ok) {
+    if (this.rooms.get(room) !== r) return;
+    if (r.noPresence) {
+      if (ok.count !== undefined) r.count = ok.count;
+      return;
+    }
+    if (!r.syncing || r.gen !== gen) return; // a wait a reconnect ended
+    if (ok.count !== undefined) r.count = ok.count;
+    r.members = ok.members ? new Map(ok.members.map((m) => [m.conn, m])) : null;
+    r.syncing = false;
+    this.emit("presence", { room, count: r.count, members: sortedMembers(r.members) });
+    const buf = r.buf;
+    r.buf = [];
+    for (let i = 0; i < buf.length; i++) {
+      if (r.syncing) {
+        r.buf.push(...buf.slice(i)); // another snapshot was asked for
+        break;
+      }
+      this.applyPresence(room, r, buf[i]);
+    }
+  }
+
+  fetchMembers(room, r) {
+    const gen = this.startSync(r);
+    this.send({ op: "presence", room }, false, (ok) => this.installSnapshot(room, r, gen, ok)).catch(() => {
+      // Refused or lost: the list stays unknown; the next diff asks again.
+      if (r.syncing && r.gen === gen) {
+        for (const ev of r.buf) r.count = ev.count;
+        r.syncing = false;
+        r.buf = [];
+      }
+    });
   }
 
   async afterWelcome(rejoin) {
@@ -222,7 +317,11 @@ export class RealtimeClient {
   // connection leaves the room to the next welcome's rejoin.
   async rejoin(room, r, ws, attempt) {
     try {
-      const ok = await this.send({ op: "join", room, since: r.last || "0-0" }, true);
+      const obj = { op: "join", room, since: r.last || "0-0" };
+      if (r.noPresence) obj.presence = false;
+      const gen = this.startSync(r);
+      if (r.noPresence) r.syncing = false;
+      const ok = await this.send(obj, true, (ok) => this.installSnapshot(room, r, gen, ok));
       if (ok.recovered === false) this.emit("gap", { room });
     } catch (err) {
       if (this.rooms.get(room) !== r || this.ws !== ws || this.closed) return;
@@ -252,6 +351,12 @@ export class RealtimeClient {
     this.upSince = 0;
     for (const [, p] of this.pending) p.reject(new RealtimeError("disconnected", "connection lost"));
     this.pending.clear();
+    for (const [, r] of this.rooms) {
+      // Unknown until the rejoin's snapshot.
+      r.members = null;
+      r.syncing = false;
+      r.buf = [];
+    }
     this.emit("disconnected", { code: ev.code, reason: ev.reason });
     if (this.closed || ev.code === 4003) {
       this.closed = true;
@@ -268,31 +373,41 @@ export class RealtimeClient {
 
   // send sends a request and resolves with the ok reply. Before the first
   // welcome (or while reconnecting) requests wait; rejoins go first.
-  send(obj, now = false) {
+  // onOK, if given, runs with the ok reply before anything after it is
+  // handled.
+  send(obj, now = false, onOK = undefined) {
     return new Promise((resolve, reject) => {
       if (this.closed) return reject(new RealtimeError("closed", "client closed"));
-      const q = { obj, resolve, reject };
+      const q = { obj, resolve, reject, onOK };
       if (this.connected || (now && this.ws.readyState === 1)) this.write(q);
       else this.queue.push(q);
     });
   }
 
-  /** Joins a room. options: history (recent messages first), since (an ID).
+  /** Joins a room. options: history (recent messages first), since (an ID),
+   * presence (false: no presence events for this room; the reply's count
+   * stays available). Resolves with {recovered, position, count, members}
+   * (members: the snapshot, or undefined above the server's presence limit
+   * or with presence false).
    * A transient refusal (internal, rate_limited) or a connection lost before
    * the reply is retried, up to 5 times with backoff; the promise rejects
    * when the client gives up. */
   async join(room, options = {}) {
     if (this.rooms.has(room)) throw new RealtimeError("bad_request", `already joined (or joining) ${room}`);
-    const r = { last: options.since ?? "", joined: false };
+    const noPresence = options.presence === false;
+    const r = { last: options.since ?? "", joined: false, noPresence, count: 0, members: null, syncing: false, buf: [], gen: 0 };
     this.rooms.set(room, r);
     const obj = { op: "join", room };
     if (options.since) obj.since = options.since;
     else if (options.history) obj.history = options.history;
+    if (noPresence) obj.presence = false;
     try {
       let ok;
       for (let attempt = 0; ; attempt++) {
         try {
-          ok = await this.send(obj);
+          const gen = this.startSync(r);
+          if (noPresence) r.syncing = false;
+          ok = await this.send(obj, false, (ok) => this.installSnapshot(room, r, gen, ok));
           break;
         } catch (err) {
           if (!(transient(err) || err.code === "disconnected") || attempt >= maxJoinRetries || this.rooms.get(room) !== r) throw err;
@@ -303,7 +418,7 @@ export class RealtimeClient {
       // A live-only join resumes from the room's position (replayed
       // messages advance last by themselves).
       if (!options.since && !options.history && compareIDs(ok.position, r.last) > 0) r.last = ok.position;
-      return { recovered: ok.recovered, position: ok.position };
+      return { recovered: ok.recovered, position: ok.position, count: ok.count, members: ok.members };
     } catch (err) {
       if (this.rooms.get(room) === r) this.rooms.delete(room);
       throw err;
@@ -329,6 +444,9 @@ export class RealtimeClient {
     return (await this.send({ op: "call", method, data })).data;
   }
 
+  /** Asks the server for a room's members (sorted by user, then conn);
+   * undefined for a room above the server's presence limit (members(room)
+   * has its count). */
   async presence(room) {
     return (await this.send({ op: "presence", room })).members;
   }

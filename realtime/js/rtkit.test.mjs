@@ -198,3 +198,49 @@ test("a rejoin refused for a moment is retried; one refused for good is reported
     rt.close();
   }
 });
+
+// waitFor resolves once pred() holds, checking after every event of rt.
+function waitFor(rt, event, pred, what, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    if (pred()) return resolve();
+    const timer = setTimeout(() => { off(); reject(new Error(`timed out waiting for ${what}`)); }, ms);
+    const off = rt.on(event, () => {
+      if (pred()) { clearTimeout(timer); off(); resolve(); }
+    });
+  });
+}
+
+test("keeps a room's member list from the join snapshot and presence diffs", async () => {
+  const ada = connect(ws, { token: "ada" });
+  const bob = connect(ws, { token: "bob" });
+  const quiet = connect(ws, { token: "quiet" });
+  try {
+    const got = await ada.join("plist");
+    assert.equal(got.count, 1);
+    assert.deepEqual(got.members.map((m) => m.user), ["ada"]);
+    assert.deepEqual(ada.members("plist").members.map((m) => m.user), ["ada"]);
+    const events = collector(ada, "presence");
+    await bob.join("plist");
+    const q = await quiet.join("plist", { presence: false });
+    assert.equal(q.count, 3, "a join without presence still gets the count");
+    assert.equal(q.members, undefined);
+    const users = () => (ada.members("plist").members ?? []).map((m) => m.user).join(",");
+    await waitFor(ada, "presence", () => users() === "ada,bob,quiet", "bob and quiet in ada's list");
+    assert.equal(ada.members("plist").count, 3);
+    const last = events[events.length - 1];
+    assert.deepEqual(last.members.map((m) => m.user), ["ada", "bob", "quiet"], "the event carries the list after it");
+    await bob.leave("plist");
+    await waitFor(ada, "presence", () => users() === "ada,quiet", "bob's leave");
+    assert.equal(ada.members("plist").count, 2);
+    const quietEvents = collector(quiet, "presence");
+    const quietMsg = once(quiet, "msg");
+    await ada.publish("plist", "after"); // quiet opted out: no presence event reaches it
+    await quietMsg;
+    assert.equal(quietEvents.length, 0);
+    assert.equal(quiet.members("plist").members, null);
+  } finally {
+    ada.close();
+    bob.close();
+    quiet.close();
+  }
+});

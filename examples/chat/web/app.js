@@ -162,9 +162,11 @@ function openConnection() {
     }
   });
   client.on("msg", onMessage);
+  // A presence event carries the room's member list after it (p.members,
+  // null when the client has none) and the joins and leaves it brought.
   client.on("presence", (p) => {
     if (p.room === current) refreshOnline();
-    if (convs.get(p.room)?.kind === "room") scheduleListRefresh();
+    if ((p.joins || p.leaves) && convs.get(p.room)?.kind === "room") scheduleListRefresh();
   });
   client.on("gap", (g) => {
     const c = g.room && convs.get(g.room);
@@ -522,15 +524,20 @@ function renderTyping() {
 
 async function refreshOnline() {
   const topic = current;
-  let members = [];
-  try {
-    members = await rt.presence(topic);
-  } catch {
-    return;
+  // The client keeps the list from the join's snapshot and the presence
+  // diffs; ask only when it has none (a room above the server's limit has
+  // no list: then nobody is shown).
+  let members = rt.members(topic)?.members;
+  if (!members) {
+    try {
+      members = await rt.presence(topic);
+    } catch {
+      return;
+    }
   }
   if (topic !== current) return;
   const users = new Map();
-  for (const m of members) users.set(m.user, m.meta?.name || m.user);
+  for (const m of members ?? []) users.set(m.user, m.meta?.name || m.user);
   $("online").replaceChildren(...[...users].map(([handle, name]) => {
     const li = el("li", {}, el("span", { class: "dot on" }), el("span", { class: "who-name" }, name + " "), el("span", { class: "handle" }, "@" + handle));
     if (handle !== me.handle) {

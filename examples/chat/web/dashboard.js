@@ -55,9 +55,12 @@ function stream() {
     if (m.from?.user || !d || d.kind !== "msg" || !d.text) return;
     feed([["feed-room", "#" + m.room], ["", ` ${d.user}: ${d.text.slice(0, 120)}`]], d.at);
   });
+  // A room's presence changes come batched: joins and leaves since the
+  // last event (a count only, in a room above the hub's limit).
   es.addEventListener("presence", (e) => {
     const p = JSON.parse(e.data);
-    feed([["", `${p.member.meta?.name || p.member.user} ${p.event === "join" ? "joined" : "left"} `], ["feed-room", "#" + p.room]]);
+    for (const m of p.joins ?? []) feed([["", `${m.meta?.name || m.user} joined `], ["feed-room", "#" + p.room]]);
+    for (const m of p.leaves ?? []) feed([["", `${m.user} left `], ["feed-room", "#" + p.room]]);
   });
   es.addEventListener("rtkit-reset", () => feed([["", "Some history was lost (a restart?): the counters start over."]]));
 }
