@@ -281,7 +281,7 @@ func publishWindow(ctx context.Context, r audience, window int, stop <-chan stru
 
 // latencyRun publishes at cfg.rate and measures receipt − send.
 func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
-	vals, err := latencyAt(cfg, ch, t, cfg.rate)
+	vals, err := latencyAt(cfg, ch, t, cfg.rate, "")
 	if err != nil {
 		return nil, err
 	}
@@ -290,8 +290,9 @@ func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error
 
 // latencyAt publishes at rate and returns the p50 and p99 of receipt −
 // send, the server's CPU time per delivery and the bytes it wrote per
-// delivery over the measured window.
-func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
+// delivery over the measured window. With a profile name, it also saves
+// the server's CPU profile of the measured window under that name.
+func latencyAt(cfg config, ch *child, t target, rate int, profile string) ([]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := t.room(ctx, cfg.subscribers)
@@ -309,6 +310,7 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 	var measured time.Time
 	var use0 usage
 	var got0 int64
+	profDone := make(chan error, 1)
 	for now := range tick.C {
 		elapsed := now.Sub(start)
 		if elapsed >= warmUp+cfg.duration {
@@ -319,6 +321,12 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 			r.measureFrom(from)
 			measuring = true
 			cpuDone = measureCPU(ch)
+			if profile != "" {
+				go func() {
+					path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(cfg.duration.Seconds()))
+					profDone <- ch.saveProfile(path, cfg.profiles, profileName(ch, profile))
+				}()
+			}
 			got0 = r.delivered()
 			if use0, err = ch.usage(); err != nil {
 				return nil, err
@@ -338,6 +346,11 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 		got1 = r.delivered()
 		if use1, err = ch.usage(); err != nil {
 			return nil, err
+		}
+		if profile != "" {
+			if perr := <-profDone; perr != nil {
+				note("latency %s: CPU profile: %v", ch.name, perr)
+			}
 		}
 	}
 	// A publish that blocks longer than the tick interval lowers the rate

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"runtime"
 	"strconv"
 	"sync"
@@ -27,12 +28,22 @@ type conn struct {
 	ctx    context.Context // ends with the connection
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	queue   [][]byte      // objects waiting for the writer
-	queued  int           // their bytes
-	writing bool          // a writer goroutine runs
-	closed  bool          // nothing more is queued; no goroutine is added
-	closing chan struct{} // closed when a graceful close (with a code) ends
+	nc net.Conn // the hijacked connection, for write deadlines; nil if unknown
+
+	mu     sync.Mutex
+	queue  [][]byte // objects waiting for the writer
+	queued int      // their bytes
+	// writing is set while the writer has work: it writes, or it was
+	// woken (or started) and will look at the queue. wake is non-nil while
+	// a writer goroutine exists; a writer that is not writing waits on it
+	// (see writeLoop). idleSince is when the writer last ran out of work,
+	// retire asks a waiting writer to end (see retireIdleWriter).
+	writing   bool
+	wake      chan struct{}
+	idleSince time.Time
+	retire    bool
+	closed    bool          // nothing more is queued; no goroutine is added
+	closing   chan struct{} // closed when a graceful close (with a code) ends
 	// The graceful close's code and reason, and whether the writer sends
 	// it after writing what is queued (it was running when the close was
 	// decided); closeOnce ends the close exactly once.
@@ -90,24 +101,43 @@ func (c *conn) queueLocked(frame []byte, force bool) {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	if !c.writing {
-		c.writing = true
-		c.wg.Add(1)
-		go c.writeLoop()
-	}
+	c.kickLocked()
 }
+
+// kickLocked makes sure the writer looks at the queue: it wakes a waiting
+// writer, or starts one.
+func (c *conn) kickLocked() {
+	if c.writing {
+		return
+	}
+	c.writing = true
+	if c.wake != nil {
+		c.wake <- struct{}{} // buffered, and empty while !writing
+		return
+	}
+	c.wake = make(chan struct{}, 1)
+	c.wg.Add(1)
+	go c.writeLoop(c.wake)
+}
+
+// writerLinger is how soon after its previous burst a burst must end for
+// the writer to wait for the next one instead of ending: a connection
+// that gets messages steadily keeps its writer (no goroutine start, no
+// stack growth per message), an idle one has none. A waiting writer that
+// gets nothing for about writerLinger is retired by the ping loop.
+const writerLinger = time.Second
 
 // maxWriteFrame is how many bytes the writer joins into one frame.
 const maxWriteFrame = 64 << 10
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteFrame); return &b }}
 
-// writeLoop writes until the queue is empty, then ends: an idle connection
-// has no writer goroutine.
-func (c *conn) writeLoop() {
+// writeLoop writes what is queued. When the queue is empty it ends, or,
+// if the previous burst ended less than writerLinger ago, waits on wake
+// for the next burst: an idle connection has no writer goroutine.
+func (c *conn) writeLoop(wake chan struct{}) {
 	defer c.wg.Done()
-	bp := writeBufs.Get().(*[]byte)
-	defer writeBufs.Put(bp)
+	var last time.Time // when the previous burst ended
 	for {
 		// Let whoever is queueing (a fan-out to many members) run first:
 		// under load the next write carries more objects; when idle this
@@ -123,7 +153,15 @@ func (c *conn) writeLoop() {
 		// unless the connection ended without a graceful close.
 		graceful := c.closing != nil
 		if len(frames) == 0 || (c.closed && !graceful) {
-			c.writing = false
+			now := time.Now()
+			if len(frames) == 0 && !c.closed && !c.retire && !last.IsZero() && now.Sub(last) < writerLinger {
+				// Busy connection: wait for the next burst.
+				c.writing, c.idleSince, last = false, now, now
+				c.mu.Unlock()
+				<-wake
+				continue
+			}
+			c.writing, c.retire, c.wake = false, false, nil
 			c.queue, c.queued = nil, 0
 			c.mu.Unlock()
 			if graceful {
@@ -133,9 +171,9 @@ func (c *conn) writeLoop() {
 		}
 		c.queue, c.queued = nil, 0
 		c.mu.Unlock()
-		if err := c.writeFrames(bp, frames); err != nil {
+		if err := c.writeFrames(frames); err != nil {
 			c.mu.Lock()
-			c.writing = false
+			c.writing, c.retire, c.wake = false, false, nil
 			c.closed = true
 			graceful = c.closing != nil
 			c.mu.Unlock()
@@ -145,20 +183,57 @@ func (c *conn) writeLoop() {
 			}
 			return
 		}
+		last = time.Now()
+	}
+}
+
+// retireIdleWriter ends the connection's writer if it has waited for work
+// since before cutoff.
+func (c *conn) retireIdleWriter(cutoff time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wake != nil && !c.writing && c.idleSince.Before(cutoff) {
+		c.retire = true
+		c.kickLocked()
 	}
 }
 
 // writeFrames joins objects with '\n' into frames of up to maxWriteFrame
-// bytes (an object larger than that goes alone) and writes them.
-func (c *conn) writeFrames(bp *[]byte, frames [][]byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.h.opts.WriteTimeout)
-	defer cancel()
+// bytes (an object larger than that goes alone) and writes them, all
+// within WriteTimeout.
+//
+// The deadline is the socket's write deadline, set for the burst and
+// cleared after it, and the WebSocket writes get a context without one:
+// coder/websocket arms a timer and a context callback for every write
+// given a context with a deadline, which costs more than the write itself
+// at steady rates. (Without the socket, a context bounds the burst.)
+func (c *conn) writeFrames(frames [][]byte) error {
+	ctx := context.Background()
+	if c.nc != nil {
+		if err := c.nc.SetWriteDeadline(time.Now().Add(c.h.opts.WriteTimeout)); err != nil {
+			return err
+		}
+		defer func() { _ = c.nc.SetWriteDeadline(time.Time{}) }()
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.h.opts.WriteTimeout)
+		defer cancel()
+	}
 	c.h.objectsOut.Add(int64(len(frames)))
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			writeBufs.Put(bp)
+		}
+	}()
 	for len(frames) > 0 {
 		var out []byte
 		if len(frames) == 1 || len(frames[0])+1+len(frames[1]) > maxWriteFrame {
 			out, frames = frames[0], frames[1:]
 		} else {
+			if bp == nil {
+				bp = writeBufs.Get().(*[]byte)
+			}
 			buf := (*bp)[:0]
 			for len(frames) > 0 && (len(buf) == 0 || len(buf)+1+len(frames[0]) <= maxWriteFrame) {
 				if len(buf) > 0 {
@@ -214,6 +289,11 @@ func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 		// The writer sends the close frame after the queue. A slow
 		// consumer's writer may be stuck on a full socket: the close
 		// starts now and cuts that write short.
+		return
+	}
+	if !c.writing && c.wake != nil {
+		// A waiting writer wakes to an empty queue and sends the close.
+		c.kickLocked()
 		return
 	}
 	c.wg.Add(1)
@@ -385,6 +465,9 @@ func readAll(r io.Reader, b []byte) ([]byte, error) {
 func (c *conn) finish() {
 	c.mu.Lock()
 	c.closed = true
+	if c.wake != nil {
+		c.kickLocked() // a waiting writer ends
+	}
 	rooms := c.rooms
 	c.rooms = nil
 	inbox := c.inbox

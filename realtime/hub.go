@@ -304,7 +304,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 		return
 	}
-	ws, err := websocket.Accept(withSmallReader(w), r, &websocket.AcceptOptions{
+	var nc net.Conn
+	ws, err := websocket.Accept(withSmallReader(w, &nc), r, &websocket.AcceptOptions{
 		OriginPatterns:  h.opts.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -315,7 +316,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(h.opts.MaxMessageSize)
 	c := newConn(h, ws, ConnInfo{ID: newConnID(), Identity: id, Request: r})
-	c.ip = ip
+	c.ip, c.nc = ip, nc
 	if !h.register(c) {
 		h.release(id.User, ip)
 		_ = ws.Close(websocket.StatusGoingAway, "shutting down")

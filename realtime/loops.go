@@ -13,10 +13,11 @@ const presenceRefresh = 10 * time.Second
 
 // pingLoop pings connections that have been silent for PingInterval. A
 // ping that gets no pong within WriteTimeout drops the connection: the
-// peer is dead or unreachable. The loop ends on Shutdown.
+// peer is dead or unreachable. It also ends the writers that have waited
+// for work for about writerLinger. The loop ends on Shutdown.
 func (h *Hub) pingLoop() {
 	defer h.loopWG.Done()
-	every := max(h.opts.PingInterval/4, 100*time.Millisecond)
+	every := min(max(h.opts.PingInterval/4, 100*time.Millisecond), writerLinger)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -25,12 +26,15 @@ func (h *Hub) pingLoop() {
 		case <-h.ctx.Done():
 			return
 		}
-		cutoff := time.Now().Add(-h.opts.PingInterval).UnixNano()
+		now := time.Now()
+		cutoff := now.Add(-h.opts.PingInterval).UnixNano()
+		idle := now.Add(-writerLinger)
 		h.connsMu.Lock()
 		for c := range h.conns {
 			if c.lastSeen.Load() < cutoff && c.pinging.CompareAndSwap(false, true) {
 				c.goTracked(c.ping)
 			}
+			c.retireIdleWriter(idle)
 		}
 		h.connsMu.Unlock()
 	}

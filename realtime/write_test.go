@@ -1,0 +1,124 @@
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// conns returns the hub's connections.
+func hubConns(h *Hub) []*conn {
+	h.connsMu.Lock()
+	defer h.connsMu.Unlock()
+	out := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// TestWriterBurstsInOrder publishes to members one message at a time and
+// in bursts, while their writers are retired at arbitrary points: every
+// member gets every message once, intact and in order, whether its writer
+// was waiting, running or gone (goleak in TestMain checks that none is
+// left behind after Shutdown).
+func TestWriterBurstsInOrder(t *testing.T) {
+	h, url := testHub(t, Options{Authenticate: bearer})
+	const members = 3
+	var rs []*raw
+	for i := range members {
+		r := dialRaw(t, url, as(fmt.Sprintf("u%d", i)))
+		r.welcome()
+		r.send(map[string]any{"op": "join", "room": "r", "id": 1})
+		if rep := r.reply(1); rep["op"] != "ok" {
+			t.Fatalf("join: %v", rep)
+		}
+		rs = append(rs, r)
+	}
+	ctx := context.Background()
+	seq := 0
+	expect := func(n int) {
+		t.Helper()
+		for _, r := range rs {
+			for k := seq - n; k < seq; k++ {
+				m := r.until("msg")
+				data, _ := m["data"].(map[string]any)
+				if data["seq"] != float64(k) || data["pad"] != fmt.Sprintf("p%d", k) {
+					t.Fatalf("member got %v, want seq %d", m, k)
+				}
+			}
+		}
+	}
+	publish := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := h.Publish(ctx, "r", map[string]any{"seq": seq, "pad": fmt.Sprintf("p%d", seq)}); err != nil {
+				t.Fatal(err)
+			}
+			seq++
+		}
+	}
+	for round := range 60 {
+		switch round % 4 {
+		case 0: // one at a time: writers wait between messages
+			publish(1)
+			expect(1)
+		case 1: // a burst queued at once: joined into few frames
+			publish(50)
+			expect(50)
+		case 2: // retire every waiting writer, then publish
+			for _, c := range hubConns(h) {
+				c.retireIdleWriter(time.Now().Add(time.Hour))
+			}
+			publish(2)
+			expect(2)
+		case 3: // retire while messages are in flight
+			publish(5)
+			for _, c := range hubConns(h) {
+				c.retireIdleWriter(time.Now().Add(time.Hour))
+			}
+			expect(5)
+		}
+	}
+	if st := h.Stats(); st.FramesOut >= st.ObjectsOut {
+		t.Errorf("no frame carried several objects: %d frames for %d objects", st.FramesOut, st.ObjectsOut)
+	}
+}
+
+// TestWriterEndsWithConnection closes connections whose writers wait for
+// work: each connection ends and takes its writer along (the test's
+// Shutdown and goleak check the rest).
+func TestWriterEndsWithConnection(t *testing.T) {
+	h, url := testHub(t, Options{Authenticate: bearer})
+	r := dialRaw(t, url, as("ada"))
+	r.welcome()
+	r.send(map[string]any{"op": "join", "room": "r", "id": 1})
+	r.reply(1)
+	for i := range 3 {
+		if _, err := h.Publish(context.Background(), "r", i); err != nil {
+			t.Fatal(err)
+		}
+		r.until("msg")
+	}
+	_ = r.ws.CloseNow()
+	waitFor(t, "the connection to end", func() bool { return h.Stats().Connections == 0 })
+
+	// A graceful close from the server while the writer waits.
+	r = dialRaw(t, url, as("bob"))
+	r.welcome()
+	r.send(map[string]any{"op": "join", "room": "r", "id": 1})
+	r.reply(1)
+	for i := range 3 {
+		if _, err := h.Publish(context.Background(), "r", i); err != nil {
+			t.Fatal(err)
+		}
+		r.until("msg")
+	}
+	if err := h.Disconnect(context.Background(), "bob", "bye"); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.closeStatus(); code != CloseKicked {
+		t.Fatalf("close code %d, want %d", code, CloseKicked)
+	}
+}
