@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,6 +31,8 @@ import (
 type loadSuite struct {
 	name    string
 	servers []string
+	// extra servers run only when -servers names them.
+	extra []string
 	// child is the -serve name of a server's child process.
 	child func(server string) string
 	// target connects the generator to a server's child.
@@ -64,15 +67,21 @@ func (s loadSuite) run(cfg config) ([]Result, error) {
 			names = append(names, wl.name)
 		}
 	}
-	if err := checkNames(cfg, s.servers, names); err != nil {
+	if err := checkNames(cfg, append(slices.Clone(s.servers), s.extra...), names); err != nil {
 		return nil, err
+	}
+	servers := s.servers
+	for _, srv := range s.extra {
+		if cfg.servers != nil && want(cfg.servers, srv) {
+			servers = append(slices.Clone(servers), srv)
+		}
 	}
 	var out []Result
 	for _, wl := range workloads {
 		if !want(cfg.workloads, wl.name) || (wl.only != "" && wl.only != s.name) {
 			continue
 		}
-		for _, srv := range s.servers {
+		for _, srv := range servers {
 			if !want(cfg.servers, srv) {
 				continue
 			}

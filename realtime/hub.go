@@ -128,7 +128,9 @@ type Options struct {
 	// pings it; a peer that does not answer within WriteTimeout is dropped
 	// (it cannot receive a close frame). Default 25s.
 	PingInterval time.Duration
-	// WriteTimeout bounds one write (and a ping's pong). Default 10s.
+	// WriteTimeout bounds one write, or one burst of writes of what was
+	// queued (and a ping's pong): a connection that does not take them
+	// within it is dropped. Default 10s.
 	WriteTimeout time.Duration
 	// Compression lets a client that asks for it (the permessage-deflate
 	// extension: browsers ask by default, the Go client with
@@ -207,8 +209,9 @@ type Stats struct {
 // e.g. mux.Handle("GET /ws", hub). It is safe for concurrent use.
 //
 // Each connection has one goroutine that reads; a writer goroutine runs
-// only while the connection has something queued, so an idle connection
-// costs its reading goroutine and the WebSocket buffers. Messages for a
+// while the connection has something queued, and waits for the next burst
+// while they come less than a second apart, so an idle connection costs
+// its reading goroutine and the WebSocket buffers. Messages for a
 // room are encoded once per node and the same bytes are queued to every
 // local member; a writer joins everything queued into one frame and one
 // write. A member that falls SendQueueBytes behind is closed with
