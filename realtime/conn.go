@@ -33,25 +33,26 @@ type conn struct {
 	mu     sync.Mutex
 	queue  [][]byte // objects waiting for the writer
 	queued int      // their bytes
-	// writing is set while the writer has work: it writes, or it was
-	// woken (or started) and will look at the queue. wake is non-nil while
-	// a writer goroutine exists; a writer that is not writing waits on it
-	// (see writeLoop). idleSince is when the writer last ran out of work,
-	// retire asks a waiting writer to end (see retireIdleWriter).
-	writing   bool
-	wake      chan struct{}
-	idleSince time.Time
-	retire    bool
-	closed    bool          // nothing more is queued; no goroutine is added
-	closing   chan struct{} // closed when a graceful close (with a code) ends
-	// The graceful close's code and reason, and whether the writer sends
-	// it after writing what is queued (it was running when the close was
-	// decided); closeOnce ends the close exactly once.
-	closeCode   websocket.StatusCode
+	// wake is non-nil while a writer goroutine exists that may wait for
+	// work on it (see writeLoop).
+	wake    chan struct{}
+	closing chan struct{} // closed when a graceful close (with a code) ends
+	// The graceful close's code and reason; closeOnce ends the close
+	// exactly once.
 	closeReason string
 	closeOnce   sync.Once
-	rooms       map[string]*membership
-	inbox       *membership
+	// closeCode is a websocket.StatusCode (they fit in 16 bits; the
+	// fields up to closed fill what sync.Once leaves of 16 bytes: an idle
+	// connection's struct stays in its size class).
+	closeCode uint16
+	// writing is set while the writer has work: it writes, or it was
+	// woken (or started) and will look at the queue. The close frame is
+	// sent by the writer after what is queued if it was writing when the
+	// close was decided.
+	writing bool
+	closed  bool // nothing more is queued; no goroutine is added
+	rooms   map[string]*membership
+	inbox   *membership
 	// replaying lists the memberships (inbox included) whose held
 	// messages the writer still has to queue, oldest join first; heldLive
 	// counts the bytes of the live messages among them.
@@ -67,6 +68,9 @@ type conn struct {
 	ending   atomic.Bool  // a close was decided: inbound objects are no longer run
 	pinging  atomic.Bool
 	calls    atomic.Int32
+	// lastBurst is when the writer last finished a burst (guarded by mu),
+	// on the hub's millisecond clock.
+	lastBurst uint32
 }
 
 func newConn(h *Hub, ws *websocket.Conn, info ConnInfo) *conn {
@@ -123,8 +127,9 @@ func (c *conn) kickLocked() {
 // writerLinger is how soon after its previous burst a burst must end for
 // the writer to wait for the next one instead of ending: a connection
 // that gets messages steadily keeps its writer (no goroutine start, no
-// stack growth per message), an idle one has none. A waiting writer that
-// gets nothing for about writerLinger is retired by the ping loop.
+// stack growth per message), one that got a single burst (a welcome, a
+// reply) has none left. A waiting writer that gets nothing for
+// writerLinger is retired by the ping loop.
 const writerLinger = time.Second
 
 // maxWriteFrame is how many bytes the writer joins into one frame.
@@ -133,17 +138,23 @@ const maxWriteFrame = 64 << 10
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteFrame); return &b }}
 
 // writeLoop writes what is queued. When the queue is empty it ends, or,
-// if the previous burst ended less than writerLinger ago, waits on wake
-// for the next burst: an idle connection has no writer goroutine.
+// if its last two bursts ended less than writerLinger apart, waits on wake
+// for the next burst (a closed wake: it was retired).
 func (c *conn) writeLoop(wake chan struct{}) {
 	defer c.wg.Done()
-	var last time.Time // when the previous burst ended
+	steady := false // the last two bursts ended within writerLinger
+	wrote := false
 	for {
 		// Let whoever is queueing (a fan-out to many members) run first:
 		// under load the next write carries more objects; when idle this
 		// returns at once.
 		runtime.Gosched()
 		c.mu.Lock()
+		if wrote {
+			now := c.h.clock()
+			steady = now-c.lastBurst < uint32(writerLinger/time.Millisecond)
+			c.lastBurst, wrote = now, false
+		}
 		if len(c.queue) == 0 && !c.closed {
 			c.refillLocked()
 		}
@@ -153,15 +164,17 @@ func (c *conn) writeLoop(wake chan struct{}) {
 		// unless the connection ended without a graceful close.
 		graceful := c.closing != nil
 		if len(frames) == 0 || (c.closed && !graceful) {
-			now := time.Now()
-			if len(frames) == 0 && !c.closed && !c.retire && !last.IsZero() && now.Sub(last) < writerLinger {
-				// Busy connection: wait for the next burst.
-				c.writing, c.idleSince, last = false, now, now
+			if len(frames) == 0 && !c.closed && steady && c.wake == wake {
+				// Steady connection: wait for the next burst.
+				c.writing = false
 				c.mu.Unlock()
 				<-wake
 				continue
 			}
-			c.writing, c.retire, c.wake = false, false, nil
+			c.writing = false
+			if c.wake == wake {
+				c.wake = nil
+			}
 			c.queue, c.queued = nil, 0
 			c.mu.Unlock()
 			if graceful {
@@ -173,7 +186,10 @@ func (c *conn) writeLoop(wake chan struct{}) {
 		c.mu.Unlock()
 		if err := c.writeFrames(frames); err != nil {
 			c.mu.Lock()
-			c.writing, c.retire, c.wake = false, false, nil
+			c.writing = false
+			if c.wake == wake {
+				c.wake = nil
+			}
 			c.closed = true
 			graceful = c.closing != nil
 			c.mu.Unlock()
@@ -183,18 +199,21 @@ func (c *conn) writeLoop(wake chan struct{}) {
 			}
 			return
 		}
-		last = time.Now()
+		wrote = true
 	}
 }
 
 // retireIdleWriter ends the connection's writer if it has waited for work
-// since before cutoff.
-func (c *conn) retireIdleWriter(cutoff time.Time) {
+// for writerLinger (now is the hub's clock). The writer wakes to its
+// closed channel with writing set, so that no other writer starts before
+// it has looked at the queue.
+func (c *conn) retireIdleWriter(now uint32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.wake != nil && !c.writing && c.idleSince.Before(cutoff) {
-		c.retire = true
-		c.kickLocked()
+	if c.wake != nil && !c.writing && now-c.lastBurst >= uint32(writerLinger/time.Millisecond) {
+		c.writing = true
+		close(c.wake)
+		c.wake = nil
 	}
 }
 
@@ -284,7 +303,7 @@ func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 		c.queue, c.queued = nil, 0
 	}
 	c.closing = make(chan struct{})
-	c.closeCode, c.closeReason = code, reason
+	c.closeCode, c.closeReason = uint16(code), reason
 	if c.writing && code != CloseSlowConsumer {
 		// The writer sends the close frame after the queue. A slow
 		// consumer's writer may be stuck on a full socket: the close
@@ -307,7 +326,7 @@ func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 func (c *conn) sendClose() {
 	c.closeOnce.Do(func() {
 		defer close(c.closing)
-		_ = c.ws.Close(c.closeCode, c.closeReason)
+		_ = c.ws.Close(websocket.StatusCode(c.closeCode), c.closeReason)
 	})
 }
 

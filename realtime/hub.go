@@ -238,6 +238,7 @@ type Hub struct {
 	startOnce sync.Once
 	// compression is the permessage-deflate mode offered to clients.
 	compression websocket.CompressionMode
+	epoch       time.Time // the start of clock
 
 	messagesIn, published, framesOut, objectsOut, slow, limited atomic.Int64
 }
@@ -275,6 +276,7 @@ func NewHub(opts Options) *Hub {
 	setDefault(&o.MaxReplay, rtkit.DefaultHistorySize)
 	h.rooms.init()
 	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.epoch = time.Now()
 	return h
 }
 

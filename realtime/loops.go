@@ -7,6 +7,10 @@ import (
 	"github.com/rtkit/rtkit"
 )
 
+// clock is the hub's millisecond clock, for the writers' bursts: it wraps
+// after 49 days, which their comparisons of recent times allow for.
+func (h *Hub) clock() uint32 { return uint32(time.Since(h.epoch) / time.Millisecond) }
+
 // presenceRefresh is how often the hub refreshes its presence entries and
 // collects those other nodes left to expire.
 const presenceRefresh = 10 * time.Second
@@ -28,13 +32,13 @@ func (h *Hub) pingLoop() {
 		}
 		now := time.Now()
 		cutoff := now.Add(-h.opts.PingInterval).UnixNano()
-		idle := now.Add(-writerLinger)
+		clock := h.clock()
 		h.connsMu.Lock()
 		for c := range h.conns {
 			if c.lastSeen.Load() < cutoff && c.pinging.CompareAndSwap(false, true) {
 				c.goTracked(c.ping)
 			}
-			c.retireIdleWriter(idle)
+			c.retireIdleWriter(clock)
 		}
 		h.connsMu.Unlock()
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
+	"unsafe"
 )
 
 // conns returns the hub's connections.
@@ -69,14 +69,14 @@ func TestWriterBurstsInOrder(t *testing.T) {
 			expect(50)
 		case 2: // retire every waiting writer, then publish
 			for _, c := range hubConns(h) {
-				c.retireIdleWriter(time.Now().Add(time.Hour))
+				c.retireIdleWriter(c.h.clock() + 3_600_000)
 			}
 			publish(2)
 			expect(2)
 		case 3: // retire while messages are in flight
 			publish(5)
 			for _, c := range hubConns(h) {
-				c.retireIdleWriter(time.Now().Add(time.Hour))
+				c.retireIdleWriter(c.h.clock() + 3_600_000)
 			}
 			expect(5)
 		}
@@ -120,5 +120,17 @@ func TestWriterEndsWithConnection(t *testing.T) {
 	}
 	if code := r.closeStatus(); code != CloseKicked {
 		t.Fatalf("close code %d, want %d", code, CloseKicked)
+	}
+}
+
+// TestConnSizeClass guards the memory of an idle connection: the conn
+// struct stays within the 320-byte allocation size class it had before
+// the writer kept its state in it (on 64-bit platforms).
+func TestConnSizeClass(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes are for 64-bit platforms")
+	}
+	if size := unsafe.Sizeof(conn{}); size > 320 {
+		t.Errorf("conn is %d bytes, over the 320-byte size class", size)
 	}
 }
