@@ -40,7 +40,7 @@ func (c countingConn) Write(p []byte) (int, error) {
 }
 
 // countedHub serves a hub whose server counts the bytes it writes.
-func countedHub(t *testing.T, opts Options) (*Hub, string, *atomic.Int64) {
+func countedHub(t testing.TB, opts Options) (*Hub, string, *atomic.Int64) {
 	t.Helper()
 	h := NewHub(opts)
 	srv := httptest.NewUnstartedServer(h)
