@@ -71,6 +71,9 @@ type conn struct {
 	// lastBurst is when the writer last finished a burst (guarded by mu),
 	// on the hub's millisecond clock.
 	lastBurst uint32
+	// deadline is the socket's write deadline on that clock, 0 for none;
+	// only the writer uses it (see setDeadline).
+	deadline uint32
 }
 
 func newConn(h *Hub, ws *websocket.Conn, info ConnInfo) *conn {
@@ -167,6 +170,7 @@ func (c *conn) writeLoop(wake chan struct{}) {
 			if len(frames) == 0 && !c.closed && steady && c.wake == wake {
 				// Steady connection: wait for the next burst.
 				c.writing = false
+				c.relaxDeadline(true)
 				c.mu.Unlock()
 				<-wake
 				continue
@@ -176,6 +180,8 @@ func (c *conn) writeLoop(wake chan struct{}) {
 				c.wake = nil
 			}
 			c.queue, c.queued = nil, 0
+			// Under mu: the next writer may start as soon as it is released.
+			c.relaxDeadline(false)
 			c.mu.Unlock()
 			if graceful {
 				c.sendClose()
@@ -201,6 +207,50 @@ func (c *conn) writeLoop(wake chan struct{}) {
 		}
 		wrote = true
 	}
+}
+
+// deadlineMargin is how long a write deadline must still have to run for
+// the writer to leave it set while it waits for the next burst: what it
+// waits (writerLinger, then the ping loop's tick) with room to spare, so
+// that the deadline never passes while no burst runs (coder/websocket
+// also writes pongs and close frames on the socket).
+const deadlineMargin = 5 * time.Second
+
+// setDeadline makes sure the socket's write deadline leaves the burst
+// about to be written at least WriteTimeout: it sets the deadline to
+// twice WriteTimeout ahead when less than WriteTimeout is left, so that
+// at a steady rate the deadline is set once per WriteTimeout, not twice
+// per burst (each is a runtime timer change). A burst thus gets between
+// WriteTimeout and twice it. A WriteTimeout beyond a day is set and
+// cleared around every burst (the clock is 32 bits).
+func (c *conn) setDeadline() error {
+	wt := c.h.opts.WriteTimeout
+	now := c.h.clock()
+	if wt > 24*time.Hour {
+		c.deadline = 1
+		return c.nc.SetWriteDeadline(time.Now().Add(wt))
+	}
+	ms := uint32(wt / time.Millisecond)
+	if c.deadline != 0 && int32(c.deadline-now) >= int32(ms) {
+		return nil
+	}
+	c.deadline = max(now+2*ms, 1)
+	return c.nc.SetWriteDeadline(time.Now().Add(2 * wt))
+}
+
+// relaxDeadline clears the socket's write deadline before the writer
+// waits (if it could pass before the next burst) or, wait false, ends.
+// The writer calls it holding mu, so that the next writer finds
+// c.deadline as this one left it.
+func (c *conn) relaxDeadline(wait bool) {
+	if c.deadline == 0 || c.nc == nil {
+		return
+	}
+	if wait && c.h.opts.WriteTimeout <= 24*time.Hour && int32(c.deadline-c.h.clock()) >= int32(deadlineMargin/time.Millisecond) {
+		return
+	}
+	c.deadline = 0
+	_ = c.nc.SetWriteDeadline(time.Time{})
 }
 
 // retireIdleWriter ends the connection's writer if it has waited for work
@@ -229,10 +279,9 @@ func (c *conn) retireIdleWriter(now uint32) {
 func (c *conn) writeFrames(frames [][]byte) error {
 	ctx := context.Background()
 	if c.nc != nil {
-		if err := c.nc.SetWriteDeadline(time.Now().Add(c.h.opts.WriteTimeout)); err != nil {
+		if err := c.setDeadline(); err != nil {
 			return err
 		}
-		defer func() { _ = c.nc.SetWriteDeadline(time.Time{}) }()
 	} else {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.h.opts.WriteTimeout)

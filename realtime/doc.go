@@ -80,7 +80,8 @@
 // ending, so a steady rate costs no goroutine start per message; it ends
 // about a second after the connection goes quiet, so an idle connection
 // costs one reading goroutine and its buffers. Writes are bounded by the
-// socket's write deadline, set once per burst. Figures against centrifuge
+// socket's write deadline, renewed once per WriteTimeout rather than per
+// burst. Figures against centrifuge
 // and melody are in bench/README.md.
 //
 // # Compression

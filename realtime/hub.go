@@ -130,7 +130,9 @@ type Options struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds one write, or one burst of writes of what was
 	// queued (and a ping's pong): a connection that does not take them
-	// within it is dropped. Default 10s.
+	// within it is dropped. A burst gets between WriteTimeout and twice
+	// it: the socket's write deadline is renewed once per WriteTimeout,
+	// not per burst. Default 10s.
 	WriteTimeout time.Duration
 	// Compression lets a client that asks for it (the permessage-deflate
 	// extension: browsers ask by default, the Go client with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -132,5 +133,70 @@ func TestConnSizeClass(t *testing.T) {
 	}
 	if size := unsafe.Sizeof(conn{}); size > 320 {
 		t.Errorf("conn is %d bytes, over the 320-byte size class", size)
+	}
+}
+
+// TestWriteDeadlineWhileWaiting checks the socket's write deadline a
+// waiting writer leaves behind: none when it could pass before the next
+// burst (a short WriteTimeout), one at least deadlineMargin away
+// otherwise, and none once the writer is retired; and that the
+// connection then still answers a ping and gets messages.
+func TestWriteDeadlineWhileWaiting(t *testing.T) {
+	for _, tc := range []struct {
+		timeout time.Duration
+		keep    bool
+	}{{100 * time.Millisecond, false}, {10 * time.Second, true}} {
+		t.Run(tc.timeout.String(), func(t *testing.T) {
+			h, url := testHub(t, Options{Authenticate: bearer, WriteTimeout: tc.timeout})
+			r := dialRaw(t, url, as("ada"))
+			r.welcome()
+			r.send(map[string]any{"op": "join", "room": "r", "id": 1})
+			r.reply(1)
+			ctx := context.Background()
+			for i := range 3 {
+				if _, err := h.Publish(ctx, "r", i); err != nil {
+					t.Fatal(err)
+				}
+				r.until("msg")
+			}
+			c := hubConns(h)[0]
+			var deadline uint32
+			waitFor(t, "the writer to wait", func() bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				deadline = c.deadline
+				return c.wake != nil && !c.writing && len(c.queue) == 0
+			})
+			if !tc.keep && deadline != 0 {
+				t.Errorf("a deadline %d ms ahead is left set", int32(deadline-h.clock()))
+			}
+			if tc.keep && (deadline == 0 || int32(deadline-h.clock()) < int32(deadlineMargin/time.Millisecond)) {
+				t.Errorf("deadline %d, %d ms ahead: want one at least %s ahead", deadline, int32(deadline-h.clock()), deadlineMargin)
+			}
+			c.retireIdleWriter(h.clock() + 3_600_000)
+			waitFor(t, "the writer to end", func() bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				deadline = c.deadline
+				return c.wake == nil && !c.writing
+			})
+			if deadline != 0 {
+				t.Errorf("a retired writer left a deadline set")
+			}
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() { errc <- r.ws.Ping(pctx) }()
+			if _, err := h.Publish(ctx, "r", "after"); err != nil {
+				t.Fatal(err)
+			}
+			if m := r.until("msg"); m["data"] != "after" {
+				t.Fatalf("got %v", m)
+			}
+			r.ws.CloseRead(ctx) // reads on, so that the pong is handled
+			if err := <-errc; err != nil {
+				t.Fatalf("ping: %v", err)
+			}
+		})
 	}
 }
