@@ -269,13 +269,13 @@ func (c *conn) retireIdleWriter(now uint32) {
 
 // writeFrames joins objects with '\n' into frames of up to maxWriteFrame
 // bytes (an object larger than that goes alone) and writes them, all
-// within WriteTimeout.
+// within WriteTimeout (up to twice it).
 //
-// The deadline is the socket's write deadline, set for the burst and
-// cleared after it, and the WebSocket writes get a context without one:
-// coder/websocket arms a timer and a context callback for every write
-// given a context with a deadline, which costs more than the write itself
-// at steady rates. (Without the socket, a context bounds the burst.)
+// The bound is the socket's write deadline (see setDeadline), and the
+// WebSocket writes get a context without one: coder/websocket arms a
+// timer and a context callback for every write given a context with a
+// deadline, which cost more than the write's own work at steady rates.
+// (Without the socket, a context bounds the burst.)
 func (c *conn) writeFrames(frames [][]byte) error {
 	ctx := context.Background()
 	if c.nc != nil {

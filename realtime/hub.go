@@ -142,7 +142,7 @@ type Options struct {
 	// idle connections cost no more), for that connection: a message is
 	// still encoded once per node, but compressed once per member, which
 	// costs server CPU for every delivery (several µs for a frame of a few
-	// hundred bytes, more than writing it). What it saves is large for
+	// hundred bytes, about what writing it costs). What it saves is large for
 	// frames that carry several messages or long text, small for one short
 	// message. Default off: frames are never compressed, whatever the
 	// client asks.
