@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -82,8 +83,41 @@ func TestWriterBurstsInOrder(t *testing.T) {
 			expect(5)
 		}
 	}
-	if st := h.Stats(); st.FramesOut >= st.ObjectsOut {
-		t.Errorf("no frame carried several objects: %d frames for %d objects", st.FramesOut, st.ObjectsOut)
+
+	// Objects queued while the writer cannot look go out as one frame,
+	// in order and intact.
+	c := hubConns(h)[0]
+	var peer *raw
+	for _, r := range rs {
+		r.send(map[string]any{"op": "call", "method": "nope", "id": 9})
+		if rep := r.reply(9); rep["op"] != "error" {
+			t.Fatalf("call: %v", rep)
+		}
+	}
+	// Find the raw client of c: the one whose welcome named c's user.
+	for i, r := range rs {
+		if c.info.Identity.User == fmt.Sprintf("u%d", i) {
+			peer = r
+		}
+	}
+	const n = 40
+	c.mu.Lock()
+	for k := range n {
+		c.enqueueLocked([]byte(fmt.Sprintf(`{"op":"msg","room":"r","data":{"seq":%d,"pad":"p%d"}}`, seq+k, seq+k)))
+	}
+	c.mu.Unlock()
+	_, frame, err := peer.ws.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(frame), "\n")
+	if len(lines) != n {
+		t.Fatalf("frame of %d objects, want %d: %q", len(lines), n, frame)
+	}
+	for k, line := range lines {
+		if want := fmt.Sprintf(`{"op":"msg","room":"r","data":{"seq":%d,"pad":"p%d"}}`, seq+k, seq+k); line != want {
+			t.Fatalf("object %d is %s, want %s", k, line, want)
+		}
 	}
 }
 
