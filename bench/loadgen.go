@@ -34,6 +34,14 @@ type protocol struct {
 	appendPub func(b []byte, id uint64, data []byte) []byte
 	// ping is an application-level ping to answer with pong (nil: none).
 	ping, pong []byte
+	// deflate asks for permessage-deflate (no context takeover).
+	deflate bool
+}
+
+func init() {
+	d := *protocols["rtkit"]
+	d.deflate = true
+	protocols["rtkit-deflate"] = &d
 }
 
 var protocols = map[string]*protocol{
@@ -112,7 +120,11 @@ type wsClient struct {
 }
 
 func dial(ctx context.Context, url string, p *protocol, join bool) (*wsClient, error) {
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: p.subprotocols})
+	opts := &websocket.DialOptions{Subprotocols: p.subprotocols}
+	if p.deflate {
+		opts.CompressionMode = websocket.CompressionNoContextTakeover
+	}
+	ws, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		return nil, err
 	}

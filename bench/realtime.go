@@ -7,7 +7,9 @@ package main
 var realtimeSuite = loadSuite{
 	name:    "realtime",
 	servers: []string{"rtkit", "centrifuge", "melody"},
-	child:   func(server string) string { return server },
+	// rtkit-deflate: rtkit with permessage-deflate (serve.go).
+	extra: []string{"rtkit-deflate"},
+	child: func(server string) string { return server },
 	target: func(cfg config, server string, ch *child) target {
 		return wsTarget{url: ch.wsURL(), p: protocols[server]}
 	},

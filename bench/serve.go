@@ -102,7 +102,9 @@ func ws(h http.Handler) map[string]http.Handler { return map[string]http.Handler
 func newServer(name string) (*server, error) {
 	switch name {
 	case "rtkit":
-		return newRtkitServer(), nil
+		return newRtkitServer(false), nil
+	case "rtkit-deflate":
+		return newRtkitServer(true), nil
 	case "centrifuge":
 		return newCentrifugeServer()
 	case "melody":
@@ -119,14 +121,21 @@ func newServer(name string) (*server, error) {
 
 // newRtkitServer is a realtime.Hub with the inbound rate limit lifted (the
 // publisher sends far more than an interactive client) and the default
-// send queue.
-func newRtkitServer() *server {
-	hub := realtime.NewHub(realtime.Options{
+// send queue. With deflate (server "rtkit-deflate", not in the default
+// list), it allows permessage-deflate and compresses every frame of 64
+// bytes or more (the default threshold, 512, would leave the one-message
+// frames of lat50 as they are); its clients ask for it.
+func newRtkitServer(deflate bool) *server {
+	opts := realtime.Options{
 		OriginPatterns: []string{"*"},
 		InboundRate:    1e6,
 		InboundBurst:   1e6,
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	if deflate {
+		opts.Compression, opts.CompressionThreshold = true, 64
+	}
+	hub := realtime.NewHub(opts)
 	return &server{routes: ws(hub), stats: func() map[string]int64 {
 		s := hub.Stats()
 		return map[string]int64{"slow_consumers": s.SlowConsumers, "rate_limited": s.RateLimited,

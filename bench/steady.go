@@ -44,8 +44,12 @@ func (c *child) usage() (usage, error) {
 // lat50Rate is the rate of the lat50 workload.
 const lat50Rate = 50
 
-func lat50Run(cfg config, ch *child, t target, _ bool) ([]float64, error) {
-	return latencyAt(cfg, ch, t, lat50Rate)
+func lat50Run(cfg config, ch *child, t target, profile bool) ([]float64, error) {
+	name := ""
+	if profile {
+		name = "lat50-cpu" // the measured window's server CPU profile
+	}
+	return latencyAt(cfg, ch, t, lat50Rate, name)
 }
 
 func join5kRun(cfg config, ch *child, t target, _ bool) ([]float64, error) {

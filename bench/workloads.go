@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,6 +31,8 @@ import (
 type loadSuite struct {
 	name    string
 	servers []string
+	// extra servers run only when -servers names them.
+	extra []string
 	// child is the -serve name of a server's child process.
 	child func(server string) string
 	// target connects the generator to a server's child.
@@ -64,15 +67,21 @@ func (s loadSuite) run(cfg config) ([]Result, error) {
 			names = append(names, wl.name)
 		}
 	}
-	if err := checkNames(cfg, s.servers, names); err != nil {
+	if err := checkNames(cfg, append(slices.Clone(s.servers), s.extra...), names); err != nil {
 		return nil, err
+	}
+	servers := s.servers
+	for _, srv := range s.extra {
+		if cfg.servers != nil && want(cfg.servers, srv) {
+			servers = append(slices.Clone(servers), srv)
+		}
 	}
 	var out []Result
 	for _, wl := range workloads {
 		if !want(cfg.workloads, wl.name) || (wl.only != "" && wl.only != s.name) {
 			continue
 		}
-		for _, srv := range s.servers {
+		for _, srv := range servers {
 			if !want(cfg.servers, srv) {
 				continue
 			}
@@ -281,7 +290,7 @@ func publishWindow(ctx context.Context, r audience, window int, stop <-chan stru
 
 // latencyRun publishes at cfg.rate and measures receipt − send.
 func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
-	vals, err := latencyAt(cfg, ch, t, cfg.rate)
+	vals, err := latencyAt(cfg, ch, t, cfg.rate, "")
 	if err != nil {
 		return nil, err
 	}
@@ -290,8 +299,9 @@ func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error
 
 // latencyAt publishes at rate and returns the p50 and p99 of receipt −
 // send, the server's CPU time per delivery and the bytes it wrote per
-// delivery over the measured window.
-func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
+// delivery over the measured window. With a profile name, it also saves
+// the server's CPU profile of the measured window under that name.
+func latencyAt(cfg config, ch *child, t target, rate int, profile string) ([]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := t.room(ctx, cfg.subscribers)
@@ -309,6 +319,7 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 	var measured time.Time
 	var use0 usage
 	var got0 int64
+	profDone := make(chan error, 1)
 	for now := range tick.C {
 		elapsed := now.Sub(start)
 		if elapsed >= warmUp+cfg.duration {
@@ -319,6 +330,12 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 			r.measureFrom(from)
 			measuring = true
 			cpuDone = measureCPU(ch)
+			if profile != "" {
+				go func() {
+					path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(cfg.duration.Seconds()))
+					profDone <- ch.saveProfile(path, cfg.profiles, profileName(ch, profile))
+				}()
+			}
 			got0 = r.delivered()
 			if use0, err = ch.usage(); err != nil {
 				return nil, err
@@ -338,6 +355,11 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 		got1 = r.delivered()
 		if use1, err = ch.usage(); err != nil {
 			return nil, err
+		}
+		if profile != "" {
+			if perr := <-profDone; perr != nil {
+				note("latency %s: CPU profile: %v", ch.name, perr)
+			}
 		}
 	}
 	// A publish that blocks longer than the tick interval lowers the rate

@@ -90,3 +90,52 @@ func benchFanout(b *testing.B, members int) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkWireBytes measures the bytes the server writes per delivery of
+// a message it publishes (Hub.Publish) to one member that reads each
+// before the next: one message per frame, as in a quiet room. The payload
+// is bench/'s, {"seq":N,"ts":UNIXNANOS} (37 bytes); wire-B/msg includes
+// the WebSocket frame header. "deflate" compresses every frame (threshold
+// 64 bytes, the client asking for it); "deflate-burst" publishes 16 at a
+// time, so that frames carry several messages.
+func BenchmarkWireBytes(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		deflate bool
+		burst   int
+	}{{"plain", false, 1}, {"deflate", true, 1}, {"plain-burst", false, 16}, {"deflate-burst", true, 16}} {
+		b.Run(tc.name, func(b *testing.B) {
+			h, url, written := countedHub(b, Options{OriginPatterns: []string{"*"}, Compression: tc.deflate, CompressionThreshold: 64})
+			ctx := context.Background()
+			opts := &websocket.DialOptions{}
+			if tc.deflate {
+				opts.CompressionMode = websocket.CompressionNoContextTakeover
+			}
+			ws, _, err := websocket.Dial(ctx, url, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ws.CloseNow()
+			r := &raw{t: b, ws: ws}
+			r.welcome()
+			r.send(map[string]any{"op": "join", "room": "room", "id": 1})
+			r.reply(1)
+			b.ResetTimer()
+			before := written.Load()
+			ts := time.Now().UnixNano()
+			for i := 0; i < b.N; i += tc.burst {
+				for k := range tc.burst {
+					if _, err := h.Publish(ctx, "room", map[string]int64{"seq": int64(10000 + i + k), "ts": ts}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for range tc.burst {
+					r.until("msg")
+				}
+			}
+			b.StopTimer()
+			sent := (b.N + tc.burst - 1) / tc.burst * tc.burst
+			b.ReportMetric(float64(written.Load()-before)/float64(sent), "wire-B/msg")
+		})
+	}
+}

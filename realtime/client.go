@@ -51,6 +51,14 @@ type DialOptions struct {
 	// reconnects. Default 10s. (The ctx of a request bounds only how long
 	// its caller waits, never the connection: see [Client].)
 	WriteTimeout time.Duration
+	// Compression asks the server for the permessage-deflate extension
+	// (no context takeover). A hub with [Options.Compression] on then
+	// compresses the frames it sends of at least its
+	// CompressionThreshold, and this client compresses what it sends of at
+	// least 512 bytes; a server that does not allow it answers without
+	// the extension and nothing is compressed. It trades CPU on both
+	// sides for bytes on the wire. Default off.
+	Compression bool
 	// Logger receives reconnection errors. Default slog.Default().
 	// Credentials in the URL (the values of query parameters such as
 	// token, access_token or api_key, and a userinfo password) are
@@ -283,7 +291,11 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, map[string]json.
 		u = addQuery(u, "inbox_since", since)
 	}
 	c.mu.Unlock()
-	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: c.opts.HTTPHeader, HTTPClient: c.opts.HTTPClient})
+	dopts := &websocket.DialOptions{HTTPHeader: c.opts.HTTPHeader, HTTPClient: c.opts.HTTPClient}
+	if c.opts.Compression {
+		dopts.CompressionMode = websocket.CompressionNoContextTakeover
+	}
+	ws, _, err := websocket.Dial(ctx, u, dopts)
 	if err != nil {
 		// The URL may carry ?token=: never in an error or a log line.
 		return nil, nil, redact.Error(fmt.Errorf("realtime: dial: %w", err))

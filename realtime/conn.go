@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"runtime"
 	"strconv"
 	"sync"
@@ -27,20 +28,31 @@ type conn struct {
 	ctx    context.Context // ends with the connection
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	queue   [][]byte      // objects waiting for the writer
-	queued  int           // their bytes
-	writing bool          // a writer goroutine runs
-	closed  bool          // nothing more is queued; no goroutine is added
+	nc net.Conn // the hijacked connection, for write deadlines; nil if unknown
+
+	mu     sync.Mutex
+	queue  [][]byte // objects waiting for the writer
+	queued int      // their bytes
+	// wake is non-nil while a writer goroutine exists that may wait for
+	// work on it (see writeLoop).
+	wake    chan struct{}
 	closing chan struct{} // closed when a graceful close (with a code) ends
-	// The graceful close's code and reason, and whether the writer sends
-	// it after writing what is queued (it was running when the close was
-	// decided); closeOnce ends the close exactly once.
-	closeCode   websocket.StatusCode
+	// The graceful close's code and reason; closeOnce ends the close
+	// exactly once.
 	closeReason string
 	closeOnce   sync.Once
-	rooms       map[string]*membership
-	inbox       *membership
+	// closeCode is a websocket.StatusCode (they fit in 16 bits; the
+	// fields up to closed fill what sync.Once leaves of 16 bytes: an idle
+	// connection's struct stays in its size class).
+	closeCode uint16
+	// writing is set while the writer has work: it writes, or it was
+	// woken (or started) and will look at the queue. The close frame is
+	// sent by the writer after what is queued if it was writing when the
+	// close was decided.
+	writing bool
+	closed  bool // nothing more is queued; no goroutine is added
+	rooms   map[string]*membership
+	inbox   *membership
 	// replaying lists the memberships (inbox included) whose held
 	// messages the writer still has to queue, oldest join first; heldLive
 	// counts the bytes of the live messages among them.
@@ -59,6 +71,12 @@ type conn struct {
 	ending   atomic.Bool  // a close was decided: inbound objects are no longer run
 	pinging  atomic.Bool
 	calls    atomic.Int32
+	// lastBurst is when the writer last finished a burst (guarded by mu),
+	// on the hub's millisecond clock.
+	lastBurst uint32
+	// deadline is the socket's write deadline on that clock, 0 for none;
+	// only the writer uses it (see setDeadline).
+	deadline uint32
 }
 
 func newConn(h *Hub, ws *websocket.Conn, info ConnInfo) *conn {
@@ -93,30 +111,56 @@ func (c *conn) queueLocked(frame []byte, force bool) {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	if !c.writing {
-		c.writing = true
-		c.wg.Add(1)
-		go c.writeLoop()
-	}
+	c.kickLocked()
 }
+
+// kickLocked makes sure the writer looks at the queue: it wakes a waiting
+// writer, or starts one.
+func (c *conn) kickLocked() {
+	if c.writing {
+		return
+	}
+	c.writing = true
+	if c.wake != nil {
+		c.wake <- struct{}{} // buffered, and empty while !writing
+		return
+	}
+	c.wake = make(chan struct{}, 1)
+	c.wg.Add(1)
+	go c.writeLoop(c.wake)
+}
+
+// writerLinger is how soon after its previous burst a burst must end for
+// the writer to wait for the next one instead of ending: a connection
+// that gets messages steadily keeps its writer (no goroutine start, no
+// stack growth per message), one that got a single burst (a welcome, a
+// reply) has none left. A waiting writer that gets nothing for
+// writerLinger is retired by the ping loop.
+const writerLinger = time.Second
 
 // maxWriteFrame is how many bytes the writer joins into one frame.
 const maxWriteFrame = 64 << 10
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteFrame); return &b }}
 
-// writeLoop writes until the queue is empty, then ends: an idle connection
-// has no writer goroutine.
-func (c *conn) writeLoop() {
+// writeLoop writes what is queued. When the queue is empty it ends, or,
+// if its last two bursts ended less than writerLinger apart, waits on wake
+// for the next burst (a closed wake: it was retired).
+func (c *conn) writeLoop(wake chan struct{}) {
 	defer c.wg.Done()
-	bp := writeBufs.Get().(*[]byte)
-	defer writeBufs.Put(bp)
+	steady := false // the last two bursts ended within writerLinger
+	wrote := false
 	for {
 		// Let whoever is queueing (a fan-out to many members) run first:
 		// under load the next write carries more objects; when idle this
 		// returns at once.
 		runtime.Gosched()
 		c.mu.Lock()
+		if wrote {
+			now := c.h.clock()
+			steady = now-c.lastBurst < uint32(writerLinger/time.Millisecond)
+			c.lastBurst, wrote = now, false
+		}
 		if len(c.queue) == 0 && !c.closed {
 			c.refillLocked()
 		}
@@ -126,8 +170,21 @@ func (c *conn) writeLoop() {
 		// unless the connection ended without a graceful close.
 		graceful := c.closing != nil
 		if len(frames) == 0 || (c.closed && !graceful) {
+			if len(frames) == 0 && !c.closed && steady && c.wake == wake {
+				// Steady connection: wait for the next burst.
+				c.writing = false
+				c.relaxDeadline(true)
+				c.mu.Unlock()
+				<-wake
+				continue
+			}
 			c.writing = false
+			if c.wake == wake {
+				c.wake = nil
+			}
 			c.queue, c.queued = nil, 0
+			// Under mu: the next writer may start as soon as it is released.
+			c.relaxDeadline(false)
 			c.mu.Unlock()
 			if graceful {
 				c.sendClose()
@@ -136,9 +193,12 @@ func (c *conn) writeLoop() {
 		}
 		c.queue, c.queued = nil, 0
 		c.mu.Unlock()
-		if err := c.writeFrames(bp, frames); err != nil {
+		if err := c.writeFrames(frames); err != nil {
 			c.mu.Lock()
 			c.writing = false
+			if c.wake == wake {
+				c.wake = nil
+			}
 			c.closed = true
 			graceful = c.closing != nil
 			c.mu.Unlock()
@@ -148,20 +208,103 @@ func (c *conn) writeLoop() {
 			}
 			return
 		}
+		wrote = true
+	}
+}
+
+// deadlineMargin is how long a write deadline must still have to run for
+// the writer to leave it set while it waits for the next burst: what it
+// waits (writerLinger, then the ping loop's tick) with room to spare, so
+// that the deadline never passes while no burst runs (coder/websocket
+// also writes pongs and close frames on the socket).
+const deadlineMargin = 5 * time.Second
+
+// setDeadline makes sure the socket's write deadline leaves the burst
+// about to be written at least WriteTimeout: it sets the deadline to
+// twice WriteTimeout ahead when less than WriteTimeout is left, so that
+// at a steady rate the deadline is set once per WriteTimeout, not twice
+// per burst (each is a runtime timer change). A burst thus gets between
+// WriteTimeout and twice it. A WriteTimeout beyond a day is set and
+// cleared around every burst (the clock is 32 bits).
+func (c *conn) setDeadline() error {
+	wt := c.h.opts.WriteTimeout
+	now := c.h.clock()
+	if wt > 24*time.Hour {
+		c.deadline = 1
+		return c.nc.SetWriteDeadline(time.Now().Add(wt))
+	}
+	ms := uint32(wt / time.Millisecond)
+	if c.deadline != 0 && int32(c.deadline-now) >= int32(ms) {
+		return nil
+	}
+	c.deadline = max(now+2*ms, 1)
+	return c.nc.SetWriteDeadline(time.Now().Add(2 * wt))
+}
+
+// relaxDeadline clears the socket's write deadline before the writer
+// waits (if it could pass before the next burst) or, wait false, ends.
+// The writer calls it holding mu, so that the next writer finds
+// c.deadline as this one left it.
+func (c *conn) relaxDeadline(wait bool) {
+	if c.deadline == 0 || c.nc == nil {
+		return
+	}
+	if wait && c.h.opts.WriteTimeout <= 24*time.Hour && int32(c.deadline-c.h.clock()) >= int32(deadlineMargin/time.Millisecond) {
+		return
+	}
+	c.deadline = 0
+	_ = c.nc.SetWriteDeadline(time.Time{})
+}
+
+// retireIdleWriter ends the connection's writer if it has waited for work
+// for writerLinger (now is the hub's clock). The writer wakes to its
+// closed channel with writing set, so that no other writer starts before
+// it has looked at the queue.
+func (c *conn) retireIdleWriter(now uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wake != nil && !c.writing && now-c.lastBurst >= uint32(writerLinger/time.Millisecond) {
+		c.writing = true
+		close(c.wake)
+		c.wake = nil
 	}
 }
 
 // writeFrames joins objects with '\n' into frames of up to maxWriteFrame
-// bytes (an object larger than that goes alone) and writes them.
-func (c *conn) writeFrames(bp *[]byte, frames [][]byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.h.opts.WriteTimeout)
-	defer cancel()
+// bytes (an object larger than that goes alone) and writes them, all
+// within WriteTimeout (up to twice it).
+//
+// The bound is the socket's write deadline (see setDeadline), and the
+// WebSocket writes get a context without one: coder/websocket arms a
+// timer and a context callback for every write given a context with a
+// deadline, which cost more than the write's own work at steady rates.
+// (Without the socket, a context bounds the burst.)
+func (c *conn) writeFrames(frames [][]byte) error {
+	ctx := context.Background()
+	if c.nc != nil {
+		if err := c.setDeadline(); err != nil {
+			return err
+		}
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.h.opts.WriteTimeout)
+		defer cancel()
+	}
 	c.h.objectsOut.Add(int64(len(frames)))
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			writeBufs.Put(bp)
+		}
+	}()
 	for len(frames) > 0 {
 		var out []byte
 		if len(frames) == 1 || len(frames[0])+1+len(frames[1]) > maxWriteFrame {
 			out, frames = frames[0], frames[1:]
 		} else {
+			if bp == nil {
+				bp = writeBufs.Get().(*[]byte)
+			}
 			buf := (*bp)[:0]
 			for len(frames) > 0 && (len(buf) == 0 || len(buf)+1+len(frames[0]) <= maxWriteFrame) {
 				if len(buf) > 0 {
@@ -212,11 +355,16 @@ func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 		c.queue, c.queued = nil, 0
 	}
 	c.closing = make(chan struct{})
-	c.closeCode, c.closeReason = code, reason
+	c.closeCode, c.closeReason = uint16(code), reason
 	if c.writing && code != CloseSlowConsumer {
 		// The writer sends the close frame after the queue. A slow
 		// consumer's writer may be stuck on a full socket: the close
 		// starts now and cuts that write short.
+		return
+	}
+	if !c.writing && c.wake != nil {
+		// A waiting writer wakes to an empty queue and sends the close.
+		c.kickLocked()
 		return
 	}
 	c.wg.Add(1)
@@ -230,7 +378,7 @@ func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 func (c *conn) sendClose() {
 	c.closeOnce.Do(func() {
 		defer close(c.closing)
-		_ = c.ws.Close(c.closeCode, c.closeReason)
+		_ = c.ws.Close(websocket.StatusCode(c.closeCode), c.closeReason)
 	})
 }
 
@@ -388,6 +536,9 @@ func readAll(r io.Reader, b []byte) ([]byte, error) {
 func (c *conn) finish() {
 	c.mu.Lock()
 	c.closed = true
+	if c.wake != nil {
+		c.kickLocked() // a waiting writer ends
+	}
 	rooms := c.rooms
 	c.rooms = nil
 	inbox := c.inbox

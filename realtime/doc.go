@@ -102,7 +102,24 @@
 //
 // A message is encoded once per node and the same bytes are queued to every
 // local member; a connection's writer joins everything queued into one frame
-// and one write, and exists only while there is something to write, so an
-// idle connection costs one reading goroutine and its buffers. Figures
-// against centrifuge and melody are in bench/README.md.
+// and one write. The writer of a connection that gets messages steadily
+// (bursts less than a second apart) waits for the next burst instead of
+// ending, so a steady rate costs no goroutine start per message; it ends
+// about a second after the connection goes quiet, so an idle connection
+// costs one reading goroutine and its buffers. Writes are bounded by the
+// socket's write deadline, renewed once per WriteTimeout rather than per
+// burst. Figures against centrifuge
+// and melody are in bench/README.md.
+//
+// # Compression
+//
+// [Options.Compression] lets clients that ask for it (browsers always do;
+// the Go client with [DialOptions.Compression]) receive frames compressed
+// with permessage-deflate, each on its own (no context takeover: nothing
+// is kept per connection). It is off by default: a message is encoded once
+// per node but compressed once per member, which costs server CPU for
+// every delivery. It pays for frames that carry several messages or long
+// text (bursts, replays, chat with long messages); one short message
+// shrinks by about a tenth. PROTOCOL.md's Compression section has the
+// details.
 package realtime

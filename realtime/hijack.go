@@ -17,9 +17,11 @@ const readBufferSize = 512
 // smallReader wraps a ResponseWriter so that the connection websocket.Accept
 // hijacks keeps a small read buffer. Bytes the client sent ahead (already
 // in net/http's buffer) are carried over.
+// It also records the hijacked connection in *nc, for write deadlines.
 type smallReader struct {
 	http.ResponseWriter
 	hj http.Hijacker
+	nc *net.Conn
 }
 
 func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -27,6 +29,7 @@ func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return conn, brw, err
 	}
+	*w.nc = conn
 	n := brw.Reader.Buffered()
 	ahead, _ := brw.Reader.Peek(n)
 	ahead = bytes.Clone(ahead)
@@ -42,9 +45,10 @@ func (w smallReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // withSmallReader returns w wrapped, or w itself when it cannot hijack.
-func withSmallReader(w http.ResponseWriter) http.ResponseWriter {
+// Once w is hijacked, *nc is the connection.
+func withSmallReader(w http.ResponseWriter, nc *net.Conn) http.ResponseWriter {
 	if hj, ok := w.(http.Hijacker); ok {
-		return smallReader{ResponseWriter: w, hj: hj}
+		return smallReader{ResponseWriter: w, hj: hj, nc: nc}
 	}
 	return w
 }

@@ -128,8 +128,29 @@ type Options struct {
 	// pings it; a peer that does not answer within WriteTimeout is dropped
 	// (it cannot receive a close frame). Default 25s.
 	PingInterval time.Duration
-	// WriteTimeout bounds one write (and a ping's pong). Default 10s.
+	// WriteTimeout bounds one write, or one burst of writes of what was
+	// queued (and a ping's pong): a connection that does not take them
+	// within it is dropped. A burst gets between WriteTimeout and twice
+	// it: the socket's write deadline is renewed once per WriteTimeout,
+	// not per burst. Default 10s.
 	WriteTimeout time.Duration
+	// Compression lets a client that asks for it (the permessage-deflate
+	// extension: browsers ask by default, the Go client with
+	// [DialOptions.Compression]) receive compressed frames. A frame of at
+	// least CompressionThreshold bytes is then compressed on its own
+	// (no context takeover: no compressor is kept per connection, so
+	// idle connections cost no more), for that connection: a message is
+	// still encoded once per node, but compressed once per member, which
+	// costs server CPU for every delivery (several µs for a frame of a few
+	// hundred bytes, about what writing it costs). What it saves is large for
+	// frames that carry several messages or long text, small for one short
+	// message. Default off: frames are never compressed, whatever the
+	// client asks.
+	Compression bool
+	// CompressionThreshold is the smallest frame compressed when
+	// Compression is on; smaller frames go as they are. Default 512
+	// bytes.
+	CompressionThreshold int
 	// CallTimeout bounds a call handler. Default 30s.
 	CallTimeout time.Duration
 	// MaxHistory caps the history a join may ask for. Default 100.
@@ -203,8 +224,9 @@ type Stats struct {
 // e.g. mux.Handle("GET /ws", hub). It is safe for concurrent use.
 //
 // Each connection has one goroutine that reads; a writer goroutine runs
-// only while the connection has something queued, so an idle connection
-// costs its reading goroutine and the WebSocket buffers. Messages for a
+// while the connection has something queued, and waits for the next burst
+// while they come less than a second apart, so an idle connection costs
+// its reading goroutine and the WebSocket buffers. Messages for a
 // room are encoded once per node and the same bytes are queued to every
 // local member; a writer joins everything queued into one frame and one
 // write. A member that falls SendQueueBytes behind is closed with
@@ -230,6 +252,9 @@ type Hub struct {
 	perIP     map[string]int
 	reserved  int // connections counted by reserve (accepted or being upgraded)
 	startOnce sync.Once
+	// compression is the permessage-deflate mode offered to clients.
+	compression websocket.CompressionMode
+	epoch       time.Time // the start of clock
 
 	messagesIn, published, framesOut, objectsOut, slow, limited atomic.Int64
 }
@@ -258,6 +283,10 @@ func NewHub(opts Options) *Hub {
 	setDefault(&o.MaxConns, 100_000)
 	setDefault(&o.PingInterval, 25*time.Second)
 	setDefault(&o.WriteTimeout, 10*time.Second)
+	setDefault(&o.CompressionThreshold, 512)
+	if o.Compression {
+		h.compression = websocket.CompressionNoContextTakeover
+	}
 	setDefault(&o.CallTimeout, 30*time.Second)
 	setDefault(&o.MaxHistory, 100)
 	setDefault(&o.MaxReplay, rtkit.DefaultHistorySize)
@@ -266,6 +295,7 @@ func NewHub(opts Options) *Hub {
 	h.rooms.init()
 	h.pbatch.init()
 	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.epoch = time.Now()
 	return h
 }
 
@@ -321,9 +351,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 		return
 	}
-	ws, err := websocket.Accept(withSmallReader(w), r, &websocket.AcceptOptions{
-		OriginPatterns:  h.opts.OriginPatterns,
-		CompressionMode: websocket.CompressionDisabled,
+	var nc net.Conn
+	ws, err := websocket.Accept(withSmallReader(w, &nc), r, &websocket.AcceptOptions{
+		OriginPatterns:       h.opts.OriginPatterns,
+		CompressionMode:      h.compression,
+		CompressionThreshold: h.opts.CompressionThreshold,
 	})
 	if err != nil {
 		// Accept has written the response (403 for a bad origin).
@@ -332,7 +364,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(h.opts.MaxMessageSize)
 	c := newConn(h, ws, ConnInfo{ID: newConnID(), Identity: id, Request: r})
-	c.ip = ip
+	c.ip, c.nc = ip, nc
 	if !h.register(c) {
 		h.release(id.User, ip)
 		_ = ws.Close(websocket.StatusGoingAway, "shutting down")

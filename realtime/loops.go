@@ -5,16 +5,21 @@ import (
 	"time"
 )
 
+// clock is the hub's millisecond clock, for the writers' bursts: it wraps
+// after 49 days, which their comparisons of recent times allow for.
+func (h *Hub) clock() uint32 { return uint32(time.Since(h.epoch) / time.Millisecond) }
+
 // presenceRefresh is how often the hub refreshes its presence entries and
 // collects those other nodes left to expire.
 const presenceRefresh = 10 * time.Second
 
 // pingLoop pings connections that have been silent for PingInterval. A
 // ping that gets no pong within WriteTimeout drops the connection: the
-// peer is dead or unreachable. The loop ends on Shutdown.
+// peer is dead or unreachable. It also ends the writers that have waited
+// for work for about writerLinger. The loop ends on Shutdown.
 func (h *Hub) pingLoop() {
 	defer h.loopWG.Done()
-	every := max(h.opts.PingInterval/4, 100*time.Millisecond)
+	every := min(max(h.opts.PingInterval/4, 100*time.Millisecond), writerLinger)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -23,12 +28,15 @@ func (h *Hub) pingLoop() {
 		case <-h.ctx.Done():
 			return
 		}
-		cutoff := time.Now().Add(-h.opts.PingInterval).UnixNano()
+		now := time.Now()
+		cutoff := now.Add(-h.opts.PingInterval).UnixNano()
+		clock := h.clock()
 		h.connsMu.Lock()
 		for c := range h.conns {
 			if c.lastSeen.Load() < cutoff && c.pinging.CompareAndSwap(false, true) {
 				c.goTracked(c.ping)
 			}
+			c.retireIdleWriter(clock)
 		}
 		h.connsMu.Unlock()
 	}
