@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,19 +53,25 @@ func TestRequestLogLines(t *testing.T) {
 		return resp
 	}
 	assert.Equal(t, "abc-123", do("/api/session", "abc-123").Header.Get(requestIDHeader))
-	fresh := do("/index.html", "bad id with spaces").Header.Get(requestIDHeader)
+	fresh := do("/", "bad id with spaces").Header.Get(requestIDHeader)
 	assert.Regexp(t, `^[0-9a-f]{16}$`, fresh)
 	do("/healthz", "probe") // debug level: not logged at info
 
-	lines := map[string]map[string]any{}
-	sc := bufio.NewScanner(strings.NewReader(logs.String()))
-	for sc.Scan() {
-		var l map[string]any
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &l), sc.Text())
-		if l["msg"] == "http request" {
-			lines[l["request_id"].(string)] = l
+	// A page larger than the response buffer reaches the client before its
+	// handler returns and logs: wait for the line rather than race it.
+	var lines map[string]map[string]any
+	require.Eventually(t, func() bool {
+		lines = map[string]map[string]any{}
+		sc := bufio.NewScanner(strings.NewReader(logs.String()))
+		for sc.Scan() {
+			var l map[string]any
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &l), sc.Text())
+			if l["msg"] == "http request" {
+				lines[l["request_id"].(string)] = l
+			}
 		}
-	}
+		return lines["abc-123"] != nil && lines[fresh] != nil
+	}, 10*time.Second, 10*time.Millisecond, "log lines of both requests")
 	require.Contains(t, lines, "abc-123")
 	assert.Equal(t, "GET /api/session", lines["abc-123"]["route"])
 	assert.Equal(t, "/api/session", lines["abc-123"]["path"])
