@@ -53,15 +53,14 @@ type conn struct {
 	closed  bool // nothing more is queued; no goroutine is added
 	rooms   map[string]*membership
 	inbox   *membership
-	// replaying lists the memberships (inbox included) whose held
-	// messages the writer still has to queue, oldest join first; heldLive
-	// counts the bytes of the live messages among them.
-	replaying []*membership
-	heldLive  int
-	// resync lists the memberships whose dropped presence events still
-	// await their resync event (see deliverPresence).
-	resync []*membership
-	wg     sync.WaitGroup // writer, calls, pings and the closer
+	// backlog lists, oldest join first, the memberships (inbox included)
+	// with held messages the writer still has to queue or with a resync
+	// event still due for dropped presence events (see deliverPresence);
+	// heldLive counts the bytes of the live messages held. One list for
+	// both keeps an idle connection's struct in its size class.
+	backlog  []*membership
+	heldLive int
+	wg       sync.WaitGroup // writer, calls, pings and the closer
 
 	// Read side: only the connection's own goroutine uses these.
 	limiter  *rate.Limiter
@@ -347,10 +346,10 @@ func (c *conn) closeLocked(code websocket.StatusCode, reason string) {
 	}
 	c.closed = true
 	c.ending.Store(true)
-	for _, m := range c.replaying {
-		m.held = nil
+	for _, m := range c.backlog {
+		m.held, m.listed = nil, false
 	}
-	c.replaying, c.heldLive = nil, 0
+	c.backlog, c.heldLive = nil, 0
 	if code == CloseSlowConsumer {
 		c.queue, c.queued = nil, 0
 	}

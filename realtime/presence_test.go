@@ -449,5 +449,7 @@ func TestPresenceNeverMakesASlowConsumer(t *testing.T) {
 	defer c.mu.Unlock()
 	require.Len(t, c.queue, 1)
 	assert.JSONEq(t, `{"op":"presence","count":41,"room":"r","resync":true}`, string(c.queue[0]))
-	assert.Empty(t, c.resync)
+	assert.False(t, m.stale)
+	assert.False(t, c.refillLocked(), "no resync event left")
+	assert.Empty(t, c.backlog)
 }

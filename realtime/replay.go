@@ -32,6 +32,16 @@ type membership struct {
 	// queued once there is room (see deliverPresence).
 	stale      bool
 	staleCount int
+	// listed (guarded by c.mu): m is in c.backlog.
+	listed bool
+}
+
+// listLocked puts m at the end of c.backlog unless it is there already.
+func (m *membership) listLocked() {
+	if !m.listed {
+		m.listed = true
+		m.c.backlog = append(m.c.backlog, m)
+	}
 }
 
 // heldItem is a message (or, with msg nil, a gap) waiting to be queued.
@@ -122,18 +132,15 @@ func (m *membership) deliverPresence(cf *cachedFrame) {
 	frame := cf.frame
 	pending := c.queued + c.heldLive
 	if pending > 0 && pending+len(frame) > c.h.opts.SendQueueBytes/2 {
-		if !m.stale {
-			m.stale = true
-			c.resync = append(c.resync, m)
-		}
+		m.stale = true
+		m.listLocked()
 		m.staleCount = cf.count
 		return
 	}
 	it := heldItem{msg: cf.msg, live: true}
 	if m.stale {
 		// This event's change is in the list the client fetches.
-		m.stale = false
-		c.resync = slices.DeleteFunc(c.resync, func(x *membership) bool { return x == m })
+		m.stale = false // refillLocked unlists m once it holds nothing
 		it.frame = resyncFrame(m.room.name, cf.count)
 		frame = it.frame
 	}
@@ -203,7 +210,7 @@ func (m *membership) markReady(reply []byte, history []*rtkit.Message) {
 		return
 	}
 	if len(m.held) > 0 {
-		c.replaying = append(c.replaying, m)
+		m.listLocked()
 	}
 	// The reply is queued whatever the queue holds: every request gets it.
 	c.queueLocked(reply, true)
@@ -218,11 +225,14 @@ func (m *membership) dropHeldLocked() {
 		}
 	}
 	m.held = nil
-	c.replaying = slices.DeleteFunc(c.replaying, func(x *membership) bool { return x == m })
-	c.resync = slices.DeleteFunc(c.resync, func(x *membership) bool { return x == m })
+	m.stale = false
+	if m.listed {
+		m.listed = false
+		c.backlog = slices.DeleteFunc(c.backlog, func(x *membership) bool { return x == m })
+	}
 }
 
-// refillLocked moves held messages of replaying memberships into the
+// refillLocked moves held messages of the backlog's memberships into the
 // empty queue, up to half of SendQueueBytes (at least one frame), oldest
 // join first, then the resync events of memberships that dropped
 // presence events and replay nothing. It reports whether it queued
@@ -230,8 +240,10 @@ func (m *membership) dropHeldLocked() {
 func (c *conn) refillLocked() bool {
 	budget := max(c.h.opts.SendQueueBytes/2, 1)
 	added := false
-	for len(c.replaying) > 0 && c.queued < budget {
-		m := c.replaying[0]
+	for _, m := range c.backlog {
+		if c.queued >= budget {
+			break
+		}
 		for len(m.held) > 0 && c.queued < budget {
 			it := m.held[0]
 			m.held[0] = heldItem{}
@@ -249,19 +261,26 @@ func (c *conn) refillLocked() bool {
 		}
 		if len(m.held) == 0 {
 			m.held = nil
-			c.replaying[0] = nil
-			c.replaying = c.replaying[1:]
 		}
 	}
-	c.resync = slices.DeleteFunc(c.resync, func(m *membership) bool {
-		if len(m.held) > 0 || c.queued >= budget {
-			return false
+	for _, m := range c.backlog {
+		if c.queued >= budget {
+			break
+		}
+		if len(m.held) > 0 || !m.stale {
+			continue
 		}
 		f := resyncFrame(m.room.name, m.staleCount)
 		m.stale = false
 		c.queue = append(c.queue, f)
 		c.queued += len(f)
 		added = true
+	}
+	c.backlog = slices.DeleteFunc(c.backlog, func(m *membership) bool {
+		if len(m.held) > 0 || m.stale {
+			return false
+		}
+		m.listed = false
 		return true
 	})
 	return added
