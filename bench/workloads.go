@@ -53,6 +53,8 @@ var workloads = []workload{
 	{"idle", []metric{{"idle_bytes_per_conn", "B"}}, idleRun, ""},
 	{"lat50", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
 		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat50Run, ""},
+	{"lat20", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
+		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat20Run, "sse"},
 	{"join5k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join5kRun, "realtime"},
 	{"join20k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join20kRun, "realtime"},
 }
@@ -281,7 +283,7 @@ func publishWindow(ctx context.Context, r audience, window int, stop <-chan stru
 
 // latencyRun publishes at cfg.rate and measures receipt − send.
 func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
-	vals, err := latencyAt(cfg, ch, t, cfg.rate)
+	vals, err := latencyAt(cfg, ch, t, cfg.rate, "")
 	if err != nil {
 		return nil, err
 	}
@@ -290,8 +292,9 @@ func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error
 
 // latencyAt publishes at rate and returns the p50 and p99 of receipt −
 // send, the server's CPU time per delivery and the bytes it wrote per
-// delivery over the measured window.
-func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
+// delivery over the measured window. With a profile name, it saves the
+// server's CPU profile of the measured window under that name.
+func latencyAt(cfg config, ch *child, t target, rate int, profile string) ([]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := t.room(ctx, cfg.subscribers)
@@ -309,6 +312,7 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 	var measured time.Time
 	var use0 usage
 	var got0 int64
+	var profDone chan error
 	for now := range tick.C {
 		elapsed := now.Sub(start)
 		if elapsed >= warmUp+cfg.duration {
@@ -319,6 +323,13 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 			r.measureFrom(from)
 			measuring = true
 			cpuDone = measureCPU(ch)
+			if profile != "" && cfg.profiles != "" {
+				profDone = make(chan error, 1)
+				go func() {
+					path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(int(cfg.duration.Seconds()), 1))
+					profDone <- ch.saveProfile(path, cfg.profiles, profileName(ch, profile))
+				}()
+			}
 			got0 = r.delivered()
 			if use0, err = ch.usage(); err != nil {
 				return nil, err
@@ -355,6 +366,11 @@ func latencyAt(cfg config, ch *child, t target, rate int) ([]float64, error) {
 	noteTroubles("latency", ch)
 	if n, rerr := r.readErrors(); n > 0 {
 		note("latency %s: %d connections failed, first: %v", ch.name, n, rerr)
+	}
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			note("latency %s: CPU profile: %v", ch.name, err)
+		}
 	}
 	r.close()
 	h := r.latencies()
