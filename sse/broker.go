@@ -270,16 +270,31 @@ type topicCache struct {
 type cachedBody struct {
 	msg  *rtkit.Message
 	body []byte
+	// event is the whole event of a persistent message for a stream of
+	// this topic alone: its id (the message's ID), body and blank line.
+	event []byte
 }
 
-// body returns the shared part of m's event: event and data fields.
-func (t *topicCache) body(m *rtkit.Message) []byte {
+// encoded returns m's event, encoded once for every stream of the topic:
+// the shared part (event and data fields) and, for a persistent message,
+// the whole event as a single-topic stream writes it.
+func (t *topicCache) encoded(m *rtkit.Message) *cachedBody {
 	if c := t.last.Load(); c != nil && c.msg == m {
-		return c.body
+		return c
 	}
-	body := appendMessageBody(make([]byte, 0, len(m.Data)+16), m)
-	t.last.Store(&cachedBody{msg: m, body: body})
-	return body
+	c := &cachedBody{msg: m}
+	if m.Ephemeral() {
+		c.body = appendMessageBody(make([]byte, 0, len(m.Data)+16), m)
+	} else {
+		ev := append(make([]byte, 0, len(m.Data)+48), "id: "...)
+		ev, _ = m.ID.AppendText(ev)
+		ev = append(ev, '\n')
+		start := len(ev)
+		ev = append(appendMessageBody(ev, m), '\n')
+		c.body, c.event = ev[start:len(ev)-1:len(ev)-1], ev
+	}
+	t.last.Store(c)
+	return c
 }
 
 // appendMessageBody appends the event and data fields of m's event.

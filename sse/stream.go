@@ -73,9 +73,10 @@ type stream struct {
 
 // queued is an event waiting to be written (or a gap of topic idx).
 type queued struct {
-	idx  int
-	msg  *rtkit.Message
-	body []byte
+	idx   int
+	msg   *rtkit.Message
+	body  []byte // its shared encoding, if any
+	whole bool   // body is the whole event, id included
 }
 
 // topicHandler receives one topic's messages for a stream.
@@ -122,8 +123,13 @@ func (s *stream) enqueue(q queued) {
 		return
 	default:
 		if q.msg != nil {
-			// Live: every stream of the topic shares the encoded body.
-			q.body = s.caches[q.idx].body(q.msg)
+			// Live: every stream of the topic shares the encoded body,
+			// every stream of the topic alone the whole event.
+			c := s.caches[q.idx].encoded(q.msg)
+			q.body, q.whole = c.body, c.event != nil && len(s.topics) == 1
+			if q.whole {
+				q.body = c.event
+			}
 		}
 		s.queue = append(s.queue, q)
 		s.queued += n
@@ -469,6 +475,11 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 			data, _ := json.Marshal([]string{s.topics[q.idx]})
 			buf = appendBody(buf, ResetEvent, data)
 			buf = append(buf, '\n')
+			continue
+		}
+		if q.whole {
+			s.pos[q.idx] = q.msg.ID
+			buf = append(buf, q.body...)
 			continue
 		}
 		if !q.msg.Ephemeral() {
