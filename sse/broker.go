@@ -80,7 +80,10 @@ type Options struct {
 	// it starts. Default 2s.
 	Retry time.Duration
 	// WriteTimeout bounds each write; a client that does not take the data
-	// in time is dropped. Default 10s.
+	// in time is dropped. Default 10s. (The deadline is renewed when less
+	// than WriteTimeout of it is left, to a quarter more, so that a busy
+	// stream sets it now and then rather than on every write: a write gets
+	// between WriteTimeout and 1.25 × WriteTimeout.)
 	WriteTimeout time.Duration
 	// QueueBytes bounds the data of the events waiting to be written to
 	// one stream, counted as published (framing, "data: " per line, is not
@@ -129,12 +132,15 @@ type Options struct {
 // any mux, e.g. mux.Handle("GET /events", broker). It is safe for
 // concurrent use.
 //
-// Each stream is served by its request's goroutine, which waits for events
-// and writes them; events of a topic are encoded once per node and the
-// same bytes written to every stream of the topic, and everything queued
-// goes out in one write and one flush. A stream that falls QueueBytes
-// behind is dropped with a retry hint; its client reconnects with
-// Last-Event-ID and misses nothing.
+// Nothing runs for an idle stream but the reader of its connection (over
+// HTTP/1.x the stream takes the connection over from net/http, see
+// Options.NoHijack): an event or a heartbeat starts a writer goroutine,
+// which writes everything queued in one write and one flush and ends when
+// the queue is empty. Events of a topic are encoded once per node and the
+// same bytes written to every stream of the topic (a stream of one topic
+// writes them whole, id included). A stream that falls QueueBytes behind
+// is dropped with a retry hint; its client reconnects with Last-Event-ID
+// and misses nothing.
 type Broker struct {
 	opts    Options
 	bp      rtkit.Backplane

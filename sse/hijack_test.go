@@ -241,3 +241,31 @@ func countStacks(fn string) int {
 	}
 	return count
 }
+
+// An HTTP/1.0 client gets a body delimited by the end of the connection
+// (it knows no chunks), ending cleanly after the retry hint.
+func TestHijackedHTTP10Stream(t *testing.T) {
+	b := NewBroker(Options{Logger: slog.New(slog.DiscardHandler)})
+	srv := httptest.NewServer(b)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "GET /?topic=old HTTP/1.0\r\n\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/1.0", resp.Proto)
+	assert.Empty(t, resp.TransferEncoding)
+	assert.Equal(t, int64(-1), resp.ContentLength)
+	p := NewParser(resp.Body, 0)
+	next(t, p) // the opening
+	_, err = b.Publish(context.Background(), "old", Event{Data: []byte("hello")})
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(next(t, p).Data))
+	require.NoError(t, b.Shutdown(context.Background()))
+	rest, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Regexp(t, `^retry: \d+\n\n$`, string(rest))
+}
