@@ -124,6 +124,14 @@ type Options struct {
 	// and Close leave it alone (Broker.Shutdown ends it). HTTP/2 streams,
 	// and streams whose ResponseWriter cannot hijack, stay in net/http.
 	NoHijack bool
+	// OnStream, if set, is called when a stream starts (subscribed, its
+	// response about to begin), with its request; the function it
+	// returns, if not nil, is called once when the stream ends, whatever
+	// ends it (the client, its lifetime, a slow-consumer drop, Shutdown,
+	// which returns after it). Count who is connected with it, not with a
+	// wrapper around ServeHTTP: a hijacked stream outlives its ServeHTTP
+	// call (see NoHijack).
+	OnStream func(r *http.Request) (ended func())
 	// Logger receives stream errors. Default slog.Default().
 	Logger *slog.Logger
 }

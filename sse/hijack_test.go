@@ -269,3 +269,49 @@ func TestHijackedHTTP10Stream(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, `^retry: \d+\n\n$`, string(rest))
 }
+
+// OnStream sees every stream start and end, hijacked or not, whatever
+// ends it; Shutdown returns after the last end.
+func TestOnStreamCountsStreams(t *testing.T) {
+	for _, noHijack := range []bool{false, true} {
+		var mu sync.Mutex
+		open, started := 0, 0
+		b := NewBroker(Options{NoHijack: noHijack, Logger: slog.New(slog.DiscardHandler),
+			OnStream: func(r *http.Request) func() {
+				assert.Equal(t, "t", r.URL.Query().Get("topic"))
+				mu.Lock()
+				defer mu.Unlock()
+				open++
+				started++
+				return func() {
+					mu.Lock()
+					defer mu.Unlock()
+					open--
+				}
+			}})
+		srv := httptest.NewServer(b)
+		count := func() (int, int) {
+			mu.Lock()
+			defer mu.Unlock()
+			return open, started
+		}
+		p1 := openStream(t, srv.URL+"?topic=t", "")
+		next(t, p1)
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"?topic=t", nil)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		next(t, NewParser(resp.Body, 0))
+		o, s := count()
+		assert.Equal(t, 2, o)
+		assert.Equal(t, 2, s)
+		cancel() // the client goes
+		resp.Body.Close()
+		waitFor(t, func() bool { o, _ := count(); return o == 1 })
+		require.NoError(t, b.Shutdown(context.Background()))
+		o, s = count()
+		assert.Equal(t, 0, o, "ended before Shutdown returns")
+		assert.Equal(t, 2, s)
+		srv.Close()
+	}
+}

@@ -45,6 +45,7 @@ type stream struct {
 	chunked bool          // hijacked HTTP/1.1: the body is chunked
 	done    chan struct{} // not hijacked: closed when the stream has ended
 
+	onEnd     func() // what Options.OnStream returned
 	heartbeat *time.Timer
 	lifetime  *time.Timer
 	stopCtx   func() bool // not hijacked: stops watching the request's context
@@ -284,6 +285,9 @@ func (s *stream) serve() (hijacked bool) {
 		preamble = append(preamble, '\n')
 	}
 	lifetime := s.lifetimeLeft()
+	if s.b.opts.OnStream != nil {
+		s.onEnd = s.b.opts.OnStream(s.r)
+	}
 
 	var head []byte
 	if !s.b.opts.NoHijack && s.r.ProtoMajor == 1 {
@@ -572,6 +576,9 @@ func (s *stream) finish() {
 	}
 	s.b.forget(s)
 	s.close()
+	if s.onEnd != nil {
+		s.onEnd()
+	}
 	if s.conn == nil {
 		s.stopCtx()
 		close(s.done) // ServeHTTP returns
