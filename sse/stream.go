@@ -334,7 +334,7 @@ func (s *stream) serve() (hijacked bool) {
 // connection closes), and Connection: close (the connection is not
 // reused after the stream).
 func (s *stream) responseHead() []byte {
-	h := s.w.Header()
+	h := s.w.Header().Clone() // as set, should the Hijack fail
 	h.Del("Transfer-Encoding")
 	if h.Get("Date") == "" {
 		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
