@@ -211,12 +211,14 @@ func TestIdleStreamKeepsOnlyItsReader(t *testing.T) {
 		// Writers end once the queue is empty.
 		waitFor(t, func() bool { return countStacks("sse.(*stream).writeLoop") == 0 })
 		if noHijack {
-			assert.Equal(t, handlers+n, countStacks("sse.(*stream).serve"), "NoHijack: each stream waits in its handler")
-			assert.Equal(t, readers, countStacks("sse.(*stream).readLoop"))
+			// (Goroutines of earlier tests' streams may still be ending,
+			// never starting: the counts can only have gone down.)
+			assert.GreaterOrEqual(t, countStacks("sse.(*stream).serve"), n, "NoHijack: each stream waits in its handler")
+			assert.LessOrEqual(t, countStacks("sse.(*stream).readLoop"), readers, "NoHijack: no reader of ours")
 			continue
 		}
-		assert.Equal(t, readers+n, countStacks("sse.(*stream).readLoop"))
-		assert.Equal(t, handlers, countStacks("sse.(*stream).serve"), "no handler goroutine waits")
+		assert.GreaterOrEqual(t, countStacks("sse.(*stream).readLoop"), n, "a reader per stream")
+		assert.LessOrEqual(t, countStacks("sse.(*stream).serve"), handlers, "no handler goroutine waits")
 	}
 }
 
