@@ -46,6 +46,7 @@ type stream struct {
 	done    chan struct{} // not hijacked: closed when the stream has ended
 
 	onEnd     func() // what Options.OnStream returned
+	writer    func() // s.writeLoop, made once: go s.writeLoop() would allocate it per event
 	heartbeat *time.Timer
 	lifetime  *time.Timer
 	stopCtx   func() bool // not hijacked: stops watching the request's context
@@ -143,7 +144,7 @@ func (s *stream) enqueue(q queued) {
 func (s *stream) kickLocked() {
 	if s.started && !s.writing && !s.ended {
 		s.writing = true
-		go s.writeLoop()
+		go s.writer()
 	}
 }
 
@@ -309,6 +310,7 @@ func (s *stream) serve() (hijacked bool) {
 		s.b.streams.Add(1)
 		go s.readLoop()
 	}
+	s.writer = s.writeLoop
 	s.b.track(s)
 
 	s.mu.Lock()
@@ -409,6 +411,7 @@ func (s *stream) writeLoop() {
 		}
 	}()
 	var wrote time.Time
+	var spare []queued
 	for {
 		s.mu.Lock()
 		if !wrote.IsZero() {
@@ -428,13 +431,20 @@ func (s *stream) writeLoop() {
 			return
 		}
 		head, preamble, batch, beat := s.head, s.preamble, s.queue, s.beat
-		s.head, s.preamble, s.queue, s.queued, s.beat = nil, nil, nil, 0, false
 		if head == nil && preamble == nil && len(batch) == 0 && !beat {
+			if s.queue == nil {
+				// The next event queues into the array of the last
+				// batch: no allocation per event per stream.
+				s.queue = spare
+			}
 			s.writing = false
 			s.mu.Unlock()
 			return
 		}
+		s.head, s.preamble, s.queue, s.queued, s.beat = nil, nil, spare, 0, false
+		spare = nil
 		s.mu.Unlock()
+		taken := batch
 		if head != nil && s.send(head) != nil {
 			s.end(true, 0)
 			continue
@@ -460,9 +470,15 @@ func (s *stream) writeLoop() {
 			}
 			buf = append(buf[:0], noChunkHeader[:]...)
 		}
+		if len(batch) == 0 && cap(taken) <= maxSpare {
+			spare = taken[:0] // written and cleared
+		}
 		wrote = time.Now()
 	}
 }
+
+// maxSpare is the largest queue array a stream keeps for reuse.
+const maxSpare = 4
 
 // writeChunk is how many bytes of events the stream encodes for one write.
 const writeChunk = 64 << 10
