@@ -19,6 +19,7 @@ import (
 //     wire_bytes_per_delivery, the bytes the child wrote to its sockets
 //     (Linux /proc/PID/io wchar: frames, headers, replies and presence
 //     events alike, less TCP/IP headers) divided by the same deliveries.
+//   - lat20 (sse only): the same at 20 payloads per second.
 //   - join5k, join20k (realtime only): that many clients connect and join
 //     one room, each reading from the moment its join is answered (as a
 //     real client does); join_s is the wall time from the first dial to
@@ -41,15 +42,27 @@ func (c *child) usage() (usage, error) {
 	return u, err
 }
 
-// lat50Rate is the rate of the lat50 workload.
-const lat50Rate = 50
+// The rates of the lat50 and lat20 (sse only) workloads.
+const (
+	lat50Rate = 50
+	lat20Rate = 20
+)
 
+// lat50Run and lat20Run save the server's CPU profile of the measured
+// window (e.g. profiles/sse-rtkit-lat50-cpu.pprof) on a server's first run.
 func lat50Run(cfg config, ch *child, t target, profile bool) ([]float64, error) {
-	name := ""
+	return latencyAt(cfg, ch, t, lat50Rate, profileKind(profile, "lat50-cpu"))
+}
+
+func lat20Run(cfg config, ch *child, t target, profile bool) ([]float64, error) {
+	return latencyAt(cfg, ch, t, lat20Rate, profileKind(profile, "lat20-cpu"))
+}
+
+func profileKind(profile bool, kind string) string {
 	if profile {
-		name = "lat50-cpu" // the measured window's server CPU profile
+		return kind
 	}
-	return latencyAt(cfg, ch, t, lat50Rate, name)
+	return ""
 }
 
 func join5kRun(cfg config, ch *child, t target, _ bool) ([]float64, error) {

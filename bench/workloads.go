@@ -56,6 +56,8 @@ var workloads = []workload{
 	{"idle", []metric{{"idle_bytes_per_conn", "B"}}, idleRun, ""},
 	{"lat50", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
 		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat50Run, ""},
+	{"lat20", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
+		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat20Run, "sse"},
 	{"join5k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join5kRun, "realtime"},
 	{"join20k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join20kRun, "realtime"},
 }
@@ -299,8 +301,8 @@ func latencyRun(cfg config, ch *child, t target, profile bool) ([]float64, error
 
 // latencyAt publishes at rate and returns the p50 and p99 of receipt −
 // send, the server's CPU time per delivery and the bytes it wrote per
-// delivery over the measured window. With a profile name, it also saves
-// the server's CPU profile of the measured window under that name.
+// delivery over the measured window. With a profile name, it saves the
+// server's CPU profile of the measured window under that name.
 func latencyAt(cfg config, ch *child, t target, rate int, profile string) ([]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -319,7 +321,7 @@ func latencyAt(cfg config, ch *child, t target, rate int, profile string) ([]flo
 	var measured time.Time
 	var use0 usage
 	var got0 int64
-	profDone := make(chan error, 1)
+	var profDone chan error
 	for now := range tick.C {
 		elapsed := now.Sub(start)
 		if elapsed >= warmUp+cfg.duration {
@@ -330,9 +332,10 @@ func latencyAt(cfg config, ch *child, t target, rate int, profile string) ([]flo
 			r.measureFrom(from)
 			measuring = true
 			cpuDone = measureCPU(ch)
-			if profile != "" {
+			if profile != "" && cfg.profiles != "" {
+				profDone = make(chan error, 1)
 				go func() {
-					path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(cfg.duration.Seconds()))
+					path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(int(cfg.duration.Seconds()), 1))
 					profDone <- ch.saveProfile(path, cfg.profiles, profileName(ch, profile))
 				}()
 			}
@@ -356,11 +359,6 @@ func latencyAt(cfg config, ch *child, t target, rate int, profile string) ([]flo
 		if use1, err = ch.usage(); err != nil {
 			return nil, err
 		}
-		if profile != "" {
-			if perr := <-profDone; perr != nil {
-				note("latency %s: CPU profile: %v", ch.name, perr)
-			}
-		}
 	}
 	// A publish that blocks longer than the tick interval lowers the rate
 	// (the ticker drops ticks): say so, since latency then means less.
@@ -377,6 +375,11 @@ func latencyAt(cfg config, ch *child, t target, rate int, profile string) ([]flo
 	noteTroubles("latency", ch)
 	if n, rerr := r.readErrors(); n > 0 {
 		note("latency %s: %d connections failed, first: %v", ch.name, n, rerr)
+	}
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			note("latency %s: CPU profile: %v", ch.name, err)
+		}
 	}
 	r.close()
 	h := r.latencies()

@@ -80,7 +80,10 @@ type Options struct {
 	// it starts. Default 2s.
 	Retry time.Duration
 	// WriteTimeout bounds each write; a client that does not take the data
-	// in time is dropped. Default 10s.
+	// in time is dropped. Default 10s. (The deadline is renewed when less
+	// than WriteTimeout of it is left, to a quarter more, so that a busy
+	// stream sets it now and then rather than on every write: a write gets
+	// between WriteTimeout and 1.25 × WriteTimeout.)
 	WriteTimeout time.Duration
 	// QueueBytes bounds the data of the events waiting to be written to
 	// one stream, counted as published (framing, "data: " per line, is not
@@ -110,6 +113,27 @@ type Options struct {
 	// for good on any other status).
 	MaxStreamsPerIP int
 	MaxStreams      int
+	// NoHijack keeps every stream inside net/http. By default a stream
+	// over HTTP/1.x takes its connection over (http.ResponseController's
+	// Hijack) once it is subscribed and writes the response itself, so
+	// that an idle stream keeps no net/http goroutine, request or buffer:
+	// about 4.5 KB per idle stream instead of 28 KB. A hijacked stream's
+	// response is chunked (HTTP/1.1; HTTP/1.0: delimited by the end of the
+	// connection) with Connection: close, middleware that wraps the
+	// ResponseWriter sees none of its writes, and http.Server's Shutdown
+	// and Close leave it alone (Broker.Shutdown ends it); what the client
+	// sends on the connection after its request is read and discarded.
+	// HTTP/2 streams, and streams whose ResponseWriter cannot hijack, stay
+	// in net/http.
+	NoHijack bool
+	// OnStream, if set, is called when a stream starts (subscribed, its
+	// response about to begin), with its request; the function it
+	// returns, if not nil, is called once when the stream ends, whatever
+	// ends it (the client, its lifetime, a slow-consumer drop, Shutdown,
+	// which returns after it). Count who is connected with it, not with a
+	// wrapper around ServeHTTP: a hijacked stream outlives its ServeHTTP
+	// call (see NoHijack).
+	OnStream func(r *http.Request) (ended func())
 	// Logger receives stream errors. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -118,25 +142,27 @@ type Options struct {
 // any mux, e.g. mux.Handle("GET /events", broker). It is safe for
 // concurrent use.
 //
-// Each stream is served by its request's goroutine, which waits for events
-// and writes them; events of a topic are encoded once per node and the
-// same bytes written to every stream of the topic, and everything queued
-// goes out in one write and one flush. A stream that falls QueueBytes
-// behind is dropped with a retry hint; its client reconnects with
-// Last-Event-ID and misses nothing.
+// Nothing runs for an idle stream but the reader of its connection (over
+// HTTP/1.x the stream takes the connection over from net/http, see
+// Options.NoHijack): an event or a heartbeat starts a writer goroutine,
+// which writes everything queued in one write and one flush and ends when
+// the queue is empty. Events of a topic are encoded once per node and the
+// same bytes written to every stream of the topic (a stream of one topic
+// writes them whole, id included). A stream that falls QueueBytes behind
+// is dropped with a retry hint; its client reconnects with Last-Event-ID
+// and misses nothing.
 type Broker struct {
 	opts    Options
 	bp      rtkit.Backplane
 	ownBP   bool
 	log     *slog.Logger
-	ctx     context.Context // cancelled by Shutdown
-	cancel  context.CancelFunc
 	closing atomic.Bool
 	streams sync.WaitGroup
 	closeBP sync.Once
 
 	mu     sync.Mutex
 	topics map[string]*topicCache
+	live   map[*stream]struct{} // streams started, for Shutdown
 	active int
 	open   int            // streams counted against MaxStreams
 	perIP  map[string]int // streams per client address
@@ -146,7 +172,8 @@ type Broker struct {
 
 // NewBroker returns a Broker configured by opts. It starts no goroutine.
 func NewBroker(opts Options) *Broker {
-	b := &Broker{opts: opts, bp: opts.Backplane, log: opts.Logger, topics: make(map[string]*topicCache), perIP: make(map[string]int)}
+	b := &Broker{opts: opts, bp: opts.Backplane, log: opts.Logger, topics: make(map[string]*topicCache),
+		live: make(map[*stream]struct{}), perIP: make(map[string]int)}
 	if b.bp == nil {
 		b.bp, b.ownBP = rtkit.NewMemoryBackplane(rtkit.MemoryOptions{}), true
 	}
@@ -164,7 +191,6 @@ func NewBroker(opts Options) *Broker {
 	setDefault(&o.MaxTopics, 32)
 	setDefault(&o.MaxStreams, 100_000)
 	setDefault(&o.MaxReplay, rtkit.DefaultHistorySize)
-	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
 }
 
@@ -260,16 +286,31 @@ type topicCache struct {
 type cachedBody struct {
 	msg  *rtkit.Message
 	body []byte
+	// event is the whole event of a persistent message for a stream of
+	// this topic alone: its id (the message's ID), body and blank line.
+	event []byte
 }
 
-// body returns the shared part of m's event: event and data fields.
-func (t *topicCache) body(m *rtkit.Message) []byte {
+// encoded returns m's event, encoded once for every stream of the topic:
+// the shared part (event and data fields) and, for a persistent message,
+// the whole event as a single-topic stream writes it.
+func (t *topicCache) encoded(m *rtkit.Message) *cachedBody {
 	if c := t.last.Load(); c != nil && c.msg == m {
-		return c.body
+		return c
 	}
-	body := appendMessageBody(make([]byte, 0, len(m.Data)+16), m)
-	t.last.Store(&cachedBody{msg: m, body: body})
-	return body
+	c := &cachedBody{msg: m}
+	if m.Ephemeral() {
+		c.body = appendMessageBody(make([]byte, 0, len(m.Data)+16), m)
+	} else {
+		ev := append(make([]byte, 0, len(m.Data)+48), "id: "...)
+		ev, _ = m.ID.AppendText(ev)
+		ev = append(ev, '\n')
+		start := len(ev)
+		ev = append(appendMessageBody(ev, m), '\n')
+		c.body, c.event = ev[start:len(ev)-1:len(ev)-1], ev
+	}
+	t.last.Store(c)
+	return c
 }
 
 // appendMessageBody appends the event and data fields of m's event.
@@ -352,9 +393,9 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("\n"))
 		return
 	}
-	defer b.unregister(ip)
-	s := newStream(b, w, r, topics)
-	s.run()
+	if !newStream(b, w, r, topics, ip).serve() {
+		b.unregister(ip)
+	} // else the stream goes on: it unregisters when it ends
 }
 
 // register counts a stream from ip, unless the broker shuts down or a
@@ -390,11 +431,25 @@ func clientIP(r *http.Request) string {
 	return r.RemoteAddr
 }
 
-// streaming counts a stream that is subscribed and streaming (delta +1),
-// or no longer (-1).
-func (b *Broker) streaming(delta int) {
+// track counts a stream that is subscribed and starts streaming, for
+// Stats and Shutdown; a stream that starts during Shutdown is ended at
+// once with a retry hint.
+func (b *Broker) track(s *stream) {
 	b.mu.Lock()
-	b.active += delta
+	b.live[s] = struct{}{}
+	b.active++
+	closing := b.closing.Load()
+	b.mu.Unlock()
+	if closing {
+		s.end(false, b.comeBackIn())
+	}
+}
+
+// forget is the end of what track began.
+func (b *Broker) forget(s *stream) {
+	b.mu.Lock()
+	delete(b.live, s)
+	b.active--
 	b.mu.Unlock()
 }
 
@@ -440,9 +495,15 @@ func truncate(s string, n int) string {
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	first := !b.closing.Swap(true)
-	b.mu.Unlock()
+	var live []*stream
 	if first {
-		b.cancel()
+		for s := range b.live {
+			live = append(live, s)
+		}
+	}
+	b.mu.Unlock()
+	for _, s := range live {
+		s.end(false, b.comeBackIn())
 	}
 	done := make(chan struct{})
 	go func() {

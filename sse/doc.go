@@ -71,7 +71,8 @@
 //
 // A stream starts with a retry hint and its position; it sends a heartbeat
 // comment when silent (15 s by default), bounds every write with a
-// deadline (through [net/http.ResponseController]), and is dropped when its
+// deadline (WriteTimeout, up to a quarter more; on its connection, or
+// through [net/http.ResponseController]), and is dropped when its
 // queue of unwritten events exceeds QueueBytes (counted as the events' data,
 // before framing; an event always fits an empty queue, so any event Publish
 // accepts reaches a reader that keeps up). A dropped stream finishes the
@@ -81,10 +82,34 @@
 // 40 bytes per event still to write: 50 streams of 5 topics resuming from
 // "0-0" over histories of 1,000 events that never read add under 21 MiB
 // of heap (TestResumeMemoryIsBounded; 180 MiB when replays were encoded at
-// once). Events of a topic are
-// encoded once per node; everything queued for a stream goes out in one
-// write and one flush. Streams can be given a maximum lifetime (with
-// jitter, so that reconnects spread out) or end when the request's
-// credentials expire. Shutdown ends every stream with a randomized retry
-// hint instead of a status that would make browsers stop reconnecting.
+// once). Streams can be given a maximum lifetime (with jitter, so that
+// reconnects spread out) or end when the request's credentials expire.
+// Shutdown ends every stream with a randomized retry hint instead of a
+// status that would make browsers stop reconnecting.
+//
+// # Cost per stream and per event
+//
+// Over HTTP/1.x a stream takes its connection over from net/http once it
+// is subscribed (Hijack; Options.NoHijack keeps it in net/http, as are
+// HTTP/2 streams and streams whose ResponseWriter cannot hijack): it
+// writes its response itself (the headers set on the ResponseWriter, a
+// Date, a chunked body, or for HTTP/1.0 a body that ends with the
+// connection, and Connection: close) and ServeHTTP returns while the
+// stream goes on; use Options.OnStream, not a wrapper around ServeHTTP,
+// to see streams start and end. Nothing runs for an idle stream but one
+// goroutine reading its connection, to see the client go: with
+// net/http's goroutines, request and 10 KiB of buffers gone, an idle
+// stream costs about 4.5 KB of heap and stack, against 22.2 KB for
+// go-sse and 27.8 KB before (bench/README.md). An event or a heartbeat
+// starts a writer goroutine, which writes everything queued for the
+// stream in one write (and flush) and ends when the queue is empty; a
+// write puts the next heartbeat off without resetting a timer per event,
+// and write deadlines are renewed only when less than WriteTimeout is
+// left. Events of a topic are encoded once per node; a stream of a single
+// topic writes the shared bytes whole, id included, and in the steady
+// state nothing is allocated per event per stream
+// (BenchmarkPublishToStreams). At 50 events/s to 1,000 subscribers the
+// server spends 12.0 µs of CPU per delivery (go-sse 13.3 µs, r3labs/sse
+// 12.9 µs in the same run; 18.0 µs before), most of it in the write
+// system call, one per event per stream.
 package sse

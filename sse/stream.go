@@ -1,46 +1,84 @@
 package sse
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"net/http"
-	"runtime"
 	"slices"
+	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rtkit/rtkit"
 )
 
-// stream is one client's event stream, written by its request's goroutine.
+// stream is one client's event stream. Nothing runs for it while it is
+// idle but its connection's reader: events and heartbeats start a writer
+// goroutine, which writes everything queued in one write and one flush
+// and ends when the queue is empty.
+//
+// Over HTTP/1.x the stream takes its connection over from net/http
+// (Hijack) once it is subscribed, writes the response itself and lets
+// the request's goroutine end: net/http's buffers, request and goroutine
+// stacks are not kept for the stream's whole life. Otherwise (HTTP/2, a
+// ResponseWriter that cannot hijack, Options.NoHijack) the request's
+// goroutine waits for the stream to end and the writer writes through
+// the ResponseWriter.
 type stream struct {
 	b      *Broker
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	r      *http.Request
+	ip     string
 	topics []string
 	caches []*topicCache
 	subs   []*rtkit.Subscription
-	pos    []rtkit.ID // position per topic, as last written
+	pos    []rtkit.ID // position per topic, as last written (writer only)
+
+	// Until the stream starts (and for its whole life without a hijack).
+	r  *http.Request
+	w  http.ResponseWriter
+	rc *http.ResponseController
+
+	conn    net.Conn      // the hijacked connection, or nil
+	chunked bool          // hijacked HTTP/1.1: the body is chunked
+	done    chan struct{} // not hijacked: closed when the stream has ended
+
+	onEnd     func() // what Options.OnStream returned
+	writer    func() // s.writeLoop, made once: go s.writeLoop() would allocate it per event
+	heartbeat *time.Timer
+	lifetime  *time.Timer
+	stopCtx   func() bool // not hijacked: stops watching the request's context
+
+	// The writer's own.
+	deadline    time.Time // the write deadline set on the connection
+	noDeadlines bool      // the ResponseWriter has no write deadlines
 
 	mu         sync.Mutex
 	queue      []queued
 	queued     int  // bytes of live events queued
 	recovering bool // subscribing: replayed history is not held to QueueBytes
-	overflow   bool
-	wake       chan struct{}
+	started    bool // writers may run
+	writing    bool // a writer goroutine runs
+	head       []byte
+	preamble   []byte
+	beat       bool      // a heartbeat comment is due
+	lastWrite  time.Time // when the writer last wrote
+	ending     bool      // end with a retry hint of hint
+	hint       time.Duration
+	gone       bool // end without writing anything more
+	ended      bool
 
-	deadlines atomic.Bool // the writer supports write deadlines
+	rbuf [16]byte // the reader's: what a client sends is discarded
 }
 
 // queued is an event waiting to be written (or a gap of topic idx).
 type queued struct {
-	idx  int
-	msg  *rtkit.Message
-	body []byte
+	idx   int
+	msg   *rtkit.Message
+	body  []byte // its shared encoding, if any
+	whole bool   // body is the whole event, id included
 }
 
 // topicHandler receives one topic's messages for a stream.
@@ -55,9 +93,8 @@ func (h topicHandler) HandleMessage(m *rtkit.Message) {
 
 func (h topicHandler) HandleGap(rtkit.ID) { h.s.enqueue(queued{idx: h.idx}) }
 
-func newStream(b *Broker, w http.ResponseWriter, r *http.Request, topics []string) *stream {
-	return &stream{b: b, w: w, r: r, rc: http.NewResponseController(w), topics: topics,
-		wake: make(chan struct{}, 1)}
+func newStream(b *Broker, w http.ResponseWriter, r *http.Request, topics []string, ip string) *stream {
+	return &stream{b: b, w: w, r: r, rc: http.NewResponseController(w), topics: topics, ip: ip}
 }
 
 // enqueue queues an event for the writer. The queue bound counts the
@@ -74,7 +111,7 @@ func (s *stream) enqueue(q queued) {
 		n = len(q.msg.Data)
 	}
 	switch {
-	case s.overflow:
+	case s.ending || s.gone || s.ended:
 		return
 	case s.recovering:
 		// What a resuming client missed is bounded by MaxReplay, and it
@@ -83,21 +120,53 @@ func (s *stream) enqueue(q queued) {
 		// no more than one chunk.
 		s.queue = append(s.queue, q)
 	case s.queued > 0 && s.queued+n > s.b.opts.QueueBytes:
-		s.overflow = true
-		s.queue, s.queued = nil, 0
 		s.b.dropped.Add(1)
+		s.endLocked(false, s.b.opts.Retry)
+		return
 	default:
 		if q.msg != nil {
-			// Live: every stream of the topic shares the encoded body.
-			q.body = s.caches[q.idx].body(q.msg)
+			// Live: every stream of the topic shares the encoded body,
+			// every stream of the topic alone the whole event.
+			c := s.caches[q.idx].encoded(q.msg)
+			q.body, q.whole = c.body, c.event != nil && len(s.topics) == 1
+			if q.whole {
+				q.body = c.event
+			}
 		}
 		s.queue = append(s.queue, q)
 		s.queued += n
 	}
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	s.kickLocked()
+}
+
+// kickLocked starts a writer unless one runs (or the stream has not
+// started, or has ended).
+func (s *stream) kickLocked() {
+	if s.started && !s.writing && !s.ended {
+		s.writing = true
+		go s.writer()
 	}
+}
+
+// end ends the stream: with a retry hint of hint (what is queued is
+// dropped), or, if gone, without writing anything more.
+func (s *stream) end(gone bool, hint time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(gone, hint)
+}
+
+func (s *stream) endLocked(gone bool, hint time.Duration) {
+	if s.ended {
+		return
+	}
+	if gone {
+		s.gone = true
+	} else if !s.ending {
+		s.ending, s.hint = true, hint
+	}
+	s.queue, s.queued = nil, 0
+	s.kickLocked()
 }
 
 // lastEventID reads where the client wants to resume.
@@ -190,93 +259,226 @@ func (s *stream) close() {
 	}
 }
 
-// run serves the stream until the client goes, the stream's lifetime ends,
-// it falls behind, or the broker shuts down.
-func (s *stream) run() {
-	defer s.close()
-	s.deadlines.Store(true)
+// serve subscribes the stream and starts it. It reports whether it took
+// the connection over, in which case the stream goes on after serve
+// returns; otherwise serve returns when the stream has ended.
+func (s *stream) serve() (hijacked bool) {
 	ctx, cancel := context.WithTimeout(s.r.Context(), s.b.opts.WriteTimeout)
 	s.recovering = true
 	lost, err := s.subscribe(ctx)
 	cancel()
-	s.mu.Lock()
-	s.recovering = false
-	s.mu.Unlock()
 	if err != nil {
+		s.close()
 		s.b.log.Error("sse: subscribing", "topics", s.topics, "err", err)
 		http.Error(s.w, "could not subscribe", http.StatusServiceUnavailable)
-		return
+		return false
 	}
-	s.w.WriteHeader(http.StatusOK)
 
 	// The retry hint and the starting position (an id with no data sets
 	// the client's Last-Event-ID without dispatching an event), then the
 	// reset event if history did not reach back far enough.
-	buf := appendRetry(nil, s.b.opts.Retry)
-	buf = appendField(buf, "id", formatPositions(s.pos))
-	buf = append(buf, '\n')
+	preamble := appendRetry(nil, s.b.opts.Retry)
+	preamble = appendField(preamble, "id", formatPositions(s.pos))
+	preamble = append(preamble, '\n')
 	if len(lost) > 0 {
 		data, _ := json.Marshal(lost)
-		buf = appendBody(buf, ResetEvent, data)
-		buf = append(buf, '\n')
+		preamble = appendBody(preamble, ResetEvent, data)
+		preamble = append(preamble, '\n')
 	}
-	if !s.write(buf) {
+	lifetime := s.lifetimeLeft()
+	if s.b.opts.OnStream != nil {
+		s.onEnd = s.b.opts.OnStream(s.r)
+	}
+
+	var head []byte
+	if !s.b.opts.NoHijack && s.r.ProtoMajor == 1 {
+		head = s.responseHead()
+		if conn, _, err := s.rc.Hijack(); err == nil {
+			s.conn, s.chunked = conn, s.r.ProtoAtLeast(1, 1)
+		} else {
+			head = nil
+		}
+	}
+	if s.conn == nil {
+		s.w.WriteHeader(http.StatusOK)
+		s.done = make(chan struct{})
+		s.stopCtx = context.AfterFunc(s.r.Context(), func() { s.end(true, 0) })
+	} else {
+		// The request, the ResponseWriter and net/http's buffers go with
+		// the request's goroutine.
+		s.r, s.w, s.rc = nil, nil, nil
+		s.b.streams.Add(1)
+		go s.readLoop()
+	}
+	s.writer = s.writeLoop
+	s.b.track(s)
+
+	s.mu.Lock()
+	s.heartbeat = time.AfterFunc(s.b.opts.Heartbeat, s.onHeartbeat)
+	if lifetime > 0 {
+		s.lifetime = time.AfterFunc(lifetime, func() { s.end(false, s.b.opts.Retry) })
+	}
+	s.recovering = false
+	s.head, s.preamble = head, preamble
+	s.started = true
+	s.kickLocked()
+	s.mu.Unlock()
+	if s.conn != nil {
+		return true
+	}
+	<-s.done
+	return false
+}
+
+// responseHead is the status line and headers of a hijacked stream's
+// response, as net/http would write them: the headers set on the
+// ResponseWriter, a Date, chunked for HTTP/1.1 (HTTP/1.0: until the
+// connection closes), and Connection: close (the connection is not
+// reused after the stream).
+func (s *stream) responseHead() []byte {
+	h := s.w.Header().Clone() // as set, should the Hijack fail
+	h.Del("Transfer-Encoding")
+	if h.Get("Date") == "" {
+		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	if s.r.ProtoAtLeast(1, 1) {
+		h.Set("Transfer-Encoding", "chunked")
+	}
+	h.Set("Connection", "close")
+	var b bytes.Buffer
+	if s.r.ProtoAtLeast(1, 1) {
+		b.WriteString("HTTP/1.1 200 OK\r\n")
+	} else {
+		b.WriteString("HTTP/1.0 200 OK\r\n")
+	}
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// readLoop reads a hijacked connection until the client goes (or the
+// stream closes it), discarding what the client sends.
+func (s *stream) readLoop() {
+	defer s.b.streams.Done()
+	for {
+		if _, err := s.conn.Read(s.rbuf[:]); err != nil {
+			break
+		}
+	}
+	s.end(true, 0)
+}
+
+// onHeartbeat queues a comment if the stream has been silent for a
+// heartbeat interval, and otherwise waits for the rest of it: writes do
+// not reset the timer.
+func (s *stream) onHeartbeat() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.ending || s.gone {
 		return
 	}
-	s.b.streaming(1)
-	defer s.b.streaming(-1)
-
-	heartbeat := time.NewTimer(s.b.opts.Heartbeat)
-	defer heartbeat.Stop()
-	var end <-chan time.Time
-	if d := s.lifetime(); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		end = t.C
+	hb := s.b.opts.Heartbeat
+	if s.writing {
+		s.heartbeat.Reset(hb)
+		return
 	}
-	buf = buf[:0]
+	if silent := time.Since(s.lastWrite); silent < hb {
+		s.heartbeat.Reset(hb - silent)
+		return
+	}
+	s.beat = true
+	s.kickLocked()
+	s.heartbeat.Reset(hb)
+}
+
+// writeBufs are the writers' buffers: an idle stream holds none.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// chunkRoom is the room a write buffer keeps in front for the chunk
+// header (up to 8 hex digits and CRLF).
+const chunkRoom = 10
+
+var noChunkHeader [chunkRoom]byte
+
+// writeLoop writes what is queued until the queue is empty, then ends.
+func (s *stream) writeLoop() {
+	bp := writeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 2*writeChunk {
+			*bp = buf[:0]
+			writeBufs.Put(bp)
+		}
+	}()
+	var wrote time.Time
+	var spare []queued
 	for {
-		select {
-		case <-s.wake:
-		case <-heartbeat.C:
-			if !s.write(appendComment(buf[:0], "")) {
-				return
-			}
-			heartbeat.Reset(s.b.opts.Heartbeat)
-			continue
-		case <-s.r.Context().Done():
-			return
-		case <-s.b.ctx.Done():
-			s.write(append(appendRetry(buf[:0], s.b.comeBackIn()), '\n'))
-			return
-		case <-end:
-			s.write(append(appendRetry(buf[:0], s.b.opts.Retry), '\n'))
-			return
-		}
-		// Let publishers queue more: one write and one flush carry it all.
-		runtime.Gosched()
 		s.mu.Lock()
-		batch, overflow := s.queue, s.overflow
-		s.queue, s.queued = nil, 0
-		s.mu.Unlock()
-		if overflow {
-			// The retry hint reaches the client if the socket has room.
-			s.write(append(appendRetry(buf[:0], s.b.opts.Retry), '\n'))
+		if !wrote.IsZero() {
+			s.lastWrite = wrote
+		}
+		if s.ending || s.gone {
+			gone, hint, head, preamble := s.gone, s.hint, s.head, s.preamble
+			s.ended, s.writing = true, false
+			s.head, s.preamble, s.queue, s.queued = nil, nil, nil, 0
+			s.mu.Unlock()
+			if !gone && (head == nil || s.send(head) == nil) {
+				buf = append(append(buf[:0], noChunkHeader[:]...), preamble...)
+				buf = append(appendRetry(buf, hint), '\n')
+				_ = s.sendChunk(buf, true)
+			}
+			s.finish()
 			return
 		}
-		for len(batch) > 0 {
-			var n int
-			buf, n = s.appendBatch(buf[:0], batch)
-			if !s.write(buf) {
-				return
+		head, preamble, batch, beat := s.head, s.preamble, s.queue, s.beat
+		if head == nil && preamble == nil && len(batch) == 0 && !beat {
+			if s.queue == nil {
+				// The next event queues into the array of the last
+				// batch: no allocation per event per stream.
+				s.queue = spare
+			}
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		s.head, s.preamble, s.queue, s.queued, s.beat = nil, nil, spare, 0, false
+		spare = nil
+		s.mu.Unlock()
+		taken := batch
+		if head != nil && s.send(head) != nil {
+			s.end(true, 0)
+			continue
+		}
+		buf = append(append(buf[:0], noChunkHeader[:]...), preamble...)
+		if len(batch) == 0 && preamble == nil {
+			buf = appendComment(buf, "")
+		}
+		for {
+			n := 0
+			if len(batch) > 0 {
+				buf, n = s.appendBatch(buf, batch)
+			}
+			if s.sendChunk(buf, false) != nil {
+				s.end(true, 0)
+				break
 			}
 			s.b.written.Add(int64(n))
 			clear(batch[:n])
 			batch = batch[n:]
+			if len(batch) == 0 {
+				break
+			}
+			buf = append(buf[:0], noChunkHeader[:]...)
 		}
-		heartbeat.Reset(s.b.opts.Heartbeat)
+		if len(batch) == 0 && cap(taken) <= maxSpare {
+			spare = taken[:0] // written and cleared
+		}
+		wrote = time.Now()
 	}
 }
+
+// maxSpare is the largest queue array a stream keeps for reuse.
+const maxSpare = 4
 
 // writeChunk is how many bytes of events the stream encodes for one write.
 const writeChunk = 64 << 10
@@ -295,6 +497,11 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 			buf = append(buf, '\n')
 			continue
 		}
+		if q.whole {
+			s.pos[q.idx] = q.msg.ID
+			buf = append(buf, q.body...)
+			continue
+		}
 		if !q.msg.Ephemeral() {
 			s.pos[q.idx] = q.msg.ID
 			buf = append(buf, "id: "...)
@@ -311,9 +518,95 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 	return buf, len(batch)
 }
 
-// lifetime is how long the stream may last: MaxLifetime with ±10%
+// sendChunk writes buf[chunkRoom:] as one piece of the body (a chunk of a
+// hijacked HTTP/1.1 response), and, if last, the end of the body.
+func (s *stream) sendChunk(buf []byte, last bool) error {
+	p := buf[chunkRoom:]
+	if s.conn == nil {
+		return s.send(p)
+	}
+	if !s.chunked {
+		return s.send(p)
+	}
+	var size [chunkRoom]byte
+	hdr := append(strconv.AppendUint(size[:0], uint64(len(p)), 16), '\r', '\n')
+	start := chunkRoom - len(hdr)
+	copy(buf[start:], hdr)
+	buf = append(buf, '\r', '\n')
+	if last {
+		buf = append(buf, "0\r\n\r\n"...)
+	}
+	return s.send(buf[start:])
+}
+
+// send writes p within WriteTimeout (and flushes it, through a
+// ResponseWriter).
+func (s *stream) send(p []byte) error {
+	s.renewDeadline()
+	if s.conn != nil {
+		_, err := s.conn.Write(p)
+		return err
+	}
+	if _, err := s.w.Write(p); err != nil {
+		return err
+	}
+	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}
+
+// renewDeadline makes sure the next write has at least WriteTimeout. The
+// deadline is set a quarter further, so that a stream writing many times
+// a second sets it only now and then.
+func (s *stream) renewDeadline() {
+	if s.noDeadlines {
+		return
+	}
+	wt := s.b.opts.WriteTimeout
+	now := time.Now()
+	if now.Add(wt).Before(s.deadline) {
+		return
+	}
+	s.deadline = now.Add(wt + wt/4)
+	var err error
+	if s.conn != nil {
+		err = s.conn.SetWriteDeadline(s.deadline)
+	} else {
+		err = s.rc.SetWriteDeadline(s.deadline)
+	}
+	if errors.Is(err, http.ErrNotSupported) {
+		// A writer without deadlines (a wrapping ResponseWriter with no
+		// Unwrap): go on without them; a stuck client then holds its
+		// stream until the connection dies.
+		s.noDeadlines = true
+		s.b.log.Warn("sse: the ResponseWriter does not support write deadlines; stuck clients are found only when their connection fails")
+	}
+}
+
+// finish releases the stream once its writer has written the last bytes.
+func (s *stream) finish() {
+	s.heartbeat.Stop()
+	if s.lifetime != nil {
+		s.lifetime.Stop()
+	}
+	s.b.forget(s)
+	s.close()
+	if s.onEnd != nil {
+		s.onEnd()
+	}
+	if s.conn == nil {
+		s.stopCtx()
+		close(s.done) // ServeHTTP returns
+		return
+	}
+	_ = s.conn.Close()
+	s.b.unregister(s.ip)
+}
+
+// lifetimeLeft is how long the stream may last: MaxLifetime with ±10%
 // jitter, or until the credentials expire.
-func (s *stream) lifetime() time.Duration {
+func (s *stream) lifetimeLeft() time.Duration {
 	var d time.Duration
 	if m := s.b.opts.MaxLifetime; m > 0 {
 		d = m - m/10 + jitter(m/5)
@@ -327,27 +620,6 @@ func (s *stream) lifetime() time.Duration {
 		}
 	}
 	return d
-}
-
-// write writes and flushes p within WriteTimeout. It reports whether the
-// stream may go on.
-func (s *stream) write(p []byte) bool {
-	if s.deadlines.Load() {
-		if err := s.rc.SetWriteDeadline(time.Now().Add(s.b.opts.WriteTimeout)); errors.Is(err, http.ErrNotSupported) {
-			// A writer without deadlines (a wrapping ResponseWriter with no
-			// Unwrap): go on without them; a stuck client then holds its
-			// stream until the connection dies.
-			s.deadlines.Store(false)
-			s.b.log.Warn("sse: the ResponseWriter does not support write deadlines; stuck clients are found only when their connection fails")
-		}
-	}
-	if _, err := s.w.Write(p); err != nil {
-		return false
-	}
-	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return false
-	}
-	return true
 }
 
 func jitter(d time.Duration) time.Duration {

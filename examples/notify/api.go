@@ -12,15 +12,15 @@ import (
 // Who is online, the stored notifications and the preferences over JSON,
 // and the configuration.
 
-// streamSSE counts an SSE stream as a connection of its user while it lasts.
-func (a *app) streamSSE(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if name, err := userParam(r); err == nil {
-			a.setOnline(name, +1)
-			defer a.setOnline(name, -1)
-		}
-		next.ServeHTTP(w, r)
-	})
+// streamSSE counts an SSE stream as a connection of its user while it
+// lasts (the broker's OnStream: the stream outlives its ServeHTTP call).
+func (a *app) streamSSE(r *http.Request) (ended func()) {
+	name, err := userParam(r)
+	if err != nil {
+		return nil
+	}
+	a.setOnline(name, +1)
+	return func() { a.setOnline(name, -1) }
 }
 
 func (a *app) setOnline(name string, delta int) {

@@ -105,7 +105,7 @@ func newApp(cfg config, log *slog.Logger) *app {
 	a.events = sse.NewBroker(sse.Options{Backplane: a.bp, Logger: log, Topics: func(r *http.Request) ([]string, error) {
 		name, err := userParam(r)
 		return []string{topic(name)}, err
-	}})
+	}, OnStream: a.streamSSE})
 	a.runner = tasks.NewRunner(tasks.Options{Logger: log})
 	tasks.Handle(a.runner, "notify.mail", a.mailOffline)
 	return a
@@ -119,7 +119,7 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("GET /api/prefs", a.getPrefs)
 	mux.HandleFunc("PUT /api/prefs", a.putPrefs)
 	mux.Handle("GET /ws", a.hub)
-	mux.Handle("GET /events", a.streamSSE(a.events))
+	mux.Handle("GET /events", a.events)
 	mux.Handle("GET /rtkit.js", realtime.ClientHandler())
 	mux.Handle("GET /{$}", http.FileServerFS(page)) // index.html
 	return mux
