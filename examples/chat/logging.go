@@ -99,6 +99,9 @@ type recorder struct {
 	code     int
 	bytes    int64
 	hijacked bool
+	// upgrade: the request asks for a WebSocket. The SSE broker hijacks
+	// its streams too, but those answer 200.
+	upgrade bool
 	// streamed is when the response turned into a stream (its first
 	// Flush, or the Hijack of a WebSocket upgrade); zero for the others.
 	streamed time.Time
@@ -131,7 +134,8 @@ func (w *recorder) Flush() {
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// Hijack hands the connection over (WebSocket upgrades).
+// Hijack hands the connection over (WebSocket upgrades, and SSE streams,
+// which the broker writes itself after their 200 head).
 func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil {
@@ -143,12 +147,15 @@ func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap lets http.ResponseController reach the server's writer.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// status is the response's status: 101 for an upgraded connection, 200
-// when the handler wrote nothing.
+// status is the response's status: 101 for an upgraded WebSocket, 200
+// for an SSE stream the broker took over and when the handler wrote
+// nothing.
 func (w *recorder) status() int {
 	switch {
-	case w.hijacked:
+	case w.hijacked && w.upgrade:
 		return http.StatusSwitchingProtocols
+	case w.hijacked:
+		return http.StatusOK
 	case w.code == 0:
 		return http.StatusOK
 	}

@@ -80,3 +80,13 @@ func TestRequestLogLines(t *testing.T) {
 	assert.EqualValues(t, http.StatusOK, lines[fresh]["status"])
 	assert.NotContains(t, lines, "probe")
 }
+
+// A hijacked connection is logged 101 only for a WebSocket upgrade: the
+// SSE broker hijacks its streams after a 200 head.
+func TestRecorderStatusOfHijacks(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, http.StatusSwitchingProtocols, (&recorder{hijacked: true, upgrade: true}).status())
+	assert.Equal(t, http.StatusOK, (&recorder{hijacked: true}).status())
+	assert.Equal(t, http.StatusOK, (&recorder{}).status())
+	assert.Equal(t, http.StatusNotFound, (&recorder{code: http.StatusNotFound}).status())
+}

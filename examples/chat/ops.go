@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -66,7 +67,7 @@ func (o *ops) handler() http.Handler {
 		start := time.Now()
 		id := requestID(r)
 		w.Header().Set(requestIDHeader, id)
-		rec := &recorder{ResponseWriter: w}
+		rec := &recorder{ResponseWriter: w, upgrade: strings.EqualFold(r.Header.Get("Upgrade"), "websocket")}
 		// Each ServeMux sets the pattern on the request it is given, and
 		// this one hands r itself to the app's: the route is known after.
 		mux.ServeHTTP(rec, r)
