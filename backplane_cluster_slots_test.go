@@ -24,12 +24,14 @@ func (s *staleSlots) slots(ctx context.Context) ([]redis.ClusterSlot, error) {
 	if f := s.frozen.Load(); f != nil {
 		return *f, nil
 	}
+	//lint:ignore SA1019 ClusterOptions.ClusterSlots takes the CLUSTER SLOTS shape
 	return s.admin.ClusterSlots(ctx).Result()
 }
 
 // freeze makes the map stay what it is now until thaw.
 func (s *staleSlots) freeze(t *testing.T) {
 	t.Helper()
+	//lint:ignore SA1019 ClusterOptions.ClusterSlots takes the CLUSTER SLOTS shape
 	m, err := s.admin.ClusterSlots(context.Background()).Result()
 	require.NoError(t, err)
 	s.frozen.Store(&m)
