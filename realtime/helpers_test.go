@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -204,3 +205,36 @@ func httpServer(t testing.TB, h http.Handler) *httptest.Server {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// group runs functions in goroutines, at most limit at once (SetLimit),
+// and Wait returns the first error: errgroup's shape, without adding
+// golang.org/x/sync to the library's go.mod for tests.
+type group struct {
+	wg   sync.WaitGroup
+	sem  chan struct{}
+	once sync.Once
+	err  error
+}
+
+func (g *group) SetLimit(n int) { g.sem = make(chan struct{}, n) }
+
+func (g *group) Go(f func() error) {
+	if g.sem != nil {
+		g.sem <- struct{}{}
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if g.sem != nil {
+			defer func() { <-g.sem }()
+		}
+		if err := f(); err != nil {
+			g.once.Do(func() { g.err = err })
+		}
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	return g.err
+}

@@ -20,7 +20,6 @@ import (
 	"github.com/rtkit/rtkit/internal/redistest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sync/errgroup"
 )
 
 // raiseFileLimit raises RLIMIT_NOFILE to at least n (up to the hard
@@ -82,7 +81,7 @@ func TestRoomOf5000FillsWithoutDrops(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	var g errgroup.Group
+	var g group
 	g.SetLimit(32)
 	for i := range n {
 		g.Go(func() error {
@@ -211,7 +210,7 @@ func TestPresenceDiffsReconstructTheList(t *testing.T) {
 			for step := range 100 {
 				switch op := rng.IntN(10); {
 				case op < 7 && len(live) > 0:
-					var g errgroup.Group
+					var g group
 					for _, i := range rng.Perm(len(live))[:min(3, len(live))] {
 						m, room := live[i], rooms[rng.IntN(2)]
 						g.Go(func() error {
