@@ -19,15 +19,7 @@ func TestLocalTierInvalidatedAfterClusterFailover(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartClusterWith(t, redistest.ClusterOptions{Replicas: 1, NodeTimeout: 2 * time.Second})
 	ctx := context.Background()
-	node := func() *Cache {
-		bp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: cl.Client(t), Logger: slog.New(slog.DiscardHandler)})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = bp.Close() })
-		c := New(Options{Store: NewRedisStore(cl.Client(t), "c:"), Local: &LocalOptions{Backplane: bp}, Logger: slog.New(slog.DiscardHandler)})
-		t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
-		return c
-	}
-	a, b := node(), node()
+	a, b := clusterNode(t, cl), clusterNode(t, cl)
 	victim := cl.Primary(t, "rtkit:{rtkit-cache-invalidations}")
 	// The entry lives on another primary: this test is about the
 	// invalidation topic. (The store's own keys on a failed primary are
@@ -85,15 +77,7 @@ func TestLocalTierKeepsInvalidationsAcrossClusterFailover(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartClusterWith(t, redistest.ClusterOptions{Replicas: 1, NodeTimeout: 2 * time.Second})
 	ctx := context.Background()
-	node := func() *Cache {
-		bp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: cl.Client(t), Logger: slog.New(slog.DiscardHandler)})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = bp.Close() })
-		c := New(Options{Store: NewRedisStore(cl.Client(t), "c:"), Local: &LocalOptions{Backplane: bp}, Logger: slog.New(slog.DiscardHandler)})
-		t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
-		return c
-	}
-	a, b := node(), node()
+	a, b := clusterNode(t, cl), clusterNode(t, cl)
 	victim := cl.Primary(t, "rtkit:{rtkit-cache-invalidations}")
 	// The keys live on other primaries: this test is about invalidations.
 	var keys []string
@@ -148,4 +132,15 @@ func TestLocalTierKeepsInvalidationsAcrossClusterFailover(t *testing.T) {
 	t.Logf("replica promoted %v after the kill; %d keys written from the kill to a second after; node B serves %d of them stale",
 		promoted.Sub(killed).Round(10*time.Millisecond), len(written), stale)
 	require.Zero(t, stale, "node B serves keys whose invalidation it missed")
+}
+
+// clusterNode is one node of the failover tests: a cache with a local tier
+// whose invalidations ride a Redis backplane on cl.
+func clusterNode(t *testing.T, cl *redistest.Cluster) *Cache {
+	bp, err := rtkit.NewRedisBackplane(rtkit.RedisOptions{Client: cl.Client(t), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bp.Close() })
+	c := New(Options{Store: NewRedisStore(cl.Client(t), "c:"), Local: &LocalOptions{Backplane: bp}, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
+	return c
 }
