@@ -291,7 +291,10 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, map[string]json.
 		u = addQuery(u, "inbox_since", since)
 	}
 	c.mu.Unlock()
-	dopts := &websocket.DialOptions{HTTPHeader: c.opts.HTTPHeader, HTTPClient: c.opts.HTTPClient}
+	// Room messages come as arrays when the server agrees (PROTOCOL.md,
+	// "Compact frames"); dispatch reads both forms.
+	dopts := &websocket.DialOptions{HTTPHeader: c.opts.HTTPHeader, HTTPClient: c.opts.HTTPClient,
+		Subprotocols: []string{CompactSubprotocol}}
 	if c.opts.Compression {
 		dopts.CompressionMode = websocket.CompressionNoContextTakeover
 	}
@@ -553,7 +556,13 @@ func (c *Client) dispatch(frame []byte) {
 			frame = nil
 		}
 		var w wireEvent
-		if err := json.Unmarshal(line, &w); err != nil {
+		var err error
+		if trimmed := bytes.TrimLeft(line, " \t\r"); len(trimmed) > 0 && trimmed[0] == '[' {
+			w, err = decodeCompact(trimmed)
+		} else {
+			err = json.Unmarshal(line, &w)
+		}
+		if err != nil {
 			c.log.Warn("realtime: undecodable server object", "err", err)
 			continue
 		}

@@ -140,7 +140,7 @@ func (c *conn) join(in *inbound) *Error {
 	if e := c.authorize(ctx, Action{Kind: ActionJoin, Room: in.Room}); e != nil {
 		return e
 	}
-	m := &membership{c: c, noPresence: in.Presence != nil && !*in.Presence}
+	m := &membership{c: c, noPresence: in.Presence != nil && !*in.Presence, compact: c.wantsCompact()}
 	c.mu.Lock()
 	switch {
 	case c.closed:

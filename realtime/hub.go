@@ -356,6 +356,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		OriginPatterns:       h.opts.OriginPatterns,
 		CompressionMode:      h.compression,
 		CompressionThreshold: h.opts.CompressionThreshold,
+		Subprotocols:         []string{CompactSubprotocol},
 	})
 	if err != nil {
 		// Accept has written the response (403 for a bad origin).

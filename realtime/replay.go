@@ -28,6 +28,11 @@ type membership struct {
 	// noPresence: the join asked for no presence events ("presence":
 	// false); set before the subscription starts.
 	noPresence bool
+	// compact: the connection negotiated the compact subprotocol; room
+	// messages are queued in their array form. Kept here rather than in
+	// the conn, where it would take the struct past its size class; set
+	// before the subscription starts.
+	compact bool
 	// stale (guarded by c.mu): presence events were dropped because the
 	// queue was too full for them; a resync event carrying staleCount is
 	// queued once there is room (see deliverPresence).
@@ -190,8 +195,14 @@ func (m *membership) frame(msg *rtkit.Message, live bool) []byte {
 		return append(b, '}')
 	case m.room == nil:
 		return clientFrame("", msg)
+	case live && m.compact:
+		return m.room.entry(msg).compactFrame(m.room.name)
 	case live:
 		return m.room.entry(msg).frame
+	case m.compact:
+		if f := compactFrame(m.room.name, msg); f != nil {
+			return f
+		}
 	}
 	return clientFrame(m.room.name, msg)
 }

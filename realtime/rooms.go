@@ -30,6 +30,22 @@ type cachedFrame struct {
 	frame    []byte
 	presence bool // a presence event
 	count    int  // its count
+	// compact is the frame for members that negotiated the compact
+	// subprotocol, encoded by the first of them to need it.
+	compactOnce sync.Once
+	compact     []byte
+}
+
+// compactFrame returns the frame of c's message for members that
+// negotiated the compact subprotocol: its array form, or the object
+// frame for what has none.
+func (c *cachedFrame) compactFrame(room string) []byte {
+	c.compactOnce.Do(func() {
+		if c.compact = compactFrame(room, c.msg); c.compact == nil {
+			c.compact = c.frame
+		}
+	})
+	return c.compact
 }
 
 // entry returns the client frame for m, encoding it once per node.
