@@ -53,6 +53,34 @@ export function normalize(obj) {
   return obj;
 }
 
+/** The WebSocket subprotocol that asks for room messages as arrays
+ * (PROTOCOL.md, "Compact frames"). */
+export const compactSubprotocol = "rtkit.compact";
+
+/**
+ * fromCompact turns the array form of a room message into the object form
+ * ({op: "msg", room, id or ephemeral and time, data, from}), or returns
+ * null for an array that is not one: ["room", "id", data] from the server,
+ * ["room", "id", data, "user", "conn"] with a sender, a number (the time in
+ * Unix milliseconds) instead of the id for an ephemeral message. Elements
+ * after the fifth are ignored.
+ */
+export function fromCompact(a) {
+  if (a.length !== 3 && a.length < 5) return null;
+  const [room, head, data] = a;
+  if (typeof room !== "string") return null;
+  const obj = { op: "msg", room };
+  if (typeof head === "string") obj.id = head;
+  else if (Number.isInteger(head)) Object.assign(obj, { ephemeral: true, time: head });
+  else return null;
+  obj.data = data;
+  if (a.length >= 5) {
+    if (typeof a[3] !== "string" || typeof a[4] !== "string") return null;
+    obj.from = { user: a[3], conn: a[4] };
+  }
+  return obj;
+}
+
 function sortedMembers(members) {
   if (!members) return null;
   return [...members.values()].sort((a, b) =>
@@ -79,7 +107,9 @@ function absoluteWebSocketURL(url) {
  * options: token (sent as ?token=), minBackoff and maxBackoff in ms
  * (defaults 250 and 10000), stableAfter in ms (default 10000: how long a
  * connection must stay up before the backoff starts over), WebSocket (a
- * constructor, default the global).
+ * constructor, default the global; called as new WebSocket(url,
+ * ["rtkit.compact"]), and the client reads the frames of a server that
+ * answers without the subprotocol as well).
  */
 export function connect(url, options = {}) {
   return new RealtimeClient(url, options);
@@ -137,7 +167,9 @@ export class RealtimeClient {
   open() {
     const u = new URL(this.url);
     if (this.inbox !== null) u.searchParams.set("inbox_since", this.inbox || "0-0");
-    const ws = new this.WebSocket(u.toString());
+    // Room messages come as arrays when the server agrees; onFrame reads
+    // both forms.
+    const ws = new this.WebSocket(u.toString(), [compactSubprotocol]);
     this.ws = ws;
     let ended = false;
     const end = (ev) => {
@@ -161,7 +193,8 @@ export class RealtimeClient {
       } catch {
         continue;
       }
-      this.onObject(obj);
+      if (Array.isArray(obj)) obj = fromCompact(obj);
+      if (obj) this.onObject(obj);
     }
   }
 

@@ -3,7 +3,7 @@
 // TestBrowserClient starts the hub and runs this file with RTKIT_URL set.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, compareIDs, normalize, RealtimeError } from "./rtkit.js";
+import { connect, compareIDs, fromCompact, normalize, RealtimeError } from "./rtkit.js";
 
 const base = process.env.RTKIT_URL; // http://127.0.0.1:port
 const ws = base.replace(/^http/, "ws") + "/ws";
@@ -41,6 +41,66 @@ test("a msg without time or from gets them from its id", () => {
   const full = { op: "msg", room: "r", id: "1732800000000-4", time: 1732800000005, from: { user: "ada", conn: "c" }, data: 1 };
   assert.deepEqual(normalize({ ...full }), full, "fields that are present stay");
   assert.deepEqual(normalize({ op: "msg", room: "r", ephemeral: true, time: 7, data: 1 }).time, 7);
+});
+
+test("the array form of a msg reads as its object form", () => {
+  assert.deepEqual(fromCompact(["r", "1732800000000-4", { a: 1 }]),
+    { op: "msg", room: "r", id: "1732800000000-4", data: { a: 1 } });
+  assert.deepEqual(fromCompact(["r", "1732800000000-4", "hi", "ada", "c1"]),
+    { op: "msg", room: "r", id: "1732800000000-4", data: "hi", from: { user: "ada", conn: "c1" } });
+  assert.deepEqual(fromCompact(["r", 1732800000001, null, "ada", "c1", "later"]),
+    { op: "msg", room: "r", ephemeral: true, time: 1732800000001, data: null, from: { user: "ada", conn: "c1" } });
+  for (const bad of [[], ["r"], ["r", "1-0"], ["r", "1-0", 1, "ada"], [1, "1-0", 1], ["r", 1.5, 1],
+    ["r", null, 1], ["r", "1-0", 1, 2, "c"], ["r", "1-0", 1, "ada", null]]) {
+    assert.equal(fromCompact(bad), null, JSON.stringify(bad));
+  }
+});
+
+// recordingWebSocket returns a WebSocket constructor that keeps every text
+// frame received in frames; with plain set it asks for no subprotocol, as
+// clients before rtkit.compact did.
+function recordingWebSocket(frames, plain) {
+  return class extends WebSocket {
+    constructor(url, protocols) {
+      super(url, plain ? [] : protocols);
+      this.addEventListener("message", (ev) => frames.push(String(ev.data)));
+    }
+  };
+}
+
+test("compact and plain clients in one room get the same messages", async () => {
+  const compactFrames = [], plainFrames = [];
+  const compact = connect(ws, { token: "jscompact", WebSocket: recordingWebSocket(compactFrames, false) });
+  const plain = connect(ws, { token: "jsplain", WebSocket: recordingWebSocket(plainFrames, true) });
+  try {
+    const cm = collector(compact, "msg"), pm = collector(plain, "msg");
+    await compact.join("jsmix");
+    await plain.join("jsmix");
+    assert.equal(compact.ws.protocol, "rtkit.compact");
+    assert.equal(plain.ws.protocol, "");
+    const res = await fetch(`${base}/publish?room=jsmix&n=7`, { method: "POST" });
+    const serverID = await res.text();
+    const memberID = await plain.publish("jsmix", { text: "hi" });
+    await compact.publish("jsmix", "typing", { ephemeral: true });
+    await cm.until(3);
+    await pm.until(3);
+    assert.deepEqual([...cm], [...pm]);
+    assert.deepEqual(cm[0], { op: "msg", room: "jsmix", id: serverID, data: "7", from: {}, time: Number(serverID.split("-")[0]) });
+    assert.deepEqual({ ...cm[1], time: 0 }, { op: "msg", room: "jsmix", id: memberID, data: { text: "hi" }, from: { user: "jsplain", conn: plain.conn }, time: 0 });
+    assert.equal(cm[2].ephemeral, true);
+    assert.equal(cm[2].from.user, "jscompact");
+    assert.ok(cm[2].time > 0 && cm[2].id === undefined);
+    const lines = (frames) => frames.flatMap((f) => f.split("\n")).filter((l) => l.includes("jsmix") && !l.includes('"op":"ok"') && !l.includes('"op":"presence"'));
+    assert.deepEqual(lines(compactFrames), [
+      `["jsmix","${serverID}","7"]`,
+      `["jsmix","${memberID}",{"text":"hi"},"jsplain","${plain.conn}"]`,
+      `["jsmix",${cm[2].time},"typing","jscompact","${compact.conn}"]`,
+    ]);
+    assert.ok(lines(plainFrames).every((l) => l.startsWith('{"op":"msg"')), lines(plainFrames).join("\n"));
+  } finally {
+    compact.close();
+    plain.close();
+  }
 });
 
 test("join, publish, presence, call, direct", async () => {
