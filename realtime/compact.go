@@ -30,7 +30,7 @@ func (c *conn) wantsCompact() bool {
 //	["room",1732800000001,DATA,"user","conn"]       ephemeral: the time
 //
 // A payload other code published to the room's topic is DATA as
-// appendForeign writes it. It returns nil for anything that is not a room
+// appendForeignValue writes it. It returns nil for anything that is not a room
 // message (presence, kick, direct envelopes), and for a message envelope
 // it does not recognise: the member then gets the object frame, which a
 // compact client reads as well.
@@ -39,7 +39,7 @@ func compactFrame(room string, m *rtkit.Message) []byte {
 	if op == nil {
 		b := make([]byte, 0, len(m.Data)+len(room)+32)
 		b = appendCompactHead(appendString(append(b, '['), room), m)
-		b = appendForeign(b, m.Data)
+		b = appendForeignValue(append(b, ','), m.Data)
 		return append(b, ']')
 	}
 	if !bytes.Equal(op, opMsg) {

@@ -202,7 +202,11 @@ var replacementChar = []byte("\uFFFD")
 // the frame; invalid UTF-8 in its strings replaced by U+FFFD), anything
 // else as a JSON string.
 func appendForeign(b, data []byte) []byte {
-	b = append(b, `,"data":`...)
+	return appendForeignValue(append(b, `,"data":`...), data)
+}
+
+// appendForeignValue appends the JSON value appendForeign makes of data.
+func appendForeignValue(b, data []byte) []byte {
 	if !json.Valid(data) {
 		return appendString(b, string(data))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -100,4 +101,51 @@ func write(t *testing.T, ctx context.Context, c *websocket.Conn, s string) {
 	if err := c.Write(ctx, websocket.MessageText, []byte(s)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzClientFrames feeds arbitrary bytes to the Go client's frame decoder
+// as a frame from the server, in a client that has joined "room": object
+// lines and the array lines of rtkit.compact alike. It must not panic or
+// leave a goroutine behind, and every message it emits carries JSON data.
+func FuzzClientFrames(f *testing.F) {
+	for _, s := range []string{
+		`["room","1796188090099-0",{"seq":1}]`,
+		`["room","1796188090099-1","hi","ada","c1"]`,
+		`["room",1796188090099,"typing","ada","c1"]`,
+		`["room","1796188090099-2",null,"ada","c1",{"later":1}]` + "\n" + `{"op":"msg","room":"room","id":"1796188090099-3","data":1}`,
+		`["room","1796188090099-0",1]` + "\n" + `["room","1796188090099-0",1]`,
+		`["room",-1,[]]` + "\n" + `["room",1e3,1]` + "\n" + `["room","x-y",1,"a","b"]`,
+		`[` + "\n" + `]`,
+		`{"op":"presence","room":"room","count":2,"joins":[{"user":"ada","conn":"c1"}],"leaves":[]}`,
+		`{"op":"direct","id":"1-0","data":"psst"}` + "\n\n" + `{"op":"gap","room":"room"}`,
+		`{"op":"ok","id":1}` + "\n" + `null` + "\n" + `[null,null,null]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		ctx, cancel := context.WithCancel(context.Background())
+		c := &Client{
+			log:       slog.New(slog.DiscardHandler),
+			events:    make(chan Event, 16),
+			ctx:       ctx,
+			cancel:    cancel,
+			pending:   make(map[uint64]pendingReq),
+			rooms:     map[string]*clientRoom{"room": {joined: true, count: 1, members: map[string]Member{}}},
+			connected: make(chan struct{}),
+		}
+		drained := make(chan struct{})
+		go func() {
+			defer close(drained)
+			for e := range c.events {
+				if e.Op == "msg" && e.Data != nil && !json.Valid(e.Data) {
+					t.Errorf("msg event with data %q that is not JSON", e.Data)
+				}
+			}
+		}()
+		c.dispatch(frame)
+		cancel()
+		c.wg.Wait() // presence fetches end with the client's ctx
+		close(c.events)
+		<-drained
+	})
 }

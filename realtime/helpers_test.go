@@ -47,9 +47,25 @@ type raw struct {
 
 func dialRaw(t testing.TB, url string, header http.Header) *raw {
 	t.Helper()
+	return dialRawWith(t, url, &websocket.DialOptions{HTTPHeader: header})
+}
+
+// dialRawCompact dials asking for the compact subprotocol. The array
+// lines it receives read as the objects compactObject makes of them.
+func dialRawCompact(t testing.TB, url string, header http.Header) *raw {
+	t.Helper()
+	r := dialRawWith(t, url, &websocket.DialOptions{HTTPHeader: header, Subprotocols: []string{CompactSubprotocol}})
+	if got := r.ws.Subprotocol(); got != CompactSubprotocol {
+		t.Fatalf("subprotocol %q, want %q", got, CompactSubprotocol)
+	}
+	return r
+}
+
+func dialRawWith(t testing.TB, url string, opts *websocket.DialOptions) *raw {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header})
+	ws, resp, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -114,7 +130,9 @@ func (r *raw) tryNext(d time.Duration) (map[string]any, error) {
 		}
 		for line := range bytes.SplitSeq(frame, []byte("\n")) {
 			var obj map[string]any
-			if err := json.Unmarshal(line, &obj); err != nil {
+			if len(line) > 0 && line[0] == '[' {
+				obj = compactObject(r.t, line)
+			} else if err := json.Unmarshal(line, &obj); err != nil {
 				r.t.Fatalf("server sent invalid JSON %q: %v", line, err)
 			}
 			r.pending = append(r.pending, obj)
@@ -123,6 +141,43 @@ func (r *raw) tryNext(d time.Duration) (map[string]any, error) {
 	obj := r.pending[0]
 	r.pending = r.pending[1:]
 	return obj, nil
+}
+
+// compactObject reads the array form of a msg as PROTOCOL.md describes
+// it, into the object form of the same message plus "_array": true.
+func compactObject(t testing.TB, line []byte) map[string]any {
+	t.Helper()
+	var a []any
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.UseNumber()
+	if err := d.Decode(&a); err != nil {
+		t.Fatalf("server sent invalid JSON %q: %v", line, err)
+	}
+	if len(a) != 3 && len(a) != 5 {
+		t.Fatalf("compact msg %q has %d elements", line, len(a))
+	}
+	obj := map[string]any{"op": "msg", "_array": true, "room": a[0], "data": a[2]}
+	switch v := a[1].(type) {
+	case string:
+		obj["id"] = v
+	case json.Number:
+		ms, err := v.Int64()
+		if err != nil {
+			t.Fatalf("compact msg %q: time %v is not an integer", line, v)
+		}
+		obj["ephemeral"], obj["time"] = true, float64(ms)
+	default:
+		t.Fatalf("compact msg %q: second element %v is neither an ID nor a time", line, v)
+	}
+	if len(a) == 5 {
+		obj["from"] = map[string]any{"user": a[3], "conn": a[4]}
+	}
+	// data as the object form's decoding has it (numbers as float64).
+	var data any
+	raw, _ := json.Marshal(a[2])
+	_ = json.Unmarshal(raw, &data)
+	obj["data"] = data
+	return obj
 }
 
 // until returns the next object with the given op; the objects before it
