@@ -95,19 +95,26 @@ func benchFanout(b *testing.B, members int) {
 // a message it publishes (Hub.Publish) to one member that reads each
 // before the next: one message per frame, as in a quiet room. The payload
 // is bench/'s, {"seq":N,"ts":UNIXNANOS} (37 bytes); wire-B/msg includes
-// the WebSocket frame header. "deflate" compresses every frame (threshold
-// 64 bytes, the client asking for it); "deflate-burst" publishes 16 at a
-// time, so that frames carry several messages.
+// the WebSocket frame header. "compact" is a client that negotiated
+// rtkit.compact (arrays instead of objects); "deflate" compresses every
+// frame (threshold 64 bytes, the client asking for it); "-burst" publishes
+// 16 at a time, so that frames carry several messages.
 func BenchmarkWireBytes(b *testing.B) {
 	for _, tc := range []struct {
-		name    string
-		deflate bool
-		burst   int
-	}{{"plain", false, 1}, {"deflate", true, 1}, {"plain-burst", false, 16}, {"deflate-burst", true, 16}} {
+		name             string
+		compact, deflate bool
+		burst            int
+	}{
+		{"plain", false, false, 1}, {"compact", true, false, 1}, {"deflate", false, true, 1}, {"compact-deflate", true, true, 1},
+		{"plain-burst", false, false, 16}, {"compact-burst", true, false, 16}, {"deflate-burst", false, true, 16}, {"compact-deflate-burst", true, true, 16},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
 			h, url, written := countedHub(b, Options{OriginPatterns: []string{"*"}, Compression: tc.deflate, CompressionThreshold: 64})
 			ctx := context.Background()
 			opts := &websocket.DialOptions{}
+			if tc.compact {
+				opts.Subprotocols = []string{CompactSubprotocol}
+			}
 			if tc.deflate {
 				opts.CompressionMode = websocket.CompressionNoContextTakeover
 			}

@@ -14,9 +14,10 @@
 //	...
 //	defer hub.Shutdown(ctx)
 //
-// The wire protocol (JSON objects over text frames) is documented in
-// PROTOCOL.md beside this file, with every op, field, error code and close
-// code.
+// The wire protocol (JSON objects over text frames; room messages as JSON
+// arrays for clients that negotiate the [CompactSubprotocol], as the Go
+// client and rtkit.js do) is documented in PROTOCOL.md beside this file,
+// with every op, field, error code and close code.
 //
 // # History and recovery
 //
@@ -110,6 +111,26 @@
 // socket's write deadline, renewed once per WriteTimeout rather than per
 // burst. Figures against centrifuge
 // and melody are in bench/README.md.
+//
+// # Wire bytes
+//
+// A room message costs its payload plus, for a client that negotiated
+// [CompactSubprotocol], 27 bytes for a room named "room" (the array
+// ["room","1796188090099-0",DATA]; 2 more per sender field when a member
+// published it, beside the sender's names), or 57 in the object form that
+// clients which do not ask for it receive. The hub encodes each form at
+// most once per message per node, the compact one only when a member
+// needs it. BenchmarkWireBytes, bytes the server writes per delivered
+// 37-byte payload, WebSocket header included (2 cores, load average 11):
+//
+//	                   one message per frame   16 per frame
+//	objects                    97.7                97.4
+//	compact arrays             67.6                67.2
+//	objects, deflate           84.2                10.6
+//	compact, deflate           64.7                 9.2
+//
+// (centrifuge's protocol costs 43 bytes plus the header for the same
+// message.)
 //
 // # Compression
 //
