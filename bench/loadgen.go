@@ -20,9 +20,11 @@ import (
 // Every payload is {"seq":N,"ts":UNIXNANOS}. A subscriber reads a frame
 // into a reused buffer, splits it on '\n' (rtkit and centrifuge join queued
 // objects into one frame; melody sends one message per frame), finds the
-// payload in each object, counts it against its sequence number and records
-// receipt − ts in its own histogram. Objects without a payload (replies,
-// presence events) are skipped.
+// payload in each line (an object, or the array rtkit sends a room message
+// as on a connection that negotiated rtkit.compact, as its clients do),
+// counts it against its sequence number and records receipt − ts in its
+// own histogram. Lines without a payload (replies, presence events) are
+// skipped.
 
 // protocol adapts the generator to one server's wire protocol.
 type protocol struct {
@@ -46,6 +48,10 @@ func init() {
 
 var protocols = map[string]*protocol{
 	"rtkit": {
+		// As rtkit's Go and browser clients do: room messages come as
+		// arrays (["bench","<id>",{"seq":...},"<user>","<conn>"]), every
+		// other event as an object.
+		subprotocols: []string{"rtkit.compact"},
 		setup: func(ctx context.Context, c *wsClient, join bool) error {
 			if err := c.readUntil(ctx, func(line []byte) (bool, error) {
 				return bytes.HasPrefix(line, []byte(`{"op":"welcome"`)), nil
