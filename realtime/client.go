@@ -209,7 +209,10 @@ type reply struct {
 
 // Dial connects to the hub at url (ws:// or wss://, or http(s)://) and
 // keeps the connection up until Close. It returns once the first
-// connection is established, or the error of the first attempt.
+// connection is established, or the error of the first attempt. It asks
+// for the [CompactSubprotocol] (room messages as arrays, fewer bytes on the
+// wire) and reads room messages in either form, so it works with servers
+// that do not offer it; Events are the same either way.
 func Dial(ctx context.Context, rawURL string, opts DialOptions) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rtkit/rtkit"
 )
 
 // BenchmarkCompactDelivery is BenchmarkQuietRoom with 1,000 members that
@@ -92,4 +93,21 @@ func benchDelivery(b *testing.B, members int, compact bool) {
 		_ = ws.CloseNow()
 	}
 	wg.Wait()
+}
+
+// BenchmarkFrameEncode is the once-per-message-per-node cost of each form
+// of a member's message, from its backplane envelope.
+func BenchmarkFrameEncode(b *testing.B) {
+	msg := &rtkit.Message{ID: rtkit.ID{MS: 1796188090099, Seq: 1}, Time: time.UnixMilli(1796188090099),
+		Data: msgEnvelope(opMsg, "room", Sender{User: "ada", Conn: "0193c2f0-0000-7000-8000-000000000000"}, []byte(`{"seq":10001,"ts":1796188090099000000}`))}
+	b.Run("object", func(b *testing.B) {
+		for range b.N {
+			clientFrame("room", msg)
+		}
+	})
+	b.Run("compact", func(b *testing.B) {
+		for range b.N {
+			compactFrame("room", msg)
+		}
+	})
 }

@@ -19,7 +19,8 @@ import (
 // FuzzHubFrames feeds arbitrary bytes to a real hub as a client frame, and
 // the same bytes to a joined room as a payload other code published on the
 // backplane; every frame the hub writes back must be UTF-8 and consist of
-// lines that are each one JSON object.
+// lines that are each one JSON object, or, for a second member of the room
+// that negotiated rtkit.compact, a room message's array.
 func FuzzHubFrames(f *testing.F) {
 	for _, s := range []string{
 		`{"op":"join","id":1,"room":"lobby"}` + "\n" + `{"op":"pub","id":2,"room":"lobby","data":{"a":"\u00e9"}}`,
@@ -43,7 +44,7 @@ func FuzzHubFrames(f *testing.F) {
 		InboundRate:  rate.Inf,
 	})
 	_ = h
-	var c *websocket.Conn
+	var c, compact *websocket.Conn
 	sentinel := uint64(1 << 40)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) > 32<<10 {
@@ -51,48 +52,74 @@ func FuzzHubFrames(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if c == nil {
+		for _, conn := range []**websocket.Conn{&c, &compact} {
+			if *conn != nil {
+				continue
+			}
+			opts := &websocket.DialOptions{}
+			if conn == &compact {
+				opts.Subprotocols = []string{CompactSubprotocol}
+			}
 			var err error
-			if c, _, err = websocket.Dial(ctx, url, nil); err != nil {
+			if *conn, _, err = websocket.Dial(ctx, url, opts); err != nil {
 				t.Fatal(err)
 			}
-			c.SetReadLimit(-1)
-			write(t, ctx, c, `{"op":"join","id":1,"room":"fz"}`)
+			(*conn).SetReadLimit(-1)
+			write(t, ctx, *conn, `{"op":"join","id":1,"room":"fz"}`)
 		}
 		sentinel++
 		write(t, ctx, c, string(frame))
 		if _, err := bp.Publish(ctx, "fz", frame, rtkit.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		write(t, ctx, c, `{"op":"leave","id":`+itoa(int64(sentinel))+`,"room":"-"}`)
-		for {
-			_, got, err := c.Read(ctx)
-			if err != nil {
+		for _, conn := range []**websocket.Conn{&c, &compact} {
+			write(t, ctx, *conn, `{"op":"leave","id":`+itoa(int64(sentinel))+`,"room":"-"}`)
+			if !readUntilSentinel(t, ctx, *conn, sentinel) {
 				// Closed by the hub (a kick forged by the frame, say): the
 				// next input dials again.
-				c = nil
-				return
-			}
-			if !utf8.Valid(got) {
-				t.Fatalf("frame is not UTF-8: %q", got)
-			}
-			done := false
-			for line := range bytes.SplitSeq(got, []byte("\n")) {
-				var obj map[string]any
-				if err := json.Unmarshal(line, &obj); err != nil {
-					t.Fatalf("line %q of frame %q is not a JSON object: %v", line, got, err)
-				}
-				if id, _ := obj["id"].(float64); uint64(id) == sentinel && strings.Contains(string(line), `"not_found"`) {
-					done = true
-				}
-			}
-			if done {
-				return
+				*conn = nil
 			}
 		}
 	})
-	if c != nil {
-		_ = c.CloseNow()
+	for _, conn := range []*websocket.Conn{c, compact} {
+		if conn != nil {
+			_ = conn.CloseNow()
+		}
+	}
+}
+
+// readUntilSentinel reads frames until the error reply to request
+// sentinel, checking every line; it reports false if the connection
+// closed first. Array lines must be room messages of rtkit.compact.
+func readUntilSentinel(t *testing.T, ctx context.Context, c *websocket.Conn, sentinel uint64) bool {
+	t.Helper()
+	for {
+		_, got, err := c.Read(ctx)
+		if err != nil {
+			return false
+		}
+		if !utf8.Valid(got) {
+			t.Fatalf("frame is not UTF-8: %q", got)
+		}
+		done := false
+		for line := range bytes.SplitSeq(got, []byte("\n")) {
+			if len(line) > 0 && line[0] == '[' && c.Subprotocol() != "" {
+				if _, err := decodeCompact(line); err != nil {
+					t.Fatalf("line %q of frame %q is not a compact msg: %v", line, got, err)
+				}
+				continue
+			}
+			var obj map[string]any
+			if err := json.Unmarshal(line, &obj); err != nil {
+				t.Fatalf("line %q of frame %q is not a JSON object: %v", line, got, err)
+			}
+			if id, _ := obj["id"].(float64); uint64(id) == sentinel && strings.Contains(string(line), `"not_found"`) {
+				done = true
+			}
+		}
+		if done {
+			return true
+		}
 	}
 }
 

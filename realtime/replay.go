@@ -29,8 +29,8 @@ type membership struct {
 	// false); set before the subscription starts.
 	noPresence bool
 	// compact: the connection negotiated the compact subprotocol; room
-	// messages are queued in their array form. Kept here rather than in
-	// the conn, where it would take the struct past its size class; set
+	// messages are queued in their array form. Kept here, where delivery
+	// reads it, in what was padding (the conn struct is unchanged); set
 	// before the subscription starts.
 	compact bool
 	// stale (guarded by c.mu): presence events were dropped because the
