@@ -11,23 +11,29 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rtkit/rtkit/internal/heaptest"
 	"github.com/stretchr/testify/require"
 )
 
 // maxJoinHeapPerMember bounds the heap, client and server sides together,
 // per member of a room that just filled with readers reading as they go
-// (the bench's join5k): about 20 KB are the two ends of a connection and
-// the membership; the rest is room for what the writers leave behind,
-// well under one 64 KiB write buffer per member (what they once kept
-// in the write pool: 246–349 MB for join5k's 5,000 members).
+// (as in the bench's join5k). Measured: about 28 KB (both ends of a
+// connection, the membership, the presence entry); 40 KB leaves room for
+// noise but not for anything kept per member on the scale of a write
+// buffer (64 KiB) or a second connection's worth of state.
 const maxJoinHeapPerMember = 40 << 10
 
-// Filling a large room leaves the heap at a bound per member: what the
-// members' writers took to write the presence events and replies of the
-// fill is given back, not kept for each member. The heap is read after
-// one collection, as the bench's /debug/mem does, so that buffers only
-// the pools still hold count.
+// Filling a large room leaves the heap within a bound per member. The
+// heap is read after one collection, as the bench's /debug/mem does, so
+// that buffers only the pools still hold count too. (Which buffer a
+// writer takes for a joined frame is checked by TestWriteBufSized: this
+// test's writers rarely join objects, the bench's do more often.)
 func TestJoinHeapPerMember(t *testing.T) {
+	if heaptest.RaceEnabled {
+		// The race detector's allocator changes heap figures (and its
+		// limit of 8,128 goroutines is close to this test's).
+		t.Skip("heap figures are checked without the race detector")
+	}
 	const n = 3000
 	raiseFileLimit(t, 2*n+500)
 	h, url := testHub(t, Options{Authenticate: bearer})
