@@ -146,11 +146,11 @@ const minWriteBuf = 1 << 10
 
 // writeBufs holds the buffers writers join objects in, one pool per power
 // of two from minWriteBuf to maxWriteFrame: a writer takes the smallest
-// that holds what it joins into a frame, so that the buffers in use (and left in the
-// pools until the next collections) scale with the bytes being written,
-// not with the writers. A count event that wakes the writers of 5,000
-// members, each joining it with a reply, thus holds a few KiB per member
-// at most, not 64 KiB.
+// that holds what it joins into a frame, so that the buffers in use (and
+// left in the pools until the next collections) scale with the bytes
+// being written, not with the writers. A count event that wakes the
+// writers of 5,000 members, each joining it with a reply, thus holds a few
+// KiB per member at most, not 64 KiB.
 var writeBufs [writeBufClasses]sync.Pool
 
 // writeBufClasses is the number of pools: minWriteBuf<<(writeBufClasses-1)
