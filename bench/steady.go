@@ -25,7 +25,10 @@ import (
 //     real client does); join_s is the wall time from the first dial to
 //     the last join reply, dropped the members that then fail to receive
 //     one message published to the room within 60 s (closed as slow
-//     consumers, or lost).
+//     consumers, or lost). join20k runs the largest N up to 20,000 that
+//     the process's file limit allows (see joinMembers) and reports it as
+//     members. On a server's first run, each saves the server's heap
+//     profile after the message (e.g. profiles/rtkit-join5k-heap.pprof).
 
 // usage is what /debug/usage reports.
 type usage struct {
@@ -65,16 +68,44 @@ func profileKind(profile bool, kind string) string {
 	return ""
 }
 
-func join5kRun(cfg config, ch *child, t target, _ bool) ([]float64, error) {
-	return joinRun(ch, t, 5000)
+func join5kRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
+	return joinRun(cfg, ch, t, 5000, profileKind(profile, "join5k-heap"))
 }
 
-func join20kRun(cfg config, ch *child, t target, _ bool) ([]float64, error) {
-	return joinRun(ch, t, 20000)
+func join20kRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
+	n := joinMembers(20000)
+	vals, err := joinRun(cfg, ch, t, n, profileKind(profile, "join20k-heap"))
+	if err != nil {
+		return nil, err
+	}
+	return append(vals, float64(n)), nil
+}
+
+// joinSlack is the descriptors a process keeps beside a join workload's
+// sockets: the server's listener and its /debug connections, the
+// generator's publisher, the runtime's poller and pipes, /proc files.
+const joinSlack = 100
+
+// joinMembers returns want, or fewer when RLIMIT_NOFILE's hard limit
+// (which both the generator and the server child raise their limit to,
+// each holding one socket per member) leaves less than joinSlack
+// descriptors beside want sockets. A machine whose hard limit is 20,000
+// (no CAP_SYS_RESOURCE to raise it) runs join20k with 19,900 members.
+func joinMembers(want int) int {
+	limit, ok := fileLimit()
+	if !ok || limit >= uint64(want+joinSlack) {
+		return want
+	}
+	if limit <= joinSlack {
+		return 1
+	}
+	return int(limit) - joinSlack
 }
 
 // joinRun fills a room of n members and publishes one message to it.
-func joinRun(ch *child, t target, n int) ([]float64, error) {
+// With a profile name, it then saves the server's heap profile (after a
+// GC) under that name.
+func joinRun(cfg config, ch *child, t target, n int, profile string) ([]float64, error) {
 	wt, ok := t.(wsTarget)
 	if !ok {
 		return nil, fmt.Errorf("join: WebSocket servers only")
@@ -101,7 +132,13 @@ func joinRun(ch *child, t target, n int) ([]float64, error) {
 		note("join %s: %d connections failed, first: %v", ch.name, nerr, rerr)
 	}
 	if m, err := ch.mem(); err == nil {
-		note("join %s: %d members in %s; heap in use %d MB after", ch.name, n, took.Round(time.Millisecond), m.HeapInuse>>20)
+		note("join %s: %d members in %s; heap in use %d MB after (live objects %d MB), %d goroutines",
+			ch.name, n, took.Round(time.Millisecond), m.HeapInuse>>20, m.HeapAlloc>>20, m.NumGoroutine)
+	}
+	if profile != "" && cfg.profiles != "" {
+		if err := ch.saveProfile("/debug/pprof/heap?gc=1", cfg.profiles, profileName(ch, profile)); err != nil {
+			note("join %s: heap profile: %v", ch.name, err)
+		}
 	}
 	return []float64{took.Seconds(), float64(dropped)}, nil
 }

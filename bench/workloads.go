@@ -59,7 +59,7 @@ var workloads = []workload{
 	{"lat20", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
 		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat20Run, "sse"},
 	{"join5k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join5kRun, "realtime"},
-	{"join20k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join20kRun, "realtime"},
+	{"join20k", []metric{{"join_s", "s"}, {"dropped", "members"}, {"members", "members"}}, join20kRun, "realtime"},
 }
 
 func (s loadSuite) run(cfg config) ([]Result, error) {

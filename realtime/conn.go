@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/bits"
 	"net"
 	"runtime"
 	"strconv"
@@ -70,7 +71,7 @@ type conn struct {
 	ending   atomic.Bool  // a close was decided: inbound objects are no longer run
 	pinging  atomic.Bool
 	calls    atomic.Int32
-	// lastBurst is when the writer last finished a burst (guarded by mu),
+	// lastBurst is when the writer last started a burst (guarded by mu),
 	// on the hub's millisecond clock.
 	lastBurst uint32
 	// deadline is the socket's write deadline on that clock, 0 for none;
@@ -140,30 +141,65 @@ const writerLinger = time.Second
 // maxWriteFrame is how many bytes the writer joins into one frame.
 const maxWriteFrame = 64 << 10
 
-var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteFrame); return &b }}
+// minWriteBuf is the smallest buffer the writer joins objects in.
+const minWriteBuf = 1 << 10
+
+// writeBufs holds the buffers writers join objects in, one pool per power
+// of two from minWriteBuf to maxWriteFrame: a writer takes the smallest
+// that holds what it joins into a frame, so that the buffers in use (and
+// left in the pools until the next collections) scale with the bytes
+// being written, not with the writers. A count event that wakes the
+// writers of 5,000 members, each joining it with a reply, thus holds a few
+// KiB per member at most, not 64 KiB.
+var writeBufs [writeBufClasses]sync.Pool
+
+// writeBufClasses is the number of pools: minWriteBuf<<(writeBufClasses-1)
+// is maxWriteFrame.
+const writeBufClasses = 7
+
+// getWriteBuf returns a pooled buffer of at least n bytes (n at most
+// maxWriteFrame) and the pool it goes back to.
+func getWriteBuf(n int) (*[]byte, *sync.Pool) {
+	class := 0
+	if n > minWriteBuf {
+		class = bits.Len(uint(n-1)) - bits.Len(uint(minWriteBuf-1))
+	}
+	p := &writeBufs[class]
+	if bp, ok := p.Get().(*[]byte); ok {
+		return bp, p
+	}
+	b := make([]byte, 0, minWriteBuf<<class)
+	return &b, p
+}
 
 // writeLoop writes what is queued. When the queue is empty it ends, or,
-// if its last two bursts ended less than writerLinger apart, waits on wake
-// for the next burst (a closed wake: it was retired).
+// if its last two bursts started less than writerLinger apart, waits on
+// wake for the next burst (a closed wake: it was retired).
+//
+// Before a burst the writer yields (runtime.Gosched) when its previous
+// burst carried several objects: the connection is under load, and
+// letting whoever is queueing (a fan-out to many members) run first makes
+// the next write carry more objects. After a burst of one object (a quiet
+// room: every message written alone) it does not: the yield would only
+// cost a trip through the scheduler's global queue per delivery. A new
+// writer yields before its first burst.
+//
+// The hub's clock is read once per pass of the loop: the time serves the
+// steady check, the write deadline and its relaxing alike.
 func (c *conn) writeLoop(wake chan struct{}) {
 	defer c.wg.Done()
-	steady := false // the last two bursts ended within writerLinger
-	wrote := false
+	steady := false // the last two bursts started within writerLinger
+	batched := true // the last burst carried several objects
 	for {
-		// Let whoever is queueing (a fan-out to many members) run first:
-		// under load the next write carries more objects; when idle this
-		// returns at once.
-		runtime.Gosched()
-		c.mu.Lock()
-		if wrote {
-			now := c.h.clock()
-			steady = now-c.lastBurst < uint32(writerLinger/time.Millisecond)
-			c.lastBurst, wrote = now, false
+		if batched {
+			runtime.Gosched()
 		}
+		c.mu.Lock()
 		if len(c.queue) == 0 && !c.closed {
 			c.refillLocked()
 		}
 		frames := c.queue
+		now := c.h.clock()
 		// Once closed, what is queued is still written (every reply
 		// already produced reaches the client), then the close frame,
 		// unless the connection ended without a graceful close.
@@ -172,7 +208,7 @@ func (c *conn) writeLoop(wake chan struct{}) {
 			if len(frames) == 0 && !c.closed && steady && c.wake == wake {
 				// Steady connection: wait for the next burst.
 				c.writing = false
-				c.relaxDeadline(true)
+				c.relaxDeadline(true, now)
 				c.mu.Unlock()
 				<-wake
 				continue
@@ -183,16 +219,19 @@ func (c *conn) writeLoop(wake chan struct{}) {
 			}
 			c.queue, c.queued = nil, 0
 			// Under mu: the next writer may start as soon as it is released.
-			c.relaxDeadline(false)
+			c.relaxDeadline(false, now)
 			c.mu.Unlock()
 			if graceful {
 				c.sendClose()
 			}
 			return
 		}
+		steady = now-c.lastBurst < uint32(writerLinger/time.Millisecond)
+		c.lastBurst = now
 		c.queue, c.queued = nil, 0
 		c.mu.Unlock()
-		if err := c.writeFrames(frames); err != nil {
+		batched = len(frames) > 1
+		if err := c.writeFrames(frames, now); err != nil {
 			c.mu.Lock()
 			c.writing = false
 			if c.wake == wake {
@@ -207,7 +246,6 @@ func (c *conn) writeLoop(wake chan struct{}) {
 			}
 			return
 		}
-		wrote = true
 	}
 }
 
@@ -225,9 +263,8 @@ const deadlineMargin = 5 * time.Second
 // per burst (each is a runtime timer change). A burst thus gets between
 // WriteTimeout and twice it. A WriteTimeout beyond a day is set and
 // cleared around every burst (the clock is 32 bits).
-func (c *conn) setDeadline() error {
+func (c *conn) setDeadline(now uint32) error {
 	wt := c.h.opts.WriteTimeout
-	now := c.h.clock()
 	if wt > 24*time.Hour {
 		c.deadline = 1
 		return c.nc.SetWriteDeadline(time.Now().Add(wt))
@@ -243,12 +280,12 @@ func (c *conn) setDeadline() error {
 // relaxDeadline clears the socket's write deadline before the writer
 // waits (if it could pass before the next burst) or, wait false, ends.
 // The writer calls it holding mu, so that the next writer finds
-// c.deadline as this one left it.
-func (c *conn) relaxDeadline(wait bool) {
+// c.deadline as this one left it; now is the hub's clock.
+func (c *conn) relaxDeadline(wait bool, now uint32) {
 	if c.deadline == 0 || c.nc == nil {
 		return
 	}
-	if wait && c.h.opts.WriteTimeout <= 24*time.Hour && int32(c.deadline-c.h.clock()) >= int32(deadlineMargin/time.Millisecond) {
+	if wait && c.h.opts.WriteTimeout <= 24*time.Hour && int32(c.deadline-now) >= int32(deadlineMargin/time.Millisecond) {
 		return
 	}
 	c.deadline = 0
@@ -278,10 +315,10 @@ func (c *conn) retireIdleWriter(now uint32) {
 // timer and a context callback for every write given a context with a
 // deadline, which cost more than the write's own work at steady rates.
 // (Without the socket, a context bounds the burst.)
-func (c *conn) writeFrames(frames [][]byte) error {
+func (c *conn) writeFrames(frames [][]byte, now uint32) error {
 	ctx := context.Background()
 	if c.nc != nil {
-		if err := c.setDeadline(); err != nil {
+		if err := c.setDeadline(now); err != nil {
 			return err
 		}
 	} else {
@@ -291,9 +328,10 @@ func (c *conn) writeFrames(frames [][]byte) error {
 	}
 	c.h.objectsOut.Add(int64(len(frames)))
 	var bp *[]byte
+	var pool *sync.Pool
 	defer func() {
 		if bp != nil {
-			writeBufs.Put(bp)
+			pool.Put(bp)
 		}
 	}()
 	for len(frames) > 0 {
@@ -301,17 +339,27 @@ func (c *conn) writeFrames(frames [][]byte) error {
 		if len(frames) == 1 || len(frames[0])+1+len(frames[1]) > maxWriteFrame {
 			out, frames = frames[0], frames[1:]
 		} else {
+			// The objects that go into this frame, and their bytes.
+			k, n := 1, len(frames[0])
+			for k < len(frames) && n+1+len(frames[k]) <= maxWriteFrame {
+				n += 1 + len(frames[k])
+				k++
+			}
+			if bp != nil && cap(*bp) < n {
+				pool.Put(bp)
+				bp = nil
+			}
 			if bp == nil {
-				bp = writeBufs.Get().(*[]byte)
+				bp, pool = getWriteBuf(n)
 			}
 			buf := (*bp)[:0]
-			for len(frames) > 0 && (len(buf) == 0 || len(buf)+1+len(frames[0]) <= maxWriteFrame) {
-				if len(buf) > 0 {
+			for i, f := range frames[:k] {
+				if i > 0 {
 					buf = append(buf, '\n')
 				}
-				buf = append(buf, frames[0]...)
-				frames = frames[1:]
+				buf = append(buf, f...)
 			}
+			frames = frames[k:]
 			*bp = buf
 			out = buf
 		}
