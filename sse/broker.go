@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -281,15 +282,35 @@ func decodePayload(p []byte) (typ string, data []byte) {
 type topicCache struct {
 	refs int
 	last atomic.Pointer[cachedBody]
+	prev atomic.Int64 // monotonic time of the previous event's encoding
 }
 
 type cachedBody struct {
 	msg  *rtkit.Message
 	body []byte
 	// event is the whole event of a persistent message for a stream of
-	// this topic alone: its id (the message's ID), body and blank line.
-	event []byte
+	// this topic alone: its id (the message's ID), body and blank line;
+	// chunk is the same framed as one chunk of a chunked body.
+	event, chunk []byte
+	// inlineUntil is the monotonic time until which the goroutine
+	// delivering the event writes it to idle streams itself (see
+	// stream.enqueue).
+	inlineUntil int64
 }
+
+// A topic whose events come at least twice as far apart as it takes to
+// write one to every stream has its events written to idle streams of it
+// alone by the goroutine that delivers them (the publisher's, with the
+// memory backplane), without waiting on a socket, instead of by a writer
+// goroutine started per stream: for each event, up to half the time since
+// the previous one and at most maxInline; the streams left after that
+// get writer goroutines, which batch what queues.
+const maxInline = 10 * time.Millisecond
+
+// monoBase makes monotonic times int64s: nanoseconds since monoBase.
+var monoBase = time.Now()
+
+func mono() int64 { return int64(time.Since(monoBase)) }
 
 // encoded returns m's event, encoded once for every stream of the topic:
 // the shared part (event and data fields) and, for a persistent message,
@@ -302,15 +323,30 @@ func (t *topicCache) encoded(m *rtkit.Message) *cachedBody {
 	if m.Ephemeral() {
 		c.body = appendMessageBody(make([]byte, 0, len(m.Data)+16), m)
 	} else {
-		ev := append(make([]byte, 0, len(m.Data)+48), "id: "...)
+		// Room in front for the chunk header, and after for its CRLF.
+		ev := append(make([]byte, chunkRoom, chunkRoom+len(m.Data)+64), "id: "...)
 		ev, _ = m.ID.AppendText(ev)
 		ev = append(ev, '\n')
 		start := len(ev)
 		ev = append(appendMessageBody(ev, m), '\n')
-		c.body, c.event = ev[start:len(ev)-1:len(ev)-1], ev
+		c.body, c.event = ev[start:len(ev)-1:len(ev)-1], ev[chunkRoom:len(ev):len(ev)]
+		c.chunk = frameChunk(ev, len(ev)-chunkRoom)
 	}
+	now := mono()
+	gap := now - t.prev.Swap(now)
+	c.inlineUntil = now + min(gap/2, int64(maxInline))
 	t.last.Store(c)
 	return c
+}
+
+// frameChunk frames the n bytes at the end of buf, which has chunkRoom
+// bytes of room before them, as one chunk of a chunked body, in place.
+func frameChunk(buf []byte, n int) []byte {
+	var size [chunkRoom]byte
+	hdr := append(strconv.AppendUint(size[:0], uint64(n), 16), '\r', '\n')
+	start := len(buf) - n - len(hdr)
+	copy(buf[start:], hdr)
+	return append(buf[start:], '\r', '\n')
 }
 
 // appendMessageBody appends the event and data fields of m's event.

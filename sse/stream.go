@@ -9,8 +9,8 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rtkit/rtkit"
@@ -41,8 +41,9 @@ type stream struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
 
-	conn    net.Conn      // the hijacked connection, or nil
-	chunked bool          // hijacked HTTP/1.1: the body is chunked
+	conn    net.Conn        // the hijacked connection, or nil
+	raw     syscall.RawConn // conn's, if it is a plain socket: for writes that do not wait
+	chunked bool            // hijacked HTTP/1.1: the body is chunked
 	done    chan struct{} // not hijacked: closed when the stream has ended
 
 	onEnd     func() // what Options.OnStream returned
@@ -51,20 +52,21 @@ type stream struct {
 	lifetime  *time.Timer
 	stopCtx   func() bool // not hijacked: stops watching the request's context
 
-	// The writer's own.
+	// The writer's own (see writing).
 	deadline    time.Time // the write deadline set on the connection
 	noDeadlines bool      // the ResponseWriter has no write deadlines
+	rest        []byte    // what the socket did not take of a write that did not wait
 
 	mu         sync.Mutex
 	queue      []queued
 	queued     int  // bytes of live events queued
 	recovering bool // subscribing: replayed history is not held to QueueBytes
 	started    bool // writers may run
-	writing    bool // a writer goroutine runs
+	writing    bool // a writer runs: a writer goroutine, or enqueue writing an event itself
 	head       []byte
 	preamble   []byte
-	beat       bool      // a heartbeat comment is due
-	lastWrite  time.Time // when the writer last wrote
+	beat       bool  // a heartbeat comment is due
+	lastWrite  int64 // when the writer last wrote (mono)
 	ending     bool      // end with a retry hint of hint
 	hint       time.Duration
 	gone       bool // end without writing anything more
@@ -103,15 +105,20 @@ func newStream(b *Broker, w http.ResponseWriter, r *http.Request, topics []strin
 // keeps up, whatever its size or number of lines. A stream over the bound
 // is dropped: the write under way finishes (within WriteTimeout), then the
 // stream ends with a retry hint and a clean end of the response.
+//
+// When the event's topic is quiet (cachedBody.inlineUntil) and the stream,
+// of that topic alone and on a plain socket, has nothing else to write,
+// enqueue writes the event itself, without waiting: what the socket does
+// not take at once is left to a writer goroutine.
 func (s *stream) enqueue(q queued) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	n := 0
 	if q.msg != nil {
 		n = len(q.msg.Data)
 	}
 	switch {
 	case s.ending || s.gone || s.ended:
+		s.mu.Unlock()
 		return
 	case s.recovering:
 		// What a resuming client missed is bounded by MaxReplay, and it
@@ -122,6 +129,7 @@ func (s *stream) enqueue(q queued) {
 	case s.queued > 0 && s.queued+n > s.b.opts.QueueBytes:
 		s.b.dropped.Add(1)
 		s.endLocked(false, s.b.opts.Retry)
+		s.mu.Unlock()
 		return
 	default:
 		if q.msg != nil {
@@ -131,12 +139,49 @@ func (s *stream) enqueue(q queued) {
 			q.body, q.whole = c.body, c.event != nil && len(s.topics) == 1
 			if q.whole {
 				q.body = c.event
+				if s.raw != nil && s.started && !s.writing && !s.ended && !s.beat &&
+					len(s.queue) == 0 && s.head == nil && s.preamble == nil {
+					if now := mono(); now < c.inlineUntil {
+						s.writing = true
+						s.mu.Unlock()
+						p := c.event
+						if s.chunked {
+							p = c.chunk
+						}
+						s.writeNow(q, p, now)
+						return
+					}
+				}
 			}
 		}
 		s.queue = append(s.queue, q)
 		s.queued += n
 	}
 	s.kickLocked()
+	s.mu.Unlock()
+}
+
+// writeNow writes q's event, p, as the stream's writer (s.writing is
+// set), without waiting on the socket, and leaves what the socket did
+// not take, and anything queued meanwhile, to a writer goroutine.
+func (s *stream) writeNow(q queued, p []byte, now int64) {
+	s.pos[q.idx] = q.msg.ID
+	n := tryWrite(s.raw, p)
+	if n == len(p) {
+		s.b.written.Add(1)
+	} else {
+		s.rest = p[n:] // shared bytes, never changed
+	}
+	s.mu.Lock()
+	if n > 0 {
+		s.lastWrite = now
+	}
+	if s.rest != nil || len(s.queue) > 0 || s.ending || s.gone || s.beat {
+		go s.writer()
+	} else {
+		s.writing = false
+	}
+	s.mu.Unlock()
 }
 
 // kickLocked starts a writer unless one runs (or the stream has not
@@ -298,6 +343,7 @@ func (s *stream) serve() (hijacked bool) {
 		} else {
 			head = nil
 		}
+		s.raw = rawConn(s.conn)
 	}
 	if s.conn == nil {
 		s.w.WriteHeader(http.StatusOK)
@@ -382,7 +428,7 @@ func (s *stream) onHeartbeat() {
 		s.heartbeat.Reset(hb)
 		return
 	}
-	if silent := time.Since(s.lastWrite); silent < hb {
+	if silent := time.Duration(mono() - s.lastWrite); silent < hb {
 		s.heartbeat.Reset(hb - silent)
 		return
 	}
@@ -410,11 +456,25 @@ func (s *stream) writeLoop() {
 			writeBufs.Put(bp)
 		}
 	}()
-	var wrote time.Time
+	var wrote int64
 	var spare []queued
 	for {
+		if p := s.rest; p != nil {
+			// The rest of an event enqueue wrote without waiting: before
+			// anything else, even a retry hint (unless the client is gone).
+			s.rest = nil
+			s.mu.Lock()
+			gone := s.gone
+			s.mu.Unlock()
+			if gone || s.send(p) != nil {
+				s.end(true, 0)
+			} else {
+				s.b.written.Add(1)
+				wrote = mono()
+			}
+		}
 		s.mu.Lock()
-		if !wrote.IsZero() {
+		if wrote != 0 {
 			s.lastWrite = wrote
 		}
 		if s.ending || s.gone {
@@ -473,7 +533,7 @@ func (s *stream) writeLoop() {
 		if len(batch) == 0 && cap(taken) <= maxSpare {
 			spare = taken[:0] // written and cleared
 		}
-		wrote = time.Now()
+		wrote = mono()
 	}
 }
 
@@ -521,22 +581,14 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 // sendChunk writes buf[chunkRoom:] as one piece of the body (a chunk of a
 // hijacked HTTP/1.1 response), and, if last, the end of the body.
 func (s *stream) sendChunk(buf []byte, last bool) error {
-	p := buf[chunkRoom:]
-	if s.conn == nil {
-		return s.send(p)
+	if s.conn == nil || !s.chunked {
+		return s.send(buf[chunkRoom:])
 	}
-	if !s.chunked {
-		return s.send(p)
-	}
-	var size [chunkRoom]byte
-	hdr := append(strconv.AppendUint(size[:0], uint64(len(p)), 16), '\r', '\n')
-	start := chunkRoom - len(hdr)
-	copy(buf[start:], hdr)
-	buf = append(buf, '\r', '\n')
+	chunk := frameChunk(buf, len(buf)-chunkRoom)
 	if last {
-		buf = append(buf, "0\r\n\r\n"...)
+		chunk = append(chunk, "0\r\n\r\n"...)
 	}
-	return s.send(buf[start:])
+	return s.send(chunk)
 }
 
 // send writes p within WriteTimeout (and flushes it, through a
