@@ -44,7 +44,7 @@ type stream struct {
 	conn    net.Conn        // the hijacked connection, or nil
 	raw     syscall.RawConn // conn's, if it is a plain socket: for writes that do not wait
 	chunked bool            // hijacked HTTP/1.1: the body is chunked
-	done    chan struct{} // not hijacked: closed when the stream has ended
+	done    chan struct{}   // not hijacked: closed when the stream has ended
 
 	onEnd     func() // what Options.OnStream returned
 	writer    func() // s.writeLoop, made once: go s.writeLoop() would allocate it per event
@@ -67,7 +67,7 @@ type stream struct {
 	preamble   []byte
 	beat       bool  // a heartbeat comment is due
 	lastWrite  int64 // when the writer last wrote (mono)
-	ending     bool      // end with a retry hint of hint
+	ending     bool  // end with a retry hint of hint
 	hint       time.Duration
 	gone       bool // end without writing anything more
 	ended      bool
