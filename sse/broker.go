@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -145,9 +146,13 @@ type Options struct {
 //
 // Nothing runs for an idle stream but the reader of its connection (over
 // HTTP/1.x the stream takes the connection over from net/http, see
-// Options.NoHijack): an event or a heartbeat starts a writer goroutine,
-// which writes everything queued in one write and one flush and ends when
-// the queue is empty. Events of a topic are encoded once per node and the
+// Options.NoHijack). An event for an idle stream of one topic on a plain
+// TCP or Unix socket is written by one of the broker's flush workers (at
+// most GOMAXPROCS, running while there are such events and ending when
+// there are none) with one write that does not wait on the socket; what
+// the socket does not take at once, and any other event or heartbeat,
+// starts a writer goroutine, which writes everything queued in one write
+// and one flush and ends when the queue is empty. Events of a topic are encoded once per node and the
 // same bytes written to every stream of the topic (a stream of one topic
 // writes them whole, id included). A stream that falls QueueBytes behind
 // is dropped with a retry hint; its client reconnects with Last-Event-ID
@@ -169,6 +174,64 @@ type Broker struct {
 	perIP  map[string]int // streams per client address
 
 	published, written, dropped atomic.Int64
+
+	flush flushQueue
+}
+
+// flushQueue holds the streams that have one whole event to write and
+// nothing else (stream.enqueue): a few flush workers, started as streams
+// come and ending when there are none, write each stream's event without
+// waiting on its socket, so that an event at a steady rate reaches an
+// idle stream without a goroutine started for it. What a socket does not
+// take at once goes to the stream's writer goroutine.
+type flushQueue struct {
+	mu      sync.Mutex
+	streams []*stream
+	spare   []*stream
+	workers int
+	work    func() // f.run, made once: go f.run() would allocate it per start
+}
+
+// push queues s (whose writing is set) for a flush worker.
+func (f *flushQueue) push(s *stream) {
+	f.mu.Lock()
+	f.streams = append(f.streams, s)
+	start := f.workers < maxFlushWorkers
+	if start {
+		f.workers++
+	}
+	f.mu.Unlock()
+	if start {
+		go f.work()
+	}
+}
+
+func (f *flushQueue) init() { f.work = f.run }
+
+// maxFlushWorkers bounds the flush workers of a broker: writes that do
+// not wait need no more than the CPUs.
+var maxFlushWorkers = max(runtime.GOMAXPROCS(0), 1)
+
+// run flushes queued streams until there are none.
+func (f *flushQueue) run() {
+	var list []*stream
+	for {
+		f.mu.Lock()
+		if cap(list) > cap(f.spare) {
+			f.spare = list[:0] // the larger array, for the next list
+		}
+		if len(f.streams) == 0 {
+			f.workers--
+			f.mu.Unlock()
+			return
+		}
+		list, f.streams, f.spare = f.streams, f.spare, nil
+		f.mu.Unlock()
+		for i, s := range list {
+			s.flushNow()
+			list[i] = nil
+		}
+	}
 }
 
 // NewBroker returns a Broker configured by opts. It starts no goroutine.
@@ -181,6 +244,7 @@ func NewBroker(opts Options) *Broker {
 	if b.log == nil {
 		b.log = slog.Default()
 	}
+	b.flush.init()
 	o := &b.opts
 	if o.Topics == nil {
 		o.Topics = func(r *http.Request) ([]string, error) { return r.URL.Query()["topic"], nil }
@@ -282,7 +346,6 @@ func decodePayload(p []byte) (typ string, data []byte) {
 type topicCache struct {
 	refs int
 	last atomic.Pointer[cachedBody]
-	prev atomic.Int64 // monotonic time of the previous event's encoding
 }
 
 type cachedBody struct {
@@ -292,20 +355,7 @@ type cachedBody struct {
 	// this topic alone: its id (the message's ID), body and blank line;
 	// chunk is the same framed as one chunk of a chunked body.
 	event, chunk []byte
-	// inlineUntil is the monotonic time until which the goroutine
-	// delivering the event writes it to idle streams itself (see
-	// stream.enqueue).
-	inlineUntil int64
 }
-
-// A topic whose events come at least twice as far apart as it takes to
-// write one to every stream has its events written to idle streams of it
-// alone by the goroutine that delivers them (the publisher's, with the
-// memory backplane), without waiting on a socket, instead of by a writer
-// goroutine started per stream: for each event, up to half the time since
-// the previous one and at most maxInline; the streams left after that
-// get writer goroutines, which batch what queues.
-const maxInline = 10 * time.Millisecond
 
 // monoBase makes monotonic times int64s: nanoseconds since monoBase.
 var monoBase = time.Now()
@@ -332,9 +382,6 @@ func (t *topicCache) encoded(m *rtkit.Message) *cachedBody {
 		c.body, c.event = ev[start:len(ev)-1:len(ev)-1], ev[chunkRoom:len(ev):len(ev)]
 		c.chunk = frameChunk(ev, len(ev)-chunkRoom)
 	}
-	now := mono()
-	gap := now - t.prev.Swap(now)
-	c.inlineUntil = now + min(gap/2, int64(maxInline))
 	t.last.Store(c)
 	return c
 }

@@ -17,9 +17,12 @@ import (
 )
 
 // stream is one client's event stream. Nothing runs for it while it is
-// idle but its connection's reader: events and heartbeats start a writer
-// goroutine, which writes everything queued in one write and one flush
-// and ends when the queue is empty.
+// idle but its connection's reader. An event that finds a stream of one
+// topic on a plain socket idle is written by one of the broker's flush
+// workers (flushQueue), without waiting on the socket; anything else
+// (events and heartbeats otherwise, what a socket did not take at once)
+// starts a writer goroutine, which writes everything queued in one write
+// and one flush and ends when the queue is empty.
 //
 // Over HTTP/1.x the stream takes its connection over from net/http
 // (Hijack) once it is subscribed, writes the response itself and lets
@@ -62,7 +65,7 @@ type stream struct {
 	queued     int  // bytes of live events queued
 	recovering bool // subscribing: replayed history is not held to QueueBytes
 	started    bool // writers may run
-	writing    bool // a writer runs: a writer goroutine, or enqueue writing an event itself
+	writing    bool // a writer runs: a writer goroutine, or a flush worker (queued or writing)
 	head       []byte
 	preamble   []byte
 	beat       bool  // a heartbeat comment is due
@@ -77,10 +80,9 @@ type stream struct {
 
 // queued is an event waiting to be written (or a gap of topic idx).
 type queued struct {
-	idx   int
-	msg   *rtkit.Message
-	body  []byte // its shared encoding, if any
-	whole bool   // body is the whole event, id included
+	idx int
+	msg *rtkit.Message
+	c   *cachedBody // its shared encoding, if any
 }
 
 // topicHandler receives one topic's messages for a stream.
@@ -106,10 +108,9 @@ func newStream(b *Broker, w http.ResponseWriter, r *http.Request, topics []strin
 // is dropped: the write under way finishes (within WriteTimeout), then the
 // stream ends with a retry hint and a clean end of the response.
 //
-// When the event's topic is quiet (cachedBody.inlineUntil) and the stream,
-// of that topic alone and on a plain socket, has nothing else to write,
-// enqueue writes the event itself, without waiting: what the socket does
-// not take at once is left to a writer goroutine.
+// A stream of one topic on a plain socket with nothing else to write
+// gives its event to the broker's flush workers (flushQueue) instead of
+// starting a writer goroutine.
 func (s *stream) enqueue(q queued) {
 	s.mu.Lock()
 	n := 0
@@ -133,38 +134,50 @@ func (s *stream) enqueue(q queued) {
 		return
 	default:
 		if q.msg != nil {
-			// Live: every stream of the topic shares the encoded body,
-			// every stream of the topic alone the whole event.
-			c := s.caches[q.idx].encoded(q.msg)
-			q.body, q.whole = c.body, c.event != nil && len(s.topics) == 1
-			if q.whole {
-				q.body = c.event
-				if s.raw != nil && s.started && !s.writing && !s.ended && !s.beat &&
-					len(s.queue) == 0 && s.head == nil && s.preamble == nil {
-					if now := mono(); now < c.inlineUntil {
-						s.writing = true
-						s.mu.Unlock()
-						p := c.event
-						if s.chunked {
-							p = c.chunk
-						}
-						s.writeNow(q, p, now)
-						return
-					}
-				}
-			}
+			// Live: every stream of the topic shares the encoded event.
+			q.c = s.caches[q.idx].encoded(q.msg)
 		}
 		s.queue = append(s.queue, q)
 		s.queued += n
+		if s.raw != nil && s.started && !s.writing && !s.ended && len(s.queue) == 1 &&
+			s.whole(q) && s.head == nil && s.preamble == nil && !s.beat {
+			s.writing = true
+			s.mu.Unlock()
+			s.b.flush.push(s)
+			return
+		}
 	}
 	s.kickLocked()
 	s.mu.Unlock()
 }
 
-// writeNow writes q's event, p, as the stream's writer (s.writing is
-// set), without waiting on the socket, and leaves what the socket did
-// not take, and anything queued meanwhile, to a writer goroutine.
-func (s *stream) writeNow(q queued, p []byte, now int64) {
+// whole reports whether q's shared encoding is the whole event as the
+// stream writes it, id included: a persistent message, to a stream of its
+// topic alone.
+func (s *stream) whole(q queued) bool {
+	return q.c != nil && q.c.event != nil && len(s.topics) == 1
+}
+
+// flushNow is a flush worker's turn as the stream's writer (s.writing is
+// set): if one whole event is all there is to write, it writes it without
+// waiting on the socket; what the socket does not take, and anything
+// else, it leaves to a writer goroutine.
+func (s *stream) flushNow() {
+	s.mu.Lock()
+	if len(s.queue) != 1 || !s.whole(s.queue[0]) || s.ending || s.gone || s.beat {
+		s.mu.Unlock()
+		go s.writer()
+		return
+	}
+	q := s.queue[0]
+	s.queue[0] = queued{}
+	s.queue, s.queued = s.queue[:0], 0
+	s.mu.Unlock()
+
+	p := q.c.event
+	if s.chunked {
+		p = q.c.chunk
+	}
 	s.pos[q.idx] = q.msg.ID
 	n := tryWrite(s.raw, p)
 	if n == len(p) {
@@ -172,6 +185,7 @@ func (s *stream) writeNow(q queued, p []byte, now int64) {
 	} else {
 		s.rest = p[n:] // shared bytes, never changed
 	}
+	now := mono()
 	s.mu.Lock()
 	if n > 0 {
 		s.lastWrite = now
@@ -557,9 +571,9 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 			buf = append(buf, '\n')
 			continue
 		}
-		if q.whole {
+		if s.whole(q) {
 			s.pos[q.idx] = q.msg.ID
-			buf = append(buf, q.body...)
+			buf = append(buf, q.c.event...)
 			continue
 		}
 		if !q.msg.Ephemeral() {
@@ -568,8 +582,8 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 			buf = appendPositions(buf, s.pos)
 			buf = append(buf, '\n')
 		}
-		if q.body != nil {
-			buf = append(buf, q.body...)
+		if q.c != nil {
+			buf = append(buf, q.c.body...)
 		} else {
 			buf = appendMessageBody(buf, q.msg)
 		}
