@@ -3,6 +3,7 @@ package sse
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -101,4 +102,36 @@ func TestEventsReachAReaderThatPaused(t *testing.T) {
 	}
 	waitFor(t, func() bool { return b.Stats().Written == events })
 	require.Zero(t, b.Stats().Dropped)
+}
+
+// Bursts to many streams of a topic (written by the flush workers one
+// event or several at a time, or by writer goroutines when they fall
+// behind) reach every stream whole, in order, with each event's id.
+func TestBurstsReachEveryStreamInOrder(t *testing.T) {
+	t.Parallel()
+	b, url := testBroker(t, Options{})
+	const streams, n = 40, 300
+	evs := make([]*events, streams)
+	for i := range evs {
+		evs[i] = subscribe(t, url+"?topic=burst", ClientOptions{})
+	}
+	waitFor(t, func() bool { return b.Stats().Streams == streams })
+	var want, ids []string
+	for i := range n {
+		d := fmt.Sprintf("burst-%d", i)
+		id, err := b.Publish(context.Background(), "burst", Event{Data: []byte(d)})
+		require.NoError(t, err)
+		want, ids = append(want, d), append(ids, id.String())
+	}
+	for _, ev := range evs {
+		require.Equal(t, want, ev.waitData(t, "", n))
+		var got []string
+		for _, e := range ev.list() {
+			if e.Data != nil {
+				got = append(got, e.ID)
+			}
+		}
+		require.Equal(t, ids, got)
+	}
+	waitFor(t, func() bool { return b.Stats().Written == streams*n })
 }

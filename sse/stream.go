@@ -58,6 +58,7 @@ type stream struct {
 	// The writer's own (see writing).
 	deadline    time.Time // the write deadline set on the connection
 	noDeadlines bool      // the ResponseWriter has no write deadlines
+	restEvents  int32     // the events rest finishes
 	rest        []byte    // what the socket did not take of a write that did not wait
 
 	mu         sync.Mutex
@@ -159,31 +160,70 @@ func (s *stream) whole(q queued) bool {
 }
 
 // flushNow is a flush worker's turn as the stream's writer (s.writing is
-// set): if one whole event is all there is to write, it writes it without
-// waiting on the socket; what the socket does not take, and anything
-// else, it leaves to a writer goroutine.
+// set): it writes the whole events at the head of the queue (one: the
+// shared bytes as they are; several: copied into one chunk) in one write
+// that does not wait on the socket, and leaves what the socket does not
+// take, and anything else, to a writer goroutine.
 func (s *stream) flushNow() {
 	s.mu.Lock()
-	if len(s.queue) != 1 || !s.whole(s.queue[0]) || s.ending || s.gone || s.beat {
+	// The whole events at the head of the queue, up to writeChunk bytes
+	// (at least one): a worker that falls behind writes several at once.
+	k, size := 0, 0
+	for _, q := range s.queue {
+		if !s.whole(q) || (k > 0 && size+len(q.c.event) > writeChunk) {
+			break
+		}
+		k, size = k+1, size+len(q.c.event)
+	}
+	if k == 0 || s.ending || s.gone || s.beat {
 		s.mu.Unlock()
 		go s.writer()
 		return
 	}
-	q := s.queue[0]
-	s.queue[0] = queued{}
-	s.queue, s.queued = s.queue[:0], 0
+	var bp *[]byte
+	var buf, p []byte
+	if k == 1 {
+		// The shared bytes, framed once per node.
+		q := s.queue[0]
+		s.pos[q.idx] = q.msg.ID
+		p = q.c.event
+		if s.chunked {
+			p = q.c.chunk
+		}
+	} else {
+		bp = writeBufs.Get().(*[]byte)
+		buf = append((*bp)[:0], noChunkHeader[:]...)
+		for _, q := range s.queue[:k] {
+			s.pos[q.idx] = q.msg.ID
+			buf = append(buf, q.c.event...)
+		}
+		if s.chunked {
+			p = frameChunk(buf, len(buf)-chunkRoom)
+		} else {
+			p = buf[chunkRoom:]
+		}
+	}
+	for _, q := range s.queue[:k] {
+		if q.msg != nil {
+			s.queued -= len(q.msg.Data)
+		}
+	}
+	left := copy(s.queue, s.queue[k:])
+	clear(s.queue[left:])
+	s.queue = s.queue[:left]
 	s.mu.Unlock()
 
-	p := q.c.event
-	if s.chunked {
-		p = q.c.chunk
-	}
-	s.pos[q.idx] = q.msg.ID
 	n := tryWrite(s.raw, p)
 	if n == len(p) {
-		s.b.written.Add(1)
+		s.b.written.Add(int64(k))
+	} else if bp == nil {
+		s.rest, s.restEvents = p[n:], 1 // shared bytes, never changed
 	} else {
-		s.rest = p[n:] // shared bytes, never changed
+		s.rest, s.restEvents = bytes.Clone(p[n:]), int32(k)
+	}
+	if bp != nil && cap(buf) <= 2*writeChunk {
+		*bp = buf[:0]
+		writeBufs.Put(bp)
 	}
 	now := mono()
 	s.mu.Lock()
@@ -483,7 +523,7 @@ func (s *stream) writeLoop() {
 			if gone || s.send(p) != nil {
 				s.end(true, 0)
 			} else {
-				s.b.written.Add(1)
+				s.b.written.Add(int64(s.restEvents))
 				wrote = mono()
 			}
 		}
