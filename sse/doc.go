@@ -116,7 +116,9 @@
 // topic writes the shared bytes whole, id included, and in the steady
 // state nothing is allocated per event per stream
 // (BenchmarkPublishToStreams). At 50 events/s to 1,000 subscribers the
-// server spends 12.0 µs of CPU per delivery (go-sse 13.3 µs, r3labs/sse
-// 12.9 µs in the same run; 18.0 µs before), most of it in the write
-// system call, one per event per stream.
+// write system call, one per event per stream, is 82–84% of the
+// server's CPU (64–68% with a writer goroutine per event per stream);
+// in the runs of bench/README.md ("SSE at 50 events/s", a loaded
+// machine) the server spent 0.41–0.73× the CPU per delivery of the best
+// of go-sse and r3labs/sse.
 package sse
