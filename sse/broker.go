@@ -189,7 +189,8 @@ type flushQueue struct {
 	streams []*stream
 	spare   []*stream
 	workers int
-	work    func() // f.run, made once: go f.run() would allocate it per start
+	running sync.WaitGroup // the workers, for Shutdown
+	work    func()         // f.run, made once: go f.run() would allocate it per start
 }
 
 // push queues s (whose writing is set) for a flush worker.
@@ -199,6 +200,7 @@ func (f *flushQueue) push(s *stream) {
 	start := f.workers < maxFlushWorkers
 	if start {
 		f.workers++
+		f.running.Add(1)
 	}
 	f.mu.Unlock()
 	if start {
@@ -223,6 +225,7 @@ func (f *flushQueue) run() {
 		if len(f.streams) == 0 {
 			f.workers--
 			f.mu.Unlock()
+			f.running.Done()
 			return
 		}
 		list, f.streams, f.spare = f.streams, f.spare, nil
@@ -591,6 +594,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		b.streams.Wait()
+		b.flush.running.Wait() // no stream is left to queue
 		close(done)
 	}()
 	select {
