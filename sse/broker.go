@@ -152,11 +152,11 @@ type Options struct {
 // there are none) with one write that does not wait on the socket; what
 // the socket does not take at once, and any other event or heartbeat,
 // starts a writer goroutine, which writes everything queued in one write
-// and one flush and ends when the queue is empty. Events of a topic are encoded once per node and the
-// same bytes written to every stream of the topic (a stream of one topic
-// writes them whole, id included). A stream that falls QueueBytes behind
-// is dropped with a retry hint; its client reconnects with Last-Event-ID
-// and misses nothing.
+// and one flush and ends when the queue is empty. Events of a topic are
+// encoded once per node and the same bytes written to every stream of
+// the topic (a stream of one topic writes them whole, id included). A
+// stream that falls QueueBytes behind is dropped with a retry hint; its
+// client reconnects with Last-Event-ID and misses nothing.
 type Broker struct {
 	opts    Options
 	bp      rtkit.Backplane
