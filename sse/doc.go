@@ -118,7 +118,7 @@
 // (BenchmarkPublishToStreams). At 50 events/s to 1,000 subscribers the
 // write system call, one per event per stream, is 82–84% of the
 // server's CPU (64–68% with a writer goroutine per event per stream);
-// in the runs of bench/README.md ("SSE at 50 events/s", a loaded
-// machine) the server spent 0.43–0.73× the CPU per delivery of the best
-// of go-sse and r3labs/sse.
+// in nine interleaved rounds on a shared machine (bench/README.md, "SSE
+// at 50 events/s") the server spent 0.43–0.77× the CPU per delivery of
+// the best of go-sse and r3labs/sse.
 package sse
