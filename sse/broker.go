@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,13 +146,17 @@ type Options struct {
 //
 // Nothing runs for an idle stream but the reader of its connection (over
 // HTTP/1.x the stream takes the connection over from net/http, see
-// Options.NoHijack): an event or a heartbeat starts a writer goroutine,
-// which writes everything queued in one write and one flush and ends when
-// the queue is empty. Events of a topic are encoded once per node and the
-// same bytes written to every stream of the topic (a stream of one topic
-// writes them whole, id included). A stream that falls QueueBytes behind
-// is dropped with a retry hint; its client reconnects with Last-Event-ID
-// and misses nothing.
+// Options.NoHijack). An event for an idle stream of one topic on a plain
+// TCP or Unix socket is written by one of the broker's flush workers (at
+// most GOMAXPROCS, running while there are such events and ending when
+// there are none) with one write that does not wait on the socket; what
+// the socket does not take at once, and any other event or heartbeat,
+// starts a writer goroutine, which writes everything queued in one write
+// and one flush and ends when the queue is empty. Events of a topic are
+// encoded once per node and the same bytes written to every stream of
+// the topic (a stream of one topic writes them whole, id included). A
+// stream that falls QueueBytes behind is dropped with a retry hint; its
+// client reconnects with Last-Event-ID and misses nothing.
 type Broker struct {
 	opts    Options
 	bp      rtkit.Backplane
@@ -168,6 +174,67 @@ type Broker struct {
 	perIP  map[string]int // streams per client address
 
 	published, written, dropped atomic.Int64
+
+	flush flushQueue
+}
+
+// flushQueue holds the streams that have one whole event to write and
+// nothing else (stream.enqueue): a few flush workers, started as streams
+// come and ending when there are none, write each stream's event without
+// waiting on its socket, so that an event at a steady rate reaches an
+// idle stream without a goroutine started for it. What a socket does not
+// take at once goes to the stream's writer goroutine.
+type flushQueue struct {
+	mu      sync.Mutex
+	streams []*stream
+	spare   []*stream
+	workers int
+	running sync.WaitGroup // the workers, for Shutdown
+	work    func()         // f.run, made once: go f.run() would allocate it per start
+}
+
+// push queues s (whose writing is set) for a flush worker.
+func (f *flushQueue) push(s *stream) {
+	f.mu.Lock()
+	f.streams = append(f.streams, s)
+	start := f.workers < maxFlushWorkers
+	if start {
+		f.workers++
+		f.running.Add(1)
+	}
+	f.mu.Unlock()
+	if start {
+		go f.work()
+	}
+}
+
+func (f *flushQueue) init() { f.work = f.run }
+
+// maxFlushWorkers bounds the flush workers of a broker: writes that do
+// not wait need no more than the CPUs.
+var maxFlushWorkers = max(runtime.GOMAXPROCS(0), 1)
+
+// run flushes queued streams until there are none.
+func (f *flushQueue) run() {
+	var list []*stream
+	for {
+		f.mu.Lock()
+		if cap(list) > cap(f.spare) {
+			f.spare = list[:0] // the larger array, for the next list
+		}
+		if len(f.streams) == 0 {
+			f.workers--
+			f.mu.Unlock()
+			f.running.Done()
+			return
+		}
+		list, f.streams, f.spare = f.streams, f.spare, nil
+		f.mu.Unlock()
+		for i, s := range list {
+			s.flushNow()
+			list[i] = nil
+		}
+	}
 }
 
 // NewBroker returns a Broker configured by opts. It starts no goroutine.
@@ -180,6 +247,7 @@ func NewBroker(opts Options) *Broker {
 	if b.log == nil {
 		b.log = slog.Default()
 	}
+	b.flush.init()
 	o := &b.opts
 	if o.Topics == nil {
 		o.Topics = func(r *http.Request) ([]string, error) { return r.URL.Query()["topic"], nil }
@@ -287,9 +355,15 @@ type cachedBody struct {
 	msg  *rtkit.Message
 	body []byte
 	// event is the whole event of a persistent message for a stream of
-	// this topic alone: its id (the message's ID), body and blank line.
-	event []byte
+	// this topic alone: its id (the message's ID), body and blank line;
+	// chunk is the same framed as one chunk of a chunked body.
+	event, chunk []byte
 }
+
+// monoBase makes monotonic times int64s: nanoseconds since monoBase.
+var monoBase = time.Now()
+
+func mono() int64 { return int64(time.Since(monoBase)) }
 
 // encoded returns m's event, encoded once for every stream of the topic:
 // the shared part (event and data fields) and, for a persistent message,
@@ -302,15 +376,27 @@ func (t *topicCache) encoded(m *rtkit.Message) *cachedBody {
 	if m.Ephemeral() {
 		c.body = appendMessageBody(make([]byte, 0, len(m.Data)+16), m)
 	} else {
-		ev := append(make([]byte, 0, len(m.Data)+48), "id: "...)
+		// Room in front for the chunk header, and after for its CRLF.
+		ev := append(make([]byte, chunkRoom, chunkRoom+len(m.Data)+64), "id: "...)
 		ev, _ = m.ID.AppendText(ev)
 		ev = append(ev, '\n')
 		start := len(ev)
 		ev = append(appendMessageBody(ev, m), '\n')
-		c.body, c.event = ev[start:len(ev)-1:len(ev)-1], ev
+		c.body, c.event = ev[start:len(ev)-1:len(ev)-1], ev[chunkRoom:len(ev):len(ev)]
+		c.chunk = frameChunk(ev, len(ev)-chunkRoom)
 	}
 	t.last.Store(c)
 	return c
+}
+
+// frameChunk frames the n bytes at the end of buf, which has chunkRoom
+// bytes of room before them, as one chunk of a chunked body, in place.
+func frameChunk(buf []byte, n int) []byte {
+	var size [chunkRoom]byte
+	hdr := append(strconv.AppendUint(size[:0], uint64(n), 16), '\r', '\n')
+	start := len(buf) - n - len(hdr)
+	copy(buf[start:], hdr)
+	return append(buf[start:], '\r', '\n')
 }
 
 // appendMessageBody appends the event and data fields of m's event.
@@ -508,6 +594,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		b.streams.Wait()
+		b.flush.running.Wait() // no stream is left to queue
 		close(done)
 	}()
 	select {

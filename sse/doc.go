@@ -100,16 +100,25 @@
 // goroutine reading its connection, to see the client go: with
 // net/http's goroutines, request and 10 KiB of buffers gone, an idle
 // stream costs about 4.5 KB of heap and stack, against 22.2 KB for
-// go-sse and 27.8 KB before (bench/README.md). An event or a heartbeat
-// starts a writer goroutine, which writes everything queued for the
-// stream in one write (and flush) and ends when the queue is empty; a
-// write puts the next heartbeat off without resetting a timer per event,
+// go-sse and 27.8 KB before (bench/README.md). An event that finds a
+// stream of one topic on a plain TCP or Unix socket (not TLS) with
+// nothing else to write is written by one of the broker's flush workers
+// (at most GOMAXPROCS, running while there are such events and ending
+// when there are none) in one write that does not wait on the socket,
+// framed once per node: no goroutine is started for it. What the socket
+// does not take at once, an event for any other stream (several topics,
+// HTTP/2, TLS, NoHijack, or one already writing) and a heartbeat start a
+// writer goroutine, which writes everything queued for the stream in one
+// write (and flush), within WriteTimeout, and ends when the queue is
+// empty; a write puts the next heartbeat off without resetting a timer per event,
 // and write deadlines are renewed only when less than WriteTimeout is
 // left. Events of a topic are encoded once per node; a stream of a single
 // topic writes the shared bytes whole, id included, and in the steady
 // state nothing is allocated per event per stream
 // (BenchmarkPublishToStreams). At 50 events/s to 1,000 subscribers the
-// server spends 12.0 µs of CPU per delivery (go-sse 13.3 µs, r3labs/sse
-// 12.9 µs in the same run; 18.0 µs before), most of it in the write
-// system call, one per event per stream.
+// write system call, one per event per stream, is 82–84% of the
+// server's CPU (64–68% with a writer goroutine per event per stream);
+// in nine interleaved rounds on a shared machine (bench/README.md, "SSE
+// at 50 events/s") the server spent 0.43–0.77× the CPU per delivery of
+// the best of go-sse and r3labs/sse.
 package sse

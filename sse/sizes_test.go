@@ -3,7 +3,9 @@ package sse
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -69,4 +71,67 @@ func TestDroppedStreamEndsCleanly(t *testing.T) {
 			require.Contains(t, e, "data: "+string(event), "every event is whole")
 		}
 	}
+}
+
+// Events written while the reader does not read (the first written by
+// Publish's goroutine without waiting, on a quiet topic, until the
+// socket is full; the rest by the stream's writer, after what the socket
+// did not take) arrive whole and in order once it reads.
+func TestEventsReachAReaderThatPaused(t *testing.T) {
+	t.Parallel()
+	b, url := testBroker(t, Options{QueueBytes: 16 << 20})
+	resp, err := http.Get(url + "?topic=paused")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	waitFor(t, func() bool { return b.Stats().Streams == 1 })
+	const events = 24
+	for i := range events {
+		data := bytes.Repeat([]byte{byte('a' + i)}, 256<<10)
+		_, err := b.Publish(context.Background(), "paused", Event{Data: data})
+		require.NoError(t, err)
+	}
+	p := NewParser(resp.Body, 0)
+	for i := 0; i < events; {
+		e, err := p.Next()
+		require.NoError(t, err)
+		if e.Data == nil {
+			continue // the stream's opening id
+		}
+		require.Equal(t, string(bytes.Repeat([]byte{byte('a' + i)}, 256<<10)), string(e.Data), "event %d", i)
+		i++
+	}
+	waitFor(t, func() bool { return b.Stats().Written == events })
+	require.Zero(t, b.Stats().Dropped)
+}
+
+// Bursts to many streams of a topic (written by the flush workers one
+// event or several at a time, or by writer goroutines when they fall
+// behind) reach every stream whole, in order, with each event's id.
+func TestBurstsReachEveryStreamInOrder(t *testing.T) {
+	t.Parallel()
+	b, url := testBroker(t, Options{})
+	const streams, n = 40, 300
+	evs := make([]*events, streams)
+	for i := range evs {
+		evs[i] = subscribe(t, url+"?topic=burst", ClientOptions{})
+	}
+	waitFor(t, func() bool { return b.Stats().Streams == streams })
+	var want, ids []string
+	for i := range n {
+		d := fmt.Sprintf("burst-%d", i)
+		id, err := b.Publish(context.Background(), "burst", Event{Data: []byte(d)})
+		require.NoError(t, err)
+		want, ids = append(want, d), append(ids, id.String())
+	}
+	for _, ev := range evs {
+		require.Equal(t, want, ev.waitData(t, "", n))
+		var got []string
+		for _, e := range ev.list() {
+			if e.Data != nil {
+				got = append(got, e.ID)
+			}
+		}
+		require.Equal(t, ids, got)
+	}
+	waitFor(t, func() bool { return b.Stats().Written == streams*n })
 }

@@ -9,17 +9,20 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rtkit/rtkit"
 )
 
 // stream is one client's event stream. Nothing runs for it while it is
-// idle but its connection's reader: events and heartbeats start a writer
-// goroutine, which writes everything queued in one write and one flush
-// and ends when the queue is empty.
+// idle but its connection's reader. An event that finds a stream of one
+// topic on a plain socket idle is written by one of the broker's flush
+// workers (flushQueue), without waiting on the socket; anything else
+// (events and heartbeats otherwise, what a socket did not take at once)
+// starts a writer goroutine, which writes everything queued in one write
+// and one flush and ends when the queue is empty.
 //
 // Over HTTP/1.x the stream takes its connection over from net/http
 // (Hijack) once it is subscribed, writes the response itself and lets
@@ -41,9 +44,10 @@ type stream struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
 
-	conn    net.Conn      // the hijacked connection, or nil
-	chunked bool          // hijacked HTTP/1.1: the body is chunked
-	done    chan struct{} // not hijacked: closed when the stream has ended
+	conn    net.Conn        // the hijacked connection, or nil
+	raw     syscall.RawConn // conn's, if it is a plain socket: for writes that do not wait
+	chunked bool            // hijacked HTTP/1.1: the body is chunked
+	done    chan struct{}   // not hijacked: closed when the stream has ended
 
 	onEnd     func() // what Options.OnStream returned
 	writer    func() // s.writeLoop, made once: go s.writeLoop() would allocate it per event
@@ -51,21 +55,23 @@ type stream struct {
 	lifetime  *time.Timer
 	stopCtx   func() bool // not hijacked: stops watching the request's context
 
-	// The writer's own.
+	// The writer's own (see writing).
 	deadline    time.Time // the write deadline set on the connection
 	noDeadlines bool      // the ResponseWriter has no write deadlines
+	restEvents  int32     // the events rest finishes
+	rest        []byte    // what the socket did not take of a write that did not wait
 
 	mu         sync.Mutex
 	queue      []queued
 	queued     int  // bytes of live events queued
 	recovering bool // subscribing: replayed history is not held to QueueBytes
 	started    bool // writers may run
-	writing    bool // a writer goroutine runs
+	writing    bool // a writer runs: a writer goroutine, or a flush worker (queued or writing)
 	head       []byte
 	preamble   []byte
-	beat       bool      // a heartbeat comment is due
-	lastWrite  time.Time // when the writer last wrote
-	ending     bool      // end with a retry hint of hint
+	beat       bool  // a heartbeat comment is due
+	lastWrite  int64 // when the writer last wrote (mono)
+	ending     bool  // end with a retry hint of hint
 	hint       time.Duration
 	gone       bool // end without writing anything more
 	ended      bool
@@ -75,10 +81,9 @@ type stream struct {
 
 // queued is an event waiting to be written (or a gap of topic idx).
 type queued struct {
-	idx   int
-	msg   *rtkit.Message
-	body  []byte // its shared encoding, if any
-	whole bool   // body is the whole event, id included
+	idx int
+	msg *rtkit.Message
+	c   *cachedBody // its shared encoding, if any
 }
 
 // topicHandler receives one topic's messages for a stream.
@@ -103,15 +108,19 @@ func newStream(b *Broker, w http.ResponseWriter, r *http.Request, topics []strin
 // keeps up, whatever its size or number of lines. A stream over the bound
 // is dropped: the write under way finishes (within WriteTimeout), then the
 // stream ends with a retry hint and a clean end of the response.
+//
+// A stream of one topic on a plain socket with nothing else to write
+// gives its event to the broker's flush workers (flushQueue) instead of
+// starting a writer goroutine.
 func (s *stream) enqueue(q queued) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	n := 0
 	if q.msg != nil {
 		n = len(q.msg.Data)
 	}
 	switch {
 	case s.ending || s.gone || s.ended:
+		s.mu.Unlock()
 		return
 	case s.recovering:
 		// What a resuming client missed is bounded by MaxReplay, and it
@@ -122,21 +131,111 @@ func (s *stream) enqueue(q queued) {
 	case s.queued > 0 && s.queued+n > s.b.opts.QueueBytes:
 		s.b.dropped.Add(1)
 		s.endLocked(false, s.b.opts.Retry)
+		s.mu.Unlock()
 		return
 	default:
 		if q.msg != nil {
-			// Live: every stream of the topic shares the encoded body,
-			// every stream of the topic alone the whole event.
-			c := s.caches[q.idx].encoded(q.msg)
-			q.body, q.whole = c.body, c.event != nil && len(s.topics) == 1
-			if q.whole {
-				q.body = c.event
-			}
+			// Live: every stream of the topic shares the encoded event.
+			q.c = s.caches[q.idx].encoded(q.msg)
 		}
 		s.queue = append(s.queue, q)
 		s.queued += n
+		if s.raw != nil && s.started && !s.writing && !s.ended && len(s.queue) == 1 &&
+			s.whole(q) && s.head == nil && s.preamble == nil && !s.beat {
+			s.writing = true
+			s.mu.Unlock()
+			s.b.flush.push(s)
+			return
+		}
 	}
 	s.kickLocked()
+	s.mu.Unlock()
+}
+
+// whole reports whether q's shared encoding is the whole event as the
+// stream writes it, id included: a persistent message, to a stream of its
+// topic alone.
+func (s *stream) whole(q queued) bool {
+	return q.c != nil && q.c.event != nil && len(s.topics) == 1
+}
+
+// flushNow is a flush worker's turn as the stream's writer (s.writing is
+// set): it writes the whole events at the head of the queue (one: the
+// shared bytes as they are; several: copied into one chunk) in one write
+// that does not wait on the socket, and leaves what the socket does not
+// take, and anything else, to a writer goroutine.
+func (s *stream) flushNow() {
+	s.mu.Lock()
+	// The whole events at the head of the queue, up to writeChunk bytes
+	// (at least one): a worker that falls behind writes several at once.
+	k, size := 0, 0
+	for _, q := range s.queue {
+		if !s.whole(q) || (k > 0 && size+len(q.c.event) > writeChunk) {
+			break
+		}
+		k, size = k+1, size+len(q.c.event)
+	}
+	if k == 0 || s.ending || s.gone || s.beat {
+		s.mu.Unlock()
+		go s.writer()
+		return
+	}
+	var bp *[]byte
+	var buf, p []byte
+	if k == 1 {
+		// The shared bytes, framed once per node.
+		q := s.queue[0]
+		s.pos[q.idx] = q.msg.ID
+		p = q.c.event
+		if s.chunked {
+			p = q.c.chunk
+		}
+	} else {
+		bp = writeBufs.Get().(*[]byte)
+		buf = append((*bp)[:0], noChunkHeader[:]...)
+		for _, q := range s.queue[:k] {
+			s.pos[q.idx] = q.msg.ID
+			buf = append(buf, q.c.event...)
+		}
+		if s.chunked {
+			p = frameChunk(buf, len(buf)-chunkRoom)
+		} else {
+			p = buf[chunkRoom:]
+		}
+	}
+	for _, q := range s.queue[:k] {
+		if q.msg != nil {
+			s.queued -= len(q.msg.Data)
+		}
+	}
+	left := copy(s.queue, s.queue[k:])
+	clear(s.queue[left:])
+	s.queue = s.queue[:left]
+	s.mu.Unlock()
+
+	n := tryWrite(s.raw, p)
+	if n == len(p) {
+		s.b.written.Add(int64(k))
+	} else if bp == nil {
+		s.rest, s.restEvents = p[n:], 1 // shared bytes, never changed
+	} else {
+		s.rest, s.restEvents = bytes.Clone(p[n:]), int32(k)
+	}
+	if bp != nil && cap(buf) <= 2*writeChunk {
+		*bp = buf[:0]
+		writeBufs.Put(bp)
+	}
+	now := mono()
+	s.mu.Lock()
+	if n > 0 {
+		s.lastWrite = now
+	}
+	if s.rest != nil || len(s.queue) > 0 || s.ending || s.gone || s.beat {
+		go s.writer()
+	} else {
+		s.writing = false
+	}
+	s.mu.Unlock()
 }
 
 // kickLocked starts a writer unless one runs (or the stream has not
@@ -298,6 +397,7 @@ func (s *stream) serve() (hijacked bool) {
 		} else {
 			head = nil
 		}
+		s.raw = rawConn(s.conn)
 	}
 	if s.conn == nil {
 		s.w.WriteHeader(http.StatusOK)
@@ -382,7 +482,7 @@ func (s *stream) onHeartbeat() {
 		s.heartbeat.Reset(hb)
 		return
 	}
-	if silent := time.Since(s.lastWrite); silent < hb {
+	if silent := time.Duration(mono() - s.lastWrite); silent < hb {
 		s.heartbeat.Reset(hb - silent)
 		return
 	}
@@ -410,11 +510,25 @@ func (s *stream) writeLoop() {
 			writeBufs.Put(bp)
 		}
 	}()
-	var wrote time.Time
+	var wrote int64
 	var spare []queued
 	for {
+		if p := s.rest; p != nil {
+			// The rest of an event enqueue wrote without waiting: before
+			// anything else, even a retry hint (unless the client is gone).
+			s.rest = nil
+			s.mu.Lock()
+			gone := s.gone
+			s.mu.Unlock()
+			if gone || s.send(p) != nil {
+				s.end(true, 0)
+			} else {
+				s.b.written.Add(int64(s.restEvents))
+				wrote = mono()
+			}
+		}
 		s.mu.Lock()
-		if !wrote.IsZero() {
+		if wrote != 0 {
 			s.lastWrite = wrote
 		}
 		if s.ending || s.gone {
@@ -473,7 +587,7 @@ func (s *stream) writeLoop() {
 		if len(batch) == 0 && cap(taken) <= maxSpare {
 			spare = taken[:0] // written and cleared
 		}
-		wrote = time.Now()
+		wrote = mono()
 	}
 }
 
@@ -497,9 +611,9 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 			buf = append(buf, '\n')
 			continue
 		}
-		if q.whole {
+		if s.whole(q) {
 			s.pos[q.idx] = q.msg.ID
-			buf = append(buf, q.body...)
+			buf = append(buf, q.c.event...)
 			continue
 		}
 		if !q.msg.Ephemeral() {
@@ -508,8 +622,8 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 			buf = appendPositions(buf, s.pos)
 			buf = append(buf, '\n')
 		}
-		if q.body != nil {
-			buf = append(buf, q.body...)
+		if q.c != nil {
+			buf = append(buf, q.c.body...)
 		} else {
 			buf = appendMessageBody(buf, q.msg)
 		}
@@ -521,22 +635,14 @@ func (s *stream) appendBatch(buf []byte, batch []queued) ([]byte, int) {
 // sendChunk writes buf[chunkRoom:] as one piece of the body (a chunk of a
 // hijacked HTTP/1.1 response), and, if last, the end of the body.
 func (s *stream) sendChunk(buf []byte, last bool) error {
-	p := buf[chunkRoom:]
-	if s.conn == nil {
-		return s.send(p)
+	if s.conn == nil || !s.chunked {
+		return s.send(buf[chunkRoom:])
 	}
-	if !s.chunked {
-		return s.send(p)
-	}
-	var size [chunkRoom]byte
-	hdr := append(strconv.AppendUint(size[:0], uint64(len(p)), 16), '\r', '\n')
-	start := chunkRoom - len(hdr)
-	copy(buf[start:], hdr)
-	buf = append(buf, '\r', '\n')
+	chunk := frameChunk(buf, len(buf)-chunkRoom)
 	if last {
-		buf = append(buf, "0\r\n\r\n"...)
+		chunk = append(chunk, "0\r\n\r\n"...)
 	}
-	return s.send(buf[start:])
+	return s.send(chunk)
 }
 
 // send writes p within WriteTimeout (and flushes it, through a
