@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -43,9 +44,15 @@ type nodeStats struct {
 	Tasks map[tasks.State]int `json:"tasks,omitempty"`
 }
 
+// nodeName names a replica on the dashboard and in the task inspector:
+// its host name and port ("web-1:8080"), which tell apart replicas on
+// one machine and replicas in containers alike.
 func nodeName(addr string) string {
 	host, _ := os.Hostname()
-	return host + addr
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return host + ":" + port
+	}
+	return host + " " + addr
 }
 
 // publishStats runs until ctx ends.

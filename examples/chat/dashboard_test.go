@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -61,4 +62,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitText("#mails .to", "bob@example.com"),
 		waitText("#mails .body", "please review the release notes"),
 	))
+}
+
+func TestNodeName(t *testing.T) {
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	assert.Equal(t, host+":8080", nodeName(":8080"))
+	assert.Equal(t, host+":8081", nodeName("127.0.0.1:8081"), "the port, not the address glued to the host")
+	assert.Equal(t, host+":9000", nodeName("[::1]:9000"))
 }

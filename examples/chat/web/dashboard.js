@@ -14,9 +14,14 @@ if (!session) {
   $("signin").hidden = false;
 } else {
   $("dash").hidden = false;
-  $("outbox-link").hidden = session.role !== "admin";
-  $("tasks-note").hidden = session.role === "admin";
-  $("feed-note").hidden = session.role === "admin";
+  const admin = session.role === "admin";
+  $("outbox-link").hidden = !admin;
+  $("tasks-link").hidden = !admin;
+  $("tasks-note").hidden = admin;
+  $("feed-note").hidden = admin;
+  // Admins see the feeds; an empty one says so rather than stay blank.
+  $("feed-empty").hidden = !admin;
+  $("task-feed-empty").hidden = !admin;
   makeCharts();
   await loadHistory();
   stream();
@@ -29,7 +34,7 @@ async function loadHistory() {
     const h = await res.json();
     for (const s of h.stats) onStats(s, false);
     redraw();
-    for (const a of h.activity) feed([["feed-room", "#" + a.room], ["", ` ${a.user}: ${a.text.slice(0, 120)}`]], a.at);
+    for (const a of h.activity) feed([["feed-room", "#" + a.room], ["", ` ${a.user}: ${clip(a.text)}`]], a.at);
     for (const e of h.tasks) onTaskEvent(e);
   } catch (err) {
     console.warn("dashboard history", err);
@@ -53,7 +58,7 @@ function stream() {
     const m = JSON.parse(e.data);
     const d = m.data;
     if (m.from?.user || !d || d.kind !== "msg" || !d.text) return;
-    feed([["feed-room", "#" + m.room], ["", ` ${d.user}: ${d.text.slice(0, 120)}`]], d.at);
+    feed([["feed-room", "#" + m.room], ["", ` ${d.user}: ${clip(d.text)}`]], d.at);
   });
   // A room's presence changes come batched: joins and leaves since the
   // last event (a count only, in a room above the hub's limit).
@@ -146,6 +151,13 @@ function onTaskEvent(e) {
   li.className = "kind-" + e.kind.replace(/[^a-z]/g, "");
 }
 
+// clip shortens a message to 120 characters (code points: an emoji is
+// never cut in half), saying that it did.
+function clip(text) {
+  const chars = [...text];
+  return chars.length > 120 ? chars.slice(0, 119).join("") + "…" : text;
+}
+
 function feed(parts, time, list = "feed") {
   const li = document.createElement("li");
   const t = document.createElement("time");
@@ -158,6 +170,7 @@ function feed(parts, time, list = "feed") {
     li.append(s);
   }
   $(list).prepend(li);
+  $(list + "-empty").hidden = true;
   while ($(list).children.length > 60) $(list).lastChild.remove();
   return li;
 }
