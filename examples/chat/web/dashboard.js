@@ -23,26 +23,32 @@ if (!session) {
   $("feed-empty").hidden = !admin;
   $("task-feed-empty").hidden = !admin;
   makeCharts();
-  await loadHistory();
-  stream();
+  stream(await loadHistory());
 }
 
+// loadHistory shows the recent past and returns its position in the
+// stream ("" when unknown: the stream then starts live).
 async function loadHistory() {
   try {
     const res = await fetch("/api/dashboard");
-    if (!res.ok) return;
+    if (!res.ok) return "";
     const h = await res.json();
     for (const s of h.stats) onStats(s, false);
     redraw();
     for (const a of h.activity) feed([["feed-room", "#" + a.room], ["", ` ${a.user}: ${clip(a.text)}`]], a.at);
     for (const e of h.tasks) onTaskEvent(e);
+    return h.since;
   } catch (err) {
     console.warn("dashboard history", err);
+    return "";
   }
 }
 
-function stream() {
-  const es = new EventSource("/events");
+// stream goes live from since, the history's position: what was published
+// while the history loaded comes first, nothing twice. (EventSource sends
+// its own Last-Event-ID when it reconnects.)
+function stream(since) {
+  const es = new EventSource("/events" + (since ? "?last_event_id=" + encodeURIComponent(since) : ""));
   es.onopen = () => setStatus("live", "live");
   es.onerror = () => setStatus(navigator.onLine ? "reconnecting…" : "offline", navigator.onLine ? "" : "offline");
   // Untyped events: a replica's stats, or a task feed line.
@@ -121,7 +127,9 @@ function makeCharts() {
     height: 200,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(5, max)] } },
     series: [{}, { label, stroke: color, width: 2, fill: color + "22" }],
-    axes: [{}, { size: 40 }],
+    // The y axis's width leaves room for the x axis's first date label
+    // ("12/24/26 1:25pm"), centred under the plot's left edge.
+    axes: [{}, { size: 56 }],
     legend: { show: false },
   });
   charts.rate = new uPlot(opts("messages / min", "#2f6fed"), [[], []], $("chart-rate"));
