@@ -9,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/rtkit/rtkit/examples/internal/browsertest"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -63,6 +64,39 @@ func TestNotifyPagesInBrowser(t *testing.T) {
 	require.NoError(t, chromedp.Do(ada, waitText("#inbox", "Bob replied"), waitText("#unread", "3")))
 	browsertest.Screenshot(t, ada, "notify-desktop-ada-websocket")
 	browsertest.Screenshot(t, bob, "notify-phone-bob-sse")
+
+	// Bob leaves the page: it closes its stream (the browser would keep
+	// it open for its back/forward cache), whose end (the broker's
+	// OnStream) makes him offline, so what comes next is stored and
+	// mailed, not sent live; his page shows it when he is back.
+	require.NoError(t, chromedp.Do(bob, chromedp.Navigate("about:blank")))
+	var away sent
+	require.Eventually(t, func() bool {
+		away = post(t, base, "security", "Password changed while you were away", "bob")
+		return away.Live == 0
+	}, 10*time.Second, 50*time.Millisecond, "bob's closed stream still counts him online")
+	assert.Equal(t, sent{Stored: 1, Live: 0, Mail: 1}, away, "stored for bob and his mail scheduled")
+	require.NoError(t, chromedp.Do(bob,
+		chromedp.Navigate(base+"/?user=bob&via=sse"),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-ready="sse"]`)),
+		waitText("#inbox", "Password changed while you were away"),
+	))
+}
+
+// A link with a name the server refuses shows why on the form, not an
+// empty inbox that never fills.
+func TestNotifyPageRefusedName(t *testing.T) {
+	ctx := browsertest.New(t)
+	_, base := startApp(t)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(base+"/?user=Ada%20Lovelace"),
+		waitText("#signin-error", "?user= must be 1 to 32 of a-z"),
+	))
+	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("app").hidden`))
+	require.NoError(t, err)
+	assert.True(t, hidden, "no inbox for a refused name")
+	browsertest.Screenshot(t, ctx, "notify-refused-name-phone")
 }
 
 // waitText waits until the text of the element sel (a CSS selector)
