@@ -74,6 +74,11 @@ function stream(since) {
     for (const m of p.leaves ?? []) feed([["", `${m.user} left `], ["feed-room", "#" + p.room]]);
   });
   es.addEventListener("rtkit-reset", () => feed([["", "Some history was lost (a restart?): the counters start over."]]));
+  // Leaving the page closes the stream (a browser may keep a page it left
+  // in its back/forward cache, stream open, counted as a dashboard open);
+  // coming back reloads it.
+  addEventListener("pagehide", () => es.close());
+  addEventListener("pageshow", (ev) => ev.persisted && location.reload());
 }
 
 function setStatus(text, cls = "") {
