@@ -57,7 +57,13 @@ func TestTaskInspectorInBrowser(t *testing.T) {
 		chromedp.EmulateViewport(1280, 800),
 		chromedp.Navigate(base+"/admin/tasks/queues/default/succeeded"),
 		waitText("body", "email.send"),
-		chromedp.Click(chromedp.CSS(`a[href*="task?id="]`)),
+	))
+	// The list redraws itself live: read the link in the page rather than
+	// click a node that may be gone.
+	link, err := chromedp.Run(ana, chromedp.Evaluate[string](`[...document.querySelectorAll('a[href*="task?id="]')].find((a) => a.textContent.includes("email.send")).href`))
+	require.NoError(t, err)
+	require.NoError(t, chromedp.Do(ana,
+		chromedp.Navigate(link),
 		waitText("body", "Payload"),
 		waitText("body", "is the new logo"),
 	))
