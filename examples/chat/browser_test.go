@@ -97,8 +97,10 @@ func TestChatInBrowsers(t *testing.T) {
 	ana := signUp(t, base, "ana", "Ana María") // the first user: admin
 	bob := signUp(t, base, "bob", "Bob")
 
-	// Presence and typing.
-	require.NoError(t, chromedp.Do(ana, waitText("#online", "@bob")))
+	// Presence and typing; the admin's list of everyone has bob, who
+	// registered after her page opened, online.
+	require.NoError(t, chromedp.Do(ana, waitText("#online", "@bob"), waitJS(`!!document.querySelector("#all-users li .dot.on ~ .handle") &&
+		[...document.querySelectorAll("#all-users li")].some((li) => li.textContent.includes("@bob") && li.querySelector(".dot.on"))`)))
 	require.NoError(t, chromedp.Do(bob, waitText("#online", "@ana"), chromedp.SendKeys(chromedp.CSS("#text"), "hel")))
 	require.NoError(t, chromedp.Do(ana, waitText("#typing", "@bob is typing")))
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -43,9 +45,15 @@ type nodeStats struct {
 	Tasks map[tasks.State]int `json:"tasks,omitempty"`
 }
 
+// nodeName names a replica on the dashboard and in the task inspector:
+// its host name and port ("web-1:8080"), which tell apart replicas on
+// one machine and replicas in containers alike.
 func nodeName(addr string) string {
 	host, _ := os.Hostname()
-	return host + addr
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return host + ":" + port
+	}
+	return host + " " + addr
 }
 
 // publishStats runs until ctx ends.
@@ -174,7 +182,12 @@ type activity struct {
 
 // dashboardHistory answers GET /api/dashboard: the last hour of stats
 // and, for admins, the latest public messages and task events, so that the
-// page does not start empty.
+// page does not start empty; and "since", the position of that history in
+// the page's stream (its Last-Event-ID: the topics' newest IDs in the
+// order of their sorted names, "0-0" for an empty one), so that the
+// stream goes on exactly where the history ends: what is published in
+// between is neither lost nor shown twice. "since" is "" when a history
+// could not be read; the stream then starts live.
 func (a *app) dashboardHistory(w http.ResponseWriter, r *http.Request) {
 	u, _, err := a.session(r)
 	if err != nil {
@@ -187,33 +200,50 @@ func (a *app) dashboardHistory(w http.ResponseWriter, r *http.Request) {
 		Tasks    []json.RawMessage `json:"tasks"`
 		Activity []activity        `json:"activity"`
 		Admin    bool              `json:"admin"`
+		Since    string            `json:"since"`
 	}{Stats: []json.RawMessage{}, Tasks: []json.RawMessage{}, Activity: []activity{}, Admin: u.Role == roleAdmin}
-	hist, err := a.bp.History(ctx, statsTopic, rtkit.HistoryOptions{})
+	topics, err := a.streamTopics(r) // the page's stream: no ?topic=
 	if err != nil {
 		fail(w, http.StatusServiceUnavailable, "", "history is unavailable")
 		return
 	}
-	for _, m := range hist.Messages {
-		out.Stats = append(out.Stats, m.Data)
-	}
-	if out.Admin {
-		if hist, err = a.bp.History(ctx, taskFeedTopic, rtkit.HistoryOptions{Limit: 50}); err == nil {
+	positions := make(map[string]rtkit.ID, len(topics))
+	complete := true
+	for _, topic := range topics {
+		var limit int // stats: the whole hour
+		switch {
+		case topic == taskFeedTopic:
+			limit = 50
+		case topic != statsTopic:
+			limit = 20
+		}
+		hist, err := a.bp.History(ctx, topic, rtkit.HistoryOptions{Limit: limit})
+		if err != nil {
+			if topic == statsTopic {
+				fail(w, http.StatusServiceUnavailable, "", "history is unavailable")
+				return
+			}
+			complete = false
+			continue
+		}
+		positions[topic] = hist.Position
+		switch {
+		case topic == statsTopic:
+			for _, m := range hist.Messages {
+				out.Stats = append(out.Stats, m.Data)
+			}
+		case topic == taskFeedTopic:
 			for _, m := range hist.Messages {
 				out.Tasks = append(out.Tasks, m.Data)
 			}
+		default: // a public room (admins)
+			for _, e := range applyEdits(hist.Messages) {
+				out.Activity = append(out.Activity, activity{Room: topic, User: e.User, Text: e.Text, At: e.At})
+			}
 		}
 	}
-	var public []string
-	if out.Admin {
-		public, _ = a.publicRooms(ctx)
-	}
-	for _, room := range public {
-		if hist, err = a.bp.History(ctx, room, rtkit.HistoryOptions{Limit: 20}); err != nil {
-			continue
-		}
-		for _, e := range applyEdits(hist.Messages) {
-			out.Activity = append(out.Activity, activity{Room: room, User: e.User, Text: e.Text, At: e.At})
-		}
+	if complete {
+		out.Since = streamPosition(positions)
 	}
 	slices.SortFunc(out.Activity, func(x, y activity) int { return int(x.At - y.At) })
 	if n := len(out.Activity); n > 30 {
@@ -221,4 +251,19 @@ func (a *app) dashboardHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, out)
+}
+
+// streamPosition is the SSE broker's Last-Event-ID for these topics and
+// positions: the positions in the order of the sorted topic names, "0-0"
+// for a topic with no message yet.
+func streamPosition(positions map[string]rtkit.ID) string {
+	ids := make([]string, 0, len(positions))
+	for _, topic := range slices.Sorted(maps.Keys(positions)) {
+		id := positions[topic].String()
+		if id == "" {
+			id = "0-0"
+		}
+		ids = append(ids, id)
+	}
+	return strings.Join(ids, ",")
 }

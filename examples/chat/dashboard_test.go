@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/rtkit/rtkit/examples/internal/browsertest"
+	"github.com/rtkit/rtkit/sse"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -61,4 +68,58 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitText("#mails .to", "bob@example.com"),
 		waitText("#mails .body", "please review the release notes"),
 	))
+}
+
+func TestNodeName(t *testing.T) {
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	assert.Equal(t, host+":8080", nodeName(":8080"))
+	assert.Equal(t, host+":8081", nodeName("127.0.0.1:8081"), "the port, not the address glued to the host")
+	assert.Equal(t, host+":9000", nodeName("[::1]:9000"))
+}
+
+// The dashboard's stream goes on where its history ends: a message sent
+// after the page read /api/dashboard and before its EventSource opened
+// still comes, first, and no reset.
+func TestDashboardStreamResumesFromHistory(t *testing.T) {
+	t.Parallel()
+	base := startApp(t, testConfig())
+	admin := register(t, base, "ana")
+	status, body := get(t, base, "/api/dashboard", admin)
+	require.Equal(t, http.StatusOK, status)
+	var h struct{ Since string }
+	require.NoError(t, json.Unmarshal([]byte(body), &h))
+	// stats, the task feed and the two public rooms, in the order of
+	// their sorted names; none has a message yet but the stats may.
+	require.Len(t, strings.Split(h.Since, ","), 4, "one position per streamed topic: %q", h.Since)
+
+	c := dial(t, base, admin)
+	enter(t, c, "random")
+	say(t, c, "random", "sent while the page was loading")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events?last_event_id="+url.QueryEscape(h.Since), nil)
+	require.NoError(t, err)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: admin})
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	sc := bufio.NewScanner(resp.Body)
+	var typ string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			typ = strings.TrimPrefix(line, "event: ")
+			require.NotEqual(t, sse.ResetEvent, typ, "the history's position resumes every topic")
+		case strings.HasPrefix(line, "data: ") && typ == "msg":
+			assert.Contains(t, line, "sent while the page was loading")
+			return
+		case line == "":
+			typ = ""
+		}
+	}
+	t.Fatalf("the stream ended without the message: %v", sc.Err())
 }

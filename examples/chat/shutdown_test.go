@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
+	"github.com/rtkit/rtkit/examples/internal/smtptest"
 	"github.com/rtkit/rtkit/internal/redistest"
 	"github.com/rtkit/rtkit/tasks"
 	"github.com/stretchr/testify/assert"
@@ -238,4 +239,68 @@ func TestDrainTurnsReadinessFalseFirst(t *testing.T) {
 	require.NoError(t, <-drained)
 	_, err = http.Get(base + "/healthz")
 	assert.Error(t, err, "the listener is closed")
+}
+
+// The drain hands a running task back: on Redis, the mail that hangs on
+// a silent SMTP server when SIGTERM comes is pending again after the
+// drain (its interrupted attempt not counted), and the next start of the
+// app, with a mail server that answers, sends it once.
+func TestDrainHandsRunningTaskBack(t *testing.T) {
+	t.Parallel()
+	cfg := redisConfig(t, mailConfig(silentSMTP(t)))
+	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	o, err := newOps(a, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: o.handler()}
+	go func() { _ = srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+
+	alice := dial(t, base, register(t, base, "alice"))
+	register(t, base, "bob") // offline: mentions mail him
+	enter(t, alice, "general")
+	say(t, alice, "general", "@bob this mail is sent by the next start")
+	// The digest task gathers the mention, then the mail task hangs.
+	var running *tasks.Task
+	require.Eventually(t, func() bool {
+		page, err := a.tasks.List(context.Background(), tasks.ListOptions{State: tasks.Active})
+		if err != nil || len(page.Tasks) != 1 || page.Tasks[0].Type != mailTask {
+			return false
+		}
+		running = page.Tasks[0]
+		return true
+	}, 15*time.Second, 10*time.Millisecond, "the mail task never ran")
+	require.Equal(t, 1, running.Attempt)
+
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	require.NoError(t, o.drain(ctx, srv), "the drain hands the task back within its budget")
+
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	store, err := tasks.NewRedisStore(tasks.RedisOptions{Client: rdb, Prefix: cfg.Prefix + "tasks:"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close(); _ = rdb.Close() })
+	back, err := store.Get(ctx, running.ID)
+	require.NoError(t, err)
+	assert.Equal(t, tasks.Pending, back.State, "handed back to the store, to run again")
+	assert.Zero(t, back.Attempt, "the interrupted attempt does not count")
+
+	// The next start (or another replica) runs it.
+	mails := smtptest.Start(t, smtptest.Options{})
+	next := cfg
+	next.SMTPAddr = mails.Addr
+	b, _ := startAppWith(t, next, slog.New(slog.DiscardHandler))
+	mails.WaitMail(t, "bob@example.com", "this mail is sent by the next start")
+	require.Eventually(t, func() bool {
+		task, err := b.tasks.Get(ctx, running.ID)
+		return err == nil && task.State == tasks.Succeeded
+	}, 10*time.Second, 10*time.Millisecond, "the handed-back task succeeds on the next start")
+	done, err := b.tasks.Get(ctx, running.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, done.Attempt, "one counted attempt: the one that sent the mail")
+	assert.Len(t, mails.MailsTo("bob@example.com"), 1, "the mail is sent once")
 }

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/rtkit/rtkit/examples/internal/browsertest"
@@ -26,16 +22,16 @@ func TestTasksPageInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#email"), "ada@example.com"),
 		chromedp.SendKeys(chromedp.CSS("#name"), "Ada"),
 		chromedp.Click(chromedp.CSS("#signup button")),
-		waitText("#accepted", "202 Accepted"),
+		browsertest.WaitText("#accepted", "202 Accepted"),
 	))
 	signUp(t, base, "flaky@example.com")
 	dead := signUp(t, base, "fail@example.com")
 	require.NoError(t, chromedp.Do(ctx,
-		waitText("#log", "retrying"),
-		waitText("#log", "dead"),
-		waitText("#tasks", "flaky@example.com"),
-		waitText("#t-"+dead, "dead"),
-		waitText("#nodes", "Finished by"),
+		browsertest.WaitText("#log", "retrying"),
+		browsertest.WaitText("#log", "dead"),
+		browsertest.WaitText("#tasks", "flaky@example.com"),
+		browsertest.WaitText("#t-"+dead, "dead"),
+		browsertest.WaitText("#nodes", "Finished by"),
 	))
 	browsertest.Screenshot(t, ctx, "email-tasks-desktop")
 
@@ -44,30 +40,7 @@ func TestTasksPageInBrowser(t *testing.T) {
 	_, err := chromedp.Run(ctx, chromedp.Evaluate[any](`document.getElementById("log").replaceChildren();
 		document.querySelector("#t-`+dead+` button").click()`))
 	require.NoError(t, err)
-	require.NoError(t, chromedp.Do(ctx, waitText("#log", "welcome.send "+dead[len(dead)-8:]+" attempt 1")))
+	require.NoError(t, chromedp.Do(ctx, browsertest.WaitText("#log", "welcome.send "+dead[len(dead)-8:]+" attempt 1")))
 	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)))
 	browsertest.Screenshot(t, ctx, "email-tasks-phone")
-}
-
-// waitText waits until the text of the element sel (a CSS selector)
-// contains want. It reads the text in the page, so that an element the
-// page re-renders meanwhile is simply read again.
-func waitText(sel, want string) chromedp.Action[chromedp.Void] {
-	text := chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).innerText || ""`, sel))
-	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		for {
-			got, err := text(ctx, t)
-			if err != nil {
-				return chromedp.Void{}, err
-			}
-			if strings.Contains(got, want) {
-				return chromedp.Void{}, nil
-			}
-			select {
-			case <-ctx.Done():
-				return chromedp.Void{}, fmt.Errorf("waiting for %q in %s (it has %q): %w", want, sel, got, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
 }

@@ -50,7 +50,7 @@ func TestInspectorInBrowser(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(base+"/admin/tasks/task?id="+url.QueryEscape(dead)),
 		chromedp.WaitVisible(chromedp.CSS(`button[value="retry"]`)),
-		waitText("#state", "dead"),
+		browsertest.WaitText("#state", "dead"),
 	))
 	browsertest.Screenshot(t, ctx, "inspector-task-desktop")
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[value="retry"]`))))
@@ -63,7 +63,7 @@ func TestInspectorInBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("#live.on")),
 			// Two runs of attempt 1 among the task's events: before and after the retry.
 			chromedp.Poll[chromedp.Void](`[...document.querySelectorAll(".events li")].filter(li => /started attempt 1 /.test(li.textContent)).length === 2`),
-			waitText("#state", "dead"),
+			browsertest.WaitText("#state", "dead"),
 		)
 		if err == nil || attempt == 5 || !(strings.Contains(err.Error(), "Cannot find context") || strings.Contains(err.Error(), "navigated or closed")) {
 			require.NoError(t, err)

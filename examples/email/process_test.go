@@ -1,20 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"regexp"
-	"slices"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rtkit/rtkit/examples/internal/readmetest"
 	"github.com/rtkit/rtkit/examples/internal/smtptest"
 	"github.com/rtkit/rtkit/internal/redistest"
 	"github.com/rtkit/rtkit/tasks"
@@ -26,26 +20,38 @@ import (
 // two-process test starts it as the README's "go run" commands would.
 const runMainEnv = "EMAIL_TEST_RUN_MAIN"
 
-// readmeCommands returns the environment of each "go run ./examples/email"
-// line of the README, split into those without REDIS_URL and those with it.
-func readmeCommands(t *testing.T, file string) (memory, shared [][]string) {
+// readmeCommands returns the "go run ./examples/email" commands of the
+// README, split into those without REDIS_URL and those with it.
+func readmeCommands(t *testing.T, file string) (memory, shared []readmetest.Command) {
 	t.Helper()
-	readme, err := os.ReadFile(file)
-	require.NoError(t, err)
-	for line := range strings.Lines(string(readme)) {
-		line, _, _ = strings.Cut(line, "#")
-		fields := strings.Fields(line)
-		i := slices.Index(fields, "go")
-		if i < 0 || !strings.HasPrefix(strings.Join(fields[i:], " "), "go run ./examples/email") {
-			continue
-		}
-		if strings.Contains(line, "REDIS_URL=") {
-			shared = append(shared, fields[:i])
+	for _, c := range readmetest.Commands(t, file, "./examples/email") {
+		if _, ok := c.Get("REDIS_URL"); ok {
+			shared = append(shared, c)
 		} else {
-			memory = append(memory, fields[:i])
+			memory = append(memory, c)
 		}
 	}
 	return memory, shared
+}
+
+// startMain runs this test binary as main (see TestMain) with the
+// command's variables, changed by set (a value of "" drops the variable),
+// on a free port; it is interrupted when the test ends and must then
+// exit cleanly. It returns the app's URL.
+func startMain(t *testing.T, c readmetest.Command, set map[string]string) string {
+	t.Helper()
+	env := [][2]string{{runMainEnv, "1"}}
+	for _, kv := range c.Env {
+		if _, ok := set[kv[0]]; !ok {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range set {
+		if v != "" {
+			env = append(env, [2]string{k, v})
+		}
+	}
+	return readmetest.Start(t, os.Args[0], env).URL
 }
 
 // Each one-process command of both READMEs starts the app (on a free
@@ -56,23 +62,20 @@ func TestReadmeCommands(t *testing.T) {
 		memory, shared := readmeCommands(t, file)
 		require.Len(t, memory, 2, "%s: the one-process commands", file)
 		require.Len(t, shared, 2, "%s: the two-process commands", file)
-		for _, vars := range memory {
+		for _, c := range memory {
 			mail := smtptest.Start(t, smtptest.Options{})
-			env := append(cleanEnv(), runMainEnv+"=1", "ADDR="+freeAddr(t))
-			smtp := false
-			for _, kv := range vars {
-				if strings.HasPrefix(kv, "SMTP_ADDR=") {
-					smtp, kv = true, "SMTP_ADDR="+mail.Addr
-				}
-				env = append(env, kv)
+			set := map[string]string{}
+			_, smtp := c.Get("SMTP_ADDR")
+			if smtp {
+				set["SMTP_ADDR"] = mail.Addr
 			}
-			base := startProcess(t, env)
+			base := startMain(t, c, set)
 			id := signUp(t, base, "ada@example.com")
 			if smtp {
 				mail.WaitMail(t, "ada@example.com", "Hello Ada")
 			}
 			for deadline := time.Now().Add(20 * time.Second); getTask(t, base, id).State != tasks.Succeeded; time.Sleep(50 * time.Millisecond) {
-				require.False(t, time.Now().After(deadline), "%v: the welcome task did not succeed", vars)
+				require.False(t, time.Now().After(deadline), "%s: the welcome task did not succeed", c.Line)
 			}
 		}
 	}
@@ -106,20 +109,9 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 	_, cmds := readmeCommands(t, "README.md")
 	require.Len(t, cmds, 2, "README.md shows two processes on Redis")
 	var bases, nodes []string
-	for _, vars := range cmds {
-		addr := freeAddr(t)
-		env := append(cleanEnv(), runMainEnv+"=1")
-		for _, kv := range vars {
-			k, _, _ := strings.Cut(kv, "=")
-			switch k {
-			case "REDIS_URL", "ADDR": // this test's Redis and a free port instead
-			default:
-				env = append(env, kv)
-			}
-		}
-		env = append(env, "REDIS_URL=redis://"+db.Opts.Addr, "REDIS_PREFIX="+db.Prefix, "ADDR="+addr,
-			"SMTP_ADDR="+mail.Addr, "WORKERS=2")
-		base := startProcess(t, env)
+	for _, c := range cmds {
+		base := startMain(t, c, map[string]string{"ADDR": "", // a free port instead
+			"REDIS_URL": "redis://" + db.Opts.Addr, "REDIS_PREFIX": db.Prefix, "SMTP_ADDR": mail.Addr, "WORKERS": "2"})
 		bases = append(bases, base)
 		var info struct{ Node string }
 		resp, err := http.Get(base + "/api/tasks")
@@ -156,120 +148,10 @@ func TestTwoProcessesShareTheWork(t *testing.T) {
 	}
 }
 
-// cleanEnv is the environment a child process starts from: only PATH,
-// HOME and TMPDIR of the test's, so that a REDIS_URL or SMTP_ADDR set for
-// the tests does not leak into a README command that sets none.
-func cleanEnv() []string {
-	var env []string
-	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
-}
-
-// startProcess runs the test binary as main with env and returns its URL
-// once it answers; SIGTERM stops it when the test ends, and it must exit
-// cleanly.
-func startProcess(t *testing.T, env []string) string {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = env
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			assert.NoError(t, err, "exit after SIGTERM; output:\n%s", out.String())
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("no exit 20s after SIGTERM; output:\n%s", out.String())
-		}
-	})
-	var addr string
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "ADDR="); ok {
-			addr = v
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/api/tasks")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return "http://" + addr
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("the process exited: %v; output:\n%s", err, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the process did not answer; output:\n%s", out.String())
-		}
-	}
-}
-
-// freeAddr returns a loopback address nothing listens on (for now).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // The variables both READMEs document are exactly those the app reads,
 // and their commands set no others.
 func TestReadmesDocumentTheEnvironment(t *testing.T) {
-	read := map[string]bool{}
-	_, _ = loadConfig(func(k string) string { read[k] = true; return "" })
-	var names []string
-	for k := range read {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\|")
-	set := regexp.MustCompile(`\b([A-Z][A-Z_]+)=`)
-	for _, file := range []string{"README.md", "README.es.md"} {
-		b, err := os.ReadFile(file)
-		require.NoError(t, err)
-		var documented []string
-		for _, m := range row.FindAllStringSubmatch(string(b), -1) {
-			documented = append(documented, m[1])
-		}
-		slices.Sort(documented)
-		assert.Equal(t, names, documented, "%s: the table of environment variables", file)
-		for _, m := range set.FindAllStringSubmatch(string(b), -1) {
-			assert.True(t, read[m[1]], "%s sets %s, which the app does not read", file, m[1])
-		}
-	}
-}
-
-// lockedBuffer collects a process's output while the test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	readmetest.EnvTable(t, func(getenv func(string) string) { _, _ = loadConfig(getenv) })
 }
 
 // The Redis configuration in this process, so that goleak checks that it

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	"github.com/rtkit/rtkit/examples/internal/smtpmail"
 	"github.com/rtkit/rtkit/tasks"
 )
 
@@ -75,8 +74,8 @@ func (a *app) mailOffline(ctx context.Context, j *tasks.Job[mailJob]) error {
 	return nil
 }
 
-// message is one plain-text mail.
-type message struct{ To, Subject, Body string }
+// message is one plain-text mail (smtpmail.Message: To, Subject, Body).
+type message = smtpmail.Message
 
 // A mailer sends one message.
 type mailer func(ctx context.Context, m message) error
@@ -89,43 +88,18 @@ func newMailer(cfg config, log *slog.Logger) mailer {
 	return smtpMailer(cfg.SMTPAddr, cfg.From)
 }
 
-// smtpMailer sends each message in its own SMTP session with the go-smtp
-// client. An SMTP reply 4xx (try later), a refused connection or a
-// timeout is an error worth retrying; a 5xx reply is permanent.
+// smtpMailer sends each message in its own SMTP session (smtpmail.Send,
+// with the go-smtp client). An SMTP reply 4xx (try later), a refused
+// connection or a timeout is an error worth retrying; a 5xx reply is
+// permanent.
 func smtpMailer(addr, from string) mailer {
 	return func(ctx context.Context, m message) error {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return err
-		}
-		stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // go-smtp takes no context: closing ends the session
-		defer stop()
-		c := smtp.NewClient(conn)
-		defer c.Close()
-		if err := c.SendMail(from, []string{m.To}, strings.NewReader(m.format(from))); err != nil {
-			return err
-		}
-		_ = c.Quit() // the server has the mail: an error now must not send it twice
-		return nil
+		return smtpmail.Send(ctx, addr, from, m)
 	}
 }
 
-// format renders m as an RFC 5322 message. Only the body holds user
-// input; addresses were checked by net/mail, the subject is ours.
-func (m message) format(from string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\n", from, m.To, m.Subject, time.Now().Format(time.RFC1123Z))
-	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
-	b.WriteString(strings.ReplaceAll(m.Body, "\n", "\r\n"))
-	return b.String()
-}
-
 // permanent reports whether err is an SMTP 5xx reply.
-func permanent(err error) bool {
-	var se *smtp.SMTPError
-	return errors.As(err, &se) && se.Code >= 500
-}
+func permanent(err error) bool { return smtpmail.Permanent(err) }
 
 // logMailer logs messages instead of sending them.
 func logMailer(log *slog.Logger) mailer {

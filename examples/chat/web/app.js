@@ -167,6 +167,9 @@ function openConnection() {
   client.on("presence", (p) => {
     if (p.room === current) refreshOnline();
     if ((p.joins || p.leaves) && convs.get(p.room)?.kind === "room") scheduleListRefresh();
+    // Everyone is in the lobby: its comings and goings are the admin's
+    // list of users going on or off line (and new accounts).
+    if ((p.joins || p.leaves) && p.room === "sys:lobby" && me.role === "admin") scheduleUsersRefresh();
   });
   client.on("gap", (g) => {
     const c = g.room && convs.get(g.room);
@@ -559,6 +562,12 @@ async function adminCall(method, data, done) {
   } catch (err) {
     toast("Refused", err.message);
   }
+}
+
+let usersTimer;
+function scheduleUsersRefresh() {
+  clearTimeout(usersTimer);
+  usersTimer = setTimeout(renderUsers, 250);
 }
 
 async function renderUsers() {

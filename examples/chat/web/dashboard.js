@@ -14,30 +14,41 @@ if (!session) {
   $("signin").hidden = false;
 } else {
   $("dash").hidden = false;
-  $("outbox-link").hidden = session.role !== "admin";
-  $("tasks-note").hidden = session.role === "admin";
-  $("feed-note").hidden = session.role === "admin";
+  const admin = session.role === "admin";
+  $("outbox-link").hidden = !admin;
+  $("tasks-link").hidden = !admin;
+  $("tasks-note").hidden = admin;
+  $("feed-note").hidden = admin;
+  // Admins see the feeds; an empty one says so rather than stay blank.
+  $("feed-empty").hidden = !admin;
+  $("task-feed-empty").hidden = !admin;
   makeCharts();
-  await loadHistory();
-  stream();
+  stream(await loadHistory());
 }
 
+// loadHistory shows the recent past and returns its position in the
+// stream ("" when unknown: the stream then starts live).
 async function loadHistory() {
   try {
     const res = await fetch("/api/dashboard");
-    if (!res.ok) return;
+    if (!res.ok) return "";
     const h = await res.json();
     for (const s of h.stats) onStats(s, false);
     redraw();
-    for (const a of h.activity) feed([["feed-room", "#" + a.room], ["", ` ${a.user}: ${a.text.slice(0, 120)}`]], a.at);
+    for (const a of h.activity) feed([["feed-room", "#" + a.room], ["", ` ${a.user}: ${clip(a.text)}`]], a.at);
     for (const e of h.tasks) onTaskEvent(e);
+    return h.since;
   } catch (err) {
     console.warn("dashboard history", err);
+    return "";
   }
 }
 
-function stream() {
-  const es = new EventSource("/events");
+// stream goes live from since, the history's position: what was published
+// while the history loaded comes first, nothing twice. (EventSource sends
+// its own Last-Event-ID when it reconnects.)
+function stream(since) {
+  const es = new EventSource("/events" + (since ? "?last_event_id=" + encodeURIComponent(since) : ""));
   es.onopen = () => setStatus("live", "live");
   es.onerror = () => setStatus(navigator.onLine ? "reconnecting…" : "offline", navigator.onLine ? "" : "offline");
   // Untyped events: a replica's stats, or a task feed line.
@@ -53,7 +64,7 @@ function stream() {
     const m = JSON.parse(e.data);
     const d = m.data;
     if (m.from?.user || !d || d.kind !== "msg" || !d.text) return;
-    feed([["feed-room", "#" + m.room], ["", ` ${d.user}: ${d.text.slice(0, 120)}`]], d.at);
+    feed([["feed-room", "#" + m.room], ["", ` ${d.user}: ${clip(d.text)}`]], d.at);
   });
   // A room's presence changes come batched: joins and leaves since the
   // last event (a count only, in a room above the hub's limit).
@@ -63,6 +74,11 @@ function stream() {
     for (const m of p.leaves ?? []) feed([["", `${m.user} left `], ["feed-room", "#" + p.room]]);
   });
   es.addEventListener("rtkit-reset", () => feed([["", "Some history was lost (a restart?): the counters start over."]]));
+  // Leaving the page closes the stream (a browser may keep a page it left
+  // in its back/forward cache, stream open, counted as a dashboard open);
+  // coming back reloads it.
+  addEventListener("pagehide", () => es.close());
+  addEventListener("pageshow", (ev) => ev.persisted && location.reload());
 }
 
 function setStatus(text, cls = "") {
@@ -116,7 +132,9 @@ function makeCharts() {
     height: 200,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(5, max)] } },
     series: [{}, { label, stroke: color, width: 2, fill: color + "22" }],
-    axes: [{}, { size: 40 }],
+    // The y axis's width leaves room for the x axis's first date label
+    // ("12/24/26 1:25pm"), centred under the plot's left edge.
+    axes: [{}, { size: 56 }],
     legend: { show: false },
   });
   charts.rate = new uPlot(opts("messages / min", "#2f6fed"), [[], []], $("chart-rate"));
@@ -146,6 +164,13 @@ function onTaskEvent(e) {
   li.className = "kind-" + e.kind.replace(/[^a-z]/g, "");
 }
 
+// clip shortens a message to 120 characters (code points: an emoji is
+// never cut in half), saying that it did.
+function clip(text) {
+  const chars = [...text];
+  return chars.length > 120 ? chars.slice(0, 119).join("") + "…" : text;
+}
+
 function feed(parts, time, list = "feed") {
   const li = document.createElement("li");
   const t = document.createElement("time");
@@ -158,6 +183,7 @@ function feed(parts, time, list = "feed") {
     li.append(s);
   }
   $(list).prepend(li);
+  $(list + "-empty").hidden = true;
   while ($(list).children.length > 60) $(list).lastChild.remove();
   return li;
 }

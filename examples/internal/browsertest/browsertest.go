@@ -13,9 +13,11 @@ package browsertest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +98,30 @@ func Dir(t testing.TB) string {
 		}
 	}
 	return t.TempDir()
+}
+
+// WaitText waits until the rendered text (innerText) of the element sel
+// (a CSS selector) contains want. It reads the text in the page, so that an
+// element the page re-renders meanwhile is simply read again; a missing or
+// hidden element reads as "".
+func WaitText(sel, want string) chromedp.Action[chromedp.Void] {
+	text := chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).innerText || ""`, sel))
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for {
+			got, err := text(ctx, t)
+			if err != nil {
+				return chromedp.Void{}, err
+			}
+			if strings.Contains(got, want) {
+				return chromedp.Void{}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return chromedp.Void{}, fmt.Errorf("waiting for %q in %s (it has %q): %w", want, sel, got, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 }
 
 func chromiumPath() string {

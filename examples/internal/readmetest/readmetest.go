@@ -11,6 +11,7 @@ package readmetest
 
 import (
 	"bytes"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -42,37 +43,47 @@ func (c Command) Get(key string) (string, bool) {
 	return "", false
 }
 
-var shellBlock = regexp.MustCompile("(?s)```(?:sh|bash|shell)\n(.*?)```")
+var (
+	shellBlock = regexp.MustCompile("(?s)```(?:sh|bash|shell)\n(.*?)```")
+	codeSpan   = regexp.MustCompile("`([^`\n]+)`")
+)
 
-// Commands returns the lines of the file's shell blocks that run pkg (e.g.
-// "./examples/rooms"), with their variables; a trailing "&" and comments
-// are dropped. It fails the test if there are none.
+// Commands returns the commands of the file that run pkg (e.g.
+// "./examples/rooms"), with their variables: the lines of its shell
+// blocks, then the inline code spans of its text (`BATCH_WINDOW=10s go run
+// ./examples/notify`); a trailing "&" and comments are dropped. It fails
+// the test if there are none.
 func Commands(t testing.TB, file, pkg string) []Command {
 	t.Helper()
 	text, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []Command
+	var lines []string
 	for _, block := range shellBlock.FindAllSubmatch(text, -1) {
-		for line := range strings.Lines(string(block[1])) {
-			line, _, _ = strings.Cut(line, "#")
-			line = strings.TrimSuffix(strings.TrimSpace(line), "&")
-			fields := strings.Fields(line)
-			i := slices.Index(fields, "go")
-			if i < 0 || len(fields) < i+3 || fields[i+1] != "run" || fields[i+2] != pkg {
-				continue
-			}
-			c := Command{Line: strings.TrimSpace(line)}
-			for _, f := range fields[:i] {
-				k, v, ok := strings.Cut(f, "=")
-				if !ok {
-					t.Fatalf("%s: %q: %q is not VAR=value", file, line, f)
-				}
-				c.Env = append(c.Env, [2]string{k, v})
-			}
-			out = append(out, c)
+		lines = slices.AppendSeq(lines, strings.Lines(string(block[1])))
+	}
+	for _, span := range codeSpan.FindAllSubmatch(shellBlock.ReplaceAll(text, nil), -1) {
+		lines = append(lines, string(span[1]))
+	}
+	var out []Command
+	for _, line := range lines {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.TrimSuffix(strings.TrimSpace(line), "&")
+		fields := strings.Fields(line)
+		i := slices.Index(fields, "go")
+		if i < 0 || len(fields) < i+3 || fields[i+1] != "run" || fields[i+2] != pkg {
+			continue
 		}
+		c := Command{Line: strings.TrimSpace(line)}
+		for _, f := range fields[:i] {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				t.Fatalf("%s: %q: %q is not VAR=value", file, line, f)
+			}
+			c.Env = append(c.Env, [2]string{k, v})
+		}
+		out = append(out, c)
 	}
 	if len(out) == 0 {
 		t.Fatalf("%s has no `go run %s` command", file, pkg)
@@ -154,6 +165,39 @@ func Check(t testing.TB, pkg string) (vars []string, memory, shared []Command) {
 	return vars, memory, shared
 }
 
+// EnvTable checks an example whose configuration comes from one function
+// of the environment (load calls, say, loadConfig(getenv)): the table of
+// variables of README.md and of README.es.md (rows starting "| `NAME` |")
+// lists exactly the variables load reads, and no VAR=value in them sets
+// another.
+func EnvTable(t testing.TB, load func(getenv func(string) string)) {
+	t.Helper()
+	read := map[string]bool{}
+	load(func(k string) string { read[k] = true; return "" })
+	names := slices.Sorted(maps.Keys(read))
+	row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\|")
+	set := regexp.MustCompile(`\b([A-Z][A-Z_]+)=`)
+	for _, file := range []string{"README.md", "README.es.md"} {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var documented []string
+		for _, m := range row.FindAllStringSubmatch(string(text), -1) {
+			documented = append(documented, m[1])
+		}
+		slices.Sort(documented)
+		if !slices.Equal(names, documented) {
+			t.Errorf("%s: the table of environment variables has %v; the program reads %v", file, documented, names)
+		}
+		for _, m := range set.FindAllStringSubmatch(string(text), -1) {
+			if !read[m[1]] {
+				t.Errorf("%s sets %s, which the program does not read", file, m[1])
+			}
+		}
+	}
+}
+
 // Build builds the main package in the current directory into a temporary
 // directory and returns the program's path.
 func Build(t testing.TB) string {
@@ -175,7 +219,9 @@ type Process struct {
 // Output returns what the process wrote so far (stdout and stderr).
 func (p *Process) Output() string { return p.out.String() }
 
-// Start runs bin with env and nothing else of the test's environment but
+// Start runs bin (built by [Build], or this test binary, os.Args[0], when
+// its TestMain runs main for a variable that env sets) with env and
+// nothing else of the test's environment but
 // PATH, HOME and TMPDIR (so a REDIS_URL of the test's does not leak in),
 // except that ADDR is set to a free port of ADDR's host (127.0.0.1 when env
 // has none), and waits until it answers HTTP. When the test ends the
