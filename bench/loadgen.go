@@ -243,19 +243,30 @@ type room struct {
 	*tally
 	p    *protocol
 	subs []*wsClient
-	pub  *wsClient
+	pub  *wsClient      // nil when the server publishes
+	post *posters       // the server's publisher, or nil
 	wg   sync.WaitGroup // the readers
 
 	pubBuf []byte // publisher only
 }
 
-// wsTarget is a realtime server's WebSocket endpoint.
+// wsTarget is a realtime server's WebSocket endpoint and, for
+// server-side publishing, its /publish.
 type wsTarget struct {
 	url string
 	p   *protocol
+	// serverPub makes the room's publisher POST payloads to publish,
+	// with at most posters requests in flight, instead of a member
+	// publishing them.
+	serverPub bool
+	publish   string
+	posters   int
 }
 
 func (t wsTarget) room(ctx context.Context, n int) (audience, error) {
+	if t.serverPub {
+		return newServerPubRoom(ctx, t, n)
+	}
 	r, err := newRoom(ctx, t.url, t.p, n)
 	if err != nil {
 		return nil, err
@@ -291,6 +302,21 @@ func newRoom(ctx context.Context, url string, p *protocol, n int) (*room, error)
 	}
 	r.wg.Add(1)
 	go r.drainPublisher()
+	return r, nil
+}
+
+// newServerPubRoom is n subscribers whose payloads the server publishes
+// (each POSTed to its /publish), with no member publishing.
+func newServerPubRoom(ctx context.Context, t wsTarget, n int) (*room, error) {
+	clients, err := dialAll(ctx, t.url, t.p, n, true)
+	if err != nil {
+		return nil, err
+	}
+	r := &room{tally: newTally(n), p: t.p, subs: clients, post: newPosters(t.publish, t.posters)}
+	for i, c := range clients {
+		r.wg.Add(1)
+		go r.read(c, r.sinks[i])
+	}
 	return r, nil
 }
 
@@ -354,6 +380,9 @@ func (r *room) answerPing(c *wsClient, line []byte) {
 // publish sends the next message, stamped with the current time.
 func (r *room) publish(ctx context.Context) error {
 	seq, data := r.next()
+	if r.post != nil {
+		return r.post.send(ctx, data)
+	}
 	r.pubBuf = r.p.appendPub(r.pubBuf[:0], seq+10, data)
 	return r.pub.write(ctx, r.pubBuf)
 }
@@ -362,6 +391,9 @@ func (r *room) publish(ctx context.Context) error {
 // subscribers' histograms may be read.
 func (r *room) close() {
 	r.closing.Store(true)
+	if r.post != nil {
+		r.post.close()
+	}
 	closeAll(r.subs)
 	if r.pub != nil {
 		_ = r.pub.ws.CloseNow()

@@ -27,7 +27,8 @@ import (
 //
 //	/ws            a realtime server's WebSocket endpoint
 //	/events        an SSE server's event streams (serve_sse.go)
-//	/publish       POST: an SSE server publishes the body (serve_sse.go)
+//	/publish       POST: the server publishes the body to the bench room
+//	               (topic) with its own server-side call (serve_sse.go)
 //	/debug/mem     memMeasure after runtime.GC, as JSON
 //	/debug/stats   the server's own counters (slow consumers, drops), as JSON
 //	/debug/usage   the process's CPU time and bytes written (steady.go), as JSON
@@ -96,8 +97,13 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// ws is the routes of a WebSocket server.
-func ws(h http.Handler) map[string]http.Handler { return map[string]http.Handler{"/ws": h} }
+// ws is the routes of a WebSocket server: its endpoint, and POST /publish
+// calling publish, the server's own publish to every member of the bench
+// room (lat50s).
+func ws(h http.Handler, publish func(ctx context.Context, data []byte) error) (map[string]http.Handler, func() int64) {
+	pub, failed := publishHandler(publish)
+	return map[string]http.Handler{"/ws": h, "POST /publish": pub}, failed
+}
 
 func newServer(name string) (*server, error) {
 	switch name {
@@ -136,10 +142,14 @@ func newRtkitServer(deflate bool) *server {
 		opts.Compression, opts.CompressionThreshold = true, 64
 	}
 	hub := realtime.NewHub(opts)
-	return &server{routes: ws(hub), stats: func() map[string]int64 {
+	routes, pubFailed := ws(hub, func(ctx context.Context, data []byte) error {
+		_, err := hub.Publish(ctx, benchRoom, json.RawMessage(data))
+		return err
+	})
+	return &server{routes: routes, stats: func() map[string]int64 {
 		s := hub.Stats()
 		return map[string]int64{"slow_consumers": s.SlowConsumers, "rate_limited": s.RateLimited,
-			"info_frames_out": s.FramesOut, "info_objects_out": s.ObjectsOut}
+			"info_frames_out": s.FramesOut, "info_objects_out": s.ObjectsOut, "publish_failed": pubFailed()}
 	}}
 }
 
@@ -180,13 +190,18 @@ func newCentrifugeServer() (*server, error) {
 	h := centrifuge.NewWebsocketHandler(node, centrifuge.WebsocketConfig{
 		CheckOrigin: func(*http.Request) bool { return true },
 	})
-	return &server{routes: ws(h), stats: func() map[string]int64 {
+	routes, pubFailed := ws(h, func(ctx context.Context, data []byte) error {
+		_, err := node.Publish(benchRoom, data)
+		return err
+	})
+	return &server{routes: routes, stats: func() map[string]int64 {
 		mu.Lock()
 		defer mu.Unlock()
-		out := make(map[string]int64, len(disconnects))
+		out := make(map[string]int64, len(disconnects)+1)
 		for k, v := range disconnects {
 			out[k] = v
 		}
+		out["publish_failed"] = pubFailed()
 		return out
 	}}, nil
 }
@@ -209,7 +224,9 @@ func newMelodyServer() *server {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = m.HandleRequest(w, r)
 	})
-	return &server{routes: ws(h), stats: func() map[string]int64 {
-		return map[string]int64{"buffer_full_drops": dropped.Load(), "session_errors": failed.Load()}
+	routes, pubFailed := ws(h, func(_ context.Context, data []byte) error { return m.Broadcast(data) })
+	return &server{routes: routes, stats: func() map[string]int64 {
+		return map[string]int64{"buffer_full_drops": dropped.Load(), "session_errors": failed.Load(),
+			"publish_failed": pubFailed()}
 	}}
 }

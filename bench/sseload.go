@@ -78,14 +78,11 @@ type sseRoom struct {
 	*tally
 	t       sseTarget
 	streams *http.Client
-	pub     *http.Client
+	pub     *posters
 	cancel  context.CancelFunc // ends the streams
 	wg      sync.WaitGroup     // the readers
 	ready   atomic.Int64       // streams that got an event with data
 
-	posts     chan []byte // payloads for the posters
-	posters   sync.WaitGroup
-	postErr   atomic.Pointer[error]
 	closeOnce sync.Once
 }
 
@@ -97,13 +94,8 @@ func openStreams(ctx context.Context, t sseTarget, n int) (*sseRoom, error) {
 		tally:   newTally(n),
 		t:       t,
 		streams: &http.Client{Transport: &http.Transport{DisableCompression: true}},
-		pub: &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-			DisableCompression: true, MaxIdleConnsPerHost: max(t.posters, 1)}},
-		cancel: cancel,
-		posts:  make(chan []byte),
-	}
-	for range max(t.posters, 1) {
-		r.posters.Go(r.poster)
+		pub:     newPosters(t.publish, t.posters),
+		cancel:  cancel,
 	}
 	const parallel = 32
 	slots := make(chan struct{}, parallel)
@@ -141,7 +133,7 @@ func (r *sseRoom) probe(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d of %d streams got no probe within %s", int64(len(r.sinks))-r.ready.Load(), len(r.sinks), probeLimit)
 		}
-		if err := r.post(ctx, []byte("probe")); err != nil {
+		if err := r.pub.post(ctx, []byte("probe")); err != nil {
 			return fmt.Errorf("probe: %w", err)
 		}
 		time.Sleep(probeEvery)
@@ -238,52 +230,11 @@ func (r *sseRoom) read(body io.Reader, s *sink) {
 	}
 }
 
-// post publishes data through the server's /publish.
-func (r *sseRoom) post(ctx context.Context, data []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.t.publish, bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	resp, err := r.pub.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("POST /publish: %s", resp.Status)
-	}
-	return nil
-}
-
 // publish hands the next payload, stamped with the current time, to a
-// poster, waiting for one to be free. It returns the first error of any
-// earlier post.
+// poster (see posters).
 func (r *sseRoom) publish(ctx context.Context) error {
-	if err := r.postErr.Load(); err != nil {
-		return *err
-	}
 	_, data := r.next()
-	select {
-	case r.posts <- bytes.Clone(data):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// poster POSTs payloads until the room closes. A request waits for the
-// server's publish call to return, so one poster alone would cap the rate
-// at one publish per round trip (two trips through busy schedulers);
-// t.posters of them, as many as the fanout window, let every payload in
-// flight be a request of its own, as the WebSocket publisher writes
-// without waiting for a reply.
-func (r *sseRoom) poster() {
-	for data := range r.posts {
-		if err := r.post(context.Background(), data); err != nil {
-			r.postErr.CompareAndSwap(nil, &err)
-		}
-	}
+	return r.pub.send(ctx, data)
 }
 
 // close ends every stream and waits for the readers; after it the
@@ -291,11 +242,9 @@ func (r *sseRoom) poster() {
 func (r *sseRoom) close() {
 	r.closeOnce.Do(func() {
 		r.closing.Store(true)
-		close(r.posts)
-		r.posters.Wait()
+		r.pub.close()
 		r.cancel()
 		r.wg.Wait()
 		r.streams.CloseIdleConnections()
-		r.pub.CloseIdleConnections()
 	})
 }

@@ -19,6 +19,11 @@ import (
 //     wire_bytes_per_delivery, the bytes the child wrote to its sockets
 //     (Linux /proc/PID/io wchar: frames, headers, replies and presence
 //     events alike, less TCP/IP headers) divided by the same deliveries.
+//   - lat50s (realtime only): lat50 with the server publishing: the
+//     generator POSTs each payload to the child's /publish, whose handler
+//     calls the server's own publish (rtkit's Hub.Publish, centrifuge's
+//     Node.Publish, melody's Broadcast), so messages carry no sender, as
+//     a live feed's or a notification's do; no member publishes.
 //   - lat20 (sse only): the same at 20 payloads per second.
 //   - join5k, join20k (realtime only): that many clients connect and join
 //     one room, each reading from the moment its join is answered (as a
@@ -55,6 +60,15 @@ const (
 // window (e.g. profiles/sse-rtkit-lat50-cpu.pprof) on a server's first run.
 func lat50Run(cfg config, ch *child, t target, profile bool) ([]float64, error) {
 	return latencyAt(cfg, ch, t, lat50Rate, profileKind(profile, "lat50-cpu"))
+}
+
+func lat50sRun(cfg config, ch *child, t target, profile bool) ([]float64, error) {
+	wt, ok := t.(wsTarget)
+	if !ok {
+		return nil, fmt.Errorf("lat50s: WebSocket servers only")
+	}
+	wt.serverPub = true
+	return latencyAt(cfg, ch, wt, lat50Rate, profileKind(profile, "lat50s-cpu"))
 }
 
 func lat20Run(cfg config, ch *child, t target, profile bool) ([]float64, error) {

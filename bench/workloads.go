@@ -56,6 +56,8 @@ var workloads = []workload{
 	{"idle", []metric{{"idle_bytes_per_conn", "B"}}, idleRun, ""},
 	{"lat50", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
 		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat50Run, ""},
+	{"lat50s", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
+		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat50sRun, "realtime"},
 	{"lat20", []metric{{"latency_p50_ms", "ms"}, {"latency_p99_ms", "ms"},
 		{"server_cpu_us_per_delivery", "µs"}, {"wire_bytes_per_delivery", "B"}}, lat20Run, "sse"},
 	{"join5k", []metric{{"join_s", "s"}, {"dropped", "members"}}, join5kRun, "realtime"},
