@@ -36,9 +36,16 @@ const (
 
 // Event is one change in a task's life, as [Runner.Subscribe] delivers it.
 //
-// A task's events arrive in order, with one exception: the enqueuing
+// A task's events arrive in order, with two exceptions: the enqueuing
 // goroutine publishes "enqueued" after the store accepted the task, so the
-// events of a worker that starts it at once may come first.
+// events of a worker that starts it at once may come first; and the
+// "retrying" (or "dead") of a task whose lease expired is published by the
+// maintenance that handed it back, after the store did, so a worker that
+// starts it at once may come first too. A runner publishes the "retrying"
+// and "interrupted" of its own attempts just before the store records
+// them, so the next attempt's events never overtake them; if the store
+// then cannot record the outcome (the runner logs it), the task still runs
+// again, once its lease expires, rather than at RunAt.
 type Event struct {
 	Kind    EventKind `json:"kind"`
 	TaskID  string    `json:"task_id"`

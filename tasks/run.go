@@ -374,8 +374,18 @@ func retryDelay(l *Lease, err error) time.Duration {
 // report finishes a lease, retrying store errors for a while: a task
 // whose outcome can't be stored is retried by another worker once the
 // lease expires (at-least-once).
+//
+// An outcome that makes the task runnable again (retrying, interrupted)
+// is published before the store records it: from that moment another
+// worker may start the next attempt, whose "started" must not overtake
+// it (a task's events arrive in order, see Event). Final outcomes are
+// published once stored.
 func (r *Runner) report(a *attempt, o Outcome, kind EventKind) {
 	t := a.lease.Task
+	again := o.State == Retry || o.State == Pending
+	if again {
+		r.emitOutcome(a, o, kind)
+	}
 	var err error
 	for i := range 5 {
 		// No timeout of its own: the stores bound their calls.
@@ -392,6 +402,13 @@ func (r *Runner) report(a *attempt, o Outcome, kind EventKind) {
 		}
 		return
 	}
+	if !again {
+		r.emitOutcome(a, o, kind)
+	}
+}
+
+// emitOutcome publishes the event of an attempt's outcome.
+func (r *Runner) emitOutcome(a *attempt, o Outcome, kind EventKind) {
 	if !r.listening() {
 		return
 	}
