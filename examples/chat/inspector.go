@@ -19,9 +19,10 @@ func (a *app) newInspector(log *slog.Logger) *inspect.Inspector {
 	mac := hmac.New(sha256.New, a.cfg.Secret)
 	mac.Write([]byte("rtkit chat: task inspector forms"))
 	return inspect.New(a.tasks, inspect.Options{
-		Prefix: "/admin/tasks",
-		Secret: mac.Sum(nil),
-		Logger: log,
+		Prefix:   "/admin/tasks",
+		Secret:   mac.Sum(nil),
+		Logger:   log,
+		BackLink: inspect.Link{URL: "/", Label: "Back to the chat"},
 		// The inspector answers 403 with "forbidden: " and this error's
 		// text, which people read: say why, not which option refused.
 		Authorize: func(r *http.Request, _ inspect.Action) error {

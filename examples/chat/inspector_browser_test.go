@@ -56,8 +56,20 @@ func TestTaskInspectorInBrowser(t *testing.T) {
 		waitText("body", "default"),
 	))
 	browsertest.Screenshot(t, ana, "inspector")
+	// The header links back to the chat.
+	back, err := chromedp.Run(ana, chromedp.Evaluate[[]string](`[document.getElementById("back").href, document.getElementById("back").textContent]`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{base + "/", "‹ Back to the chat"}, back)
+	// Each count's right edge is its column header's.
+	misaligned, err := chromedp.Run(ana, chromedp.Evaluate[[]string](countsAlignment))
+	require.NoError(t, err)
+	assert.Empty(t, misaligned, "counts sit under their headers")
 	require.NoError(t, chromedp.Do(ana, chromedp.EmulateViewport(390, 844, chromedp.EmulatePortrait, chromedp.EmulateMobile)))
 	require.NoError(t, chromedp.Do(ana, waitJS(`document.documentElement.scrollWidth === 390`)), "nothing scrolls sideways at phone width")
+	require.NoError(t, chromedp.Do(ana, waitJS(`(function () { var el = document.getElementById("chart"); return !!el.uplot && el.uplot.width === el.clientWidth; })()`)))
+	overlaps, err := chromedp.Run(ana, chromedp.Evaluate[[]string](chartLabelOverlaps))
+	require.NoError(t, err)
+	assert.Empty(t, overlaps, "the chart's time labels don't overlap at phone width")
 	browsertest.Screenshot(t, ana, "inspector-phone")
 	require.NoError(t, chromedp.Do(ana,
 		chromedp.EmulateViewport(1280, 800),
@@ -76,7 +88,22 @@ func TestTaskInspectorInBrowser(t *testing.T) {
 	pwned, err := chromedp.Run(ana, chromedp.Evaluate[bool](`"pwned" in document.body.dataset || document.querySelector("main img, pre img") !== null`))
 	require.NoError(t, err)
 	assert.False(t, pwned, "a payload is shown as text")
+	// As its JSON text: "<" where the message has it, not "\u003c".
+	payload, err := chromedp.Run(ana, chromedp.Evaluate[string](`document.querySelector("pre.json").textContent`))
+	require.NoError(t, err)
+	assert.Contains(t, payload, `@bob <img src=x onerror=\"document.body.dataset.pwned=1\"> is the new logo`)
+	assert.NotContains(t, payload, `\u003c`)
+	// The mail was sent before the inspector was first opened: the page
+	// says why it has no events rather than just "none".
+	require.NoError(t, chromedp.Do(ana,
+		waitText("#no-events", "Events are not stored with tasks"),
+		waitText("#no-attempts", "The store's own count is above: 1 of"),
+	))
 	browsertest.Screenshot(t, ana, "inspector-task")
+	require.NoError(t, chromedp.Do(ana, chromedp.EmulateViewport(390, 844, chromedp.EmulatePortrait, chromedp.EmulateMobile)))
+	require.NoError(t, chromedp.Do(ana, waitJS(`document.documentElement.scrollWidth === 390`)), "nothing scrolls sideways at phone width")
+	browsertest.Screenshot(t, ana, "inspector-task-phone")
+	require.NoError(t, chromedp.Do(ana, chromedp.EmulateViewport(1280, 800)))
 
 	// A member: no link, no feeds, and the inspector says why.
 	bob := browsertest.New(t)
@@ -101,3 +128,44 @@ func TestTaskInspectorInBrowser(t *testing.T) {
 		waitText("body", "the task inspector is for the chat's admins"),
 	))
 }
+
+// countsAlignment lists the overview's count columns whose number's right
+// edge isn't its header text's (more than a pixel apart).
+const countsAlignment = `(function () {
+	var out = [];
+	var heads = document.querySelectorAll("table.counts thead th");
+	document.querySelectorAll("table.counts tbody tr").forEach(function (tr) {
+		tr.querySelectorAll("td[data-label]").forEach(function (td) {
+			var th = heads[td.cellIndex], r = document.createRange();
+			r.selectNodeContents(th);
+			var want = r.getBoundingClientRect().right, got = td.querySelector("a").getBoundingClientRect().right;
+			if (Math.abs(want - got) > 1) out.push(th.textContent + ": header ends at " + want + ", number at " + got);
+		});
+	});
+	return out;
+})()`
+
+// chartLabelOverlaps lists the neighbouring time labels of the overview's
+// chart (drawn on a canvas by uPlot) whose text boxes overlap or are
+// less than minLabelGap pixels apart (closer, "1:50pm2:00pm" reads as one).
+const minLabelGap = "12"
+
+const chartLabelOverlaps = `(function () {
+	var u = document.getElementById("chart").uplot, a = u.axes[0];
+	var ctx = document.createElement("canvas").getContext("2d");
+	ctx.font = a.font[0];
+	var px = window.devicePixelRatio || 1, labels = [];
+	a._splits.forEach(function (v, i) {
+		var text = a._values[i];
+		if (text == null || text === "") return;
+		var w = Math.max.apply(null, String(text).split("\n").map(function (l) { return ctx.measureText(l).width / px; }));
+		labels.push({ text: String(text), x: u.valToPos(v, "x"), w: w });
+	});
+	var out = [];
+	for (var i = 1; i < labels.length; i++) {
+		var p = labels[i - 1], q = labels[i];
+		var gap = (q.x - q.w / 2) - (p.x + p.w / 2);
+		if (gap < ` + minLabelGap + `) out.push(p.text + " and " + q.text + " are " + gap.toFixed(1) + "px apart");
+	}
+	return out;
+})()`

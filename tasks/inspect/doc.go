@@ -42,12 +42,18 @@
 //     first 5,000 of the list. Checkboxes and the "whole list" box (the
 //     first 1,000 tasks) apply run now, retry, cancel or delete in bulk.
 //   - A task ("/task?id="): its fields, its payload and progress as
-//     indented JSON (cut at [Options.MaxPayload], 64 KiB by default, with
-//     a note of what was cut), its last error, the actions its state
-//     allows, and its attempts (node, start, duration, outcome, error)
-//     and events as this inspector saw them in the runner's events since
-//     it started (the store keeps only the latest attempt's error); the
-//     inspector remembers the latest 2,000 events of all tasks.
+//     indented JSON text (cut at [Options.MaxPayload], 64 KiB by default,
+//     with a note of what was cut; the \u003c, \u003e and \u0026 escapes
+//     of encoding/json show as <, > and &, as text), its last error, the
+//     actions its state allows, and its attempts (node, start, duration,
+//     outcome, error) and events as this inspector saw them in the
+//     runner's events since it started (the store keeps only the latest
+//     attempt's error); the inspector remembers the latest 2,000 events
+//     of all tasks. A task with none says so and why, and points at the
+//     stored state, attempt count and times above.
+//
+// Every page's header starts with [Options.BackLink], when set: a link
+// back to the app that mounts the inspector.
 //
 // # Live updates
 //

@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -82,6 +84,25 @@ type Options struct {
 
 	// Logger receives errors of the live updates. Default slog.Default().
 	Logger *slog.Logger
+
+	// BackLink, when its URL is set, puts a link back to the app that
+	// mounts the inspector at the start of every page's header, e.g.
+	// {URL: "/", Label: "Back to the chat"}. See [Link] for the URLs
+	// accepted; New panics on any other. Default: no link.
+	BackLink Link
+}
+
+// Link is a link for the inspector's pages to show.
+type Link struct {
+	// URL is where the link goes: an absolute http or https URL
+	// ("https://app.example/"), or one without a scheme, resolved
+	// against the page's ("/", "../settings", "?tab=2",
+	// "//app.example/"). New panics on a URL that net/url can't parse or
+	// whose scheme is anything else (javascript:, data:, mailto:, ...).
+	// It is HTML-escaped where it is shown.
+	URL string
+	// Label is the link's text, HTML-escaped. Default "Back".
+	Label string
 }
 
 // Inspector is the web inspector of a [tasks.Runner]: an http.Handler
@@ -112,7 +133,8 @@ var assets embed.FS
 
 // New returns an inspector of r's tasks. It starts no goroutine: the live
 // updates subscribe to r's events at the first request, and [Inspector.Shutdown]
-// ends them. New panics if Secret is set but shorter than 32 bytes.
+// ends them. New panics if Secret is set but shorter than 32 bytes, or if
+// BackLink's URL is not one [Link] allows.
 func New(r *tasks.Runner, opts Options) *Inspector {
 	in := &Inspector{r: r, opts: opts, prefix: strings.TrimSuffix(opts.Prefix, "/"), secret: opts.Secret, log: opts.Logger}
 	if in.log == nil {
@@ -126,6 +148,14 @@ func New(r *tasks.Runner, opts Options) *Inspector {
 		_, _ = rand.Read(in.secret)
 	} else if len(in.secret) < 32 {
 		panic("inspect: Options.Secret must be at least 32 bytes")
+	}
+	if in.opts.BackLink.URL != "" {
+		if err := checkLink(in.opts.BackLink.URL); err != nil {
+			panic("inspect: Options.BackLink: " + err.Error())
+		}
+		if in.opts.BackLink.Label == "" {
+			in.opts.BackLink.Label = "Back"
+		}
 	}
 	if in.opts.Authorize == nil {
 		in.opts.Authorize = func(_ *http.Request, a Action) error {
@@ -155,6 +185,19 @@ func New(r *tasks.Runner, opts Options) *Inspector {
 	m.HandleFunc("POST /action", in.action)
 	in.mux = m
 	return in
+}
+
+// checkLink accepts an http or https URL, or one without a scheme.
+func checkLink(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "", "http", "https":
+		return nil
+	}
+	return fmt.Errorf("%q: only http, https or relative URLs are allowed", s)
 }
 
 func staticHandler(fsys fs.FS) http.Handler {

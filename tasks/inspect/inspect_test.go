@@ -434,3 +434,55 @@ func TestPauseResume(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, code)
 	})
 }
+
+// A payload is its JSON text, escaped once for HTML: what encoding/json
+// wrote as \u003c shows as "<", as text, never as markup; a backslash the
+// payload itself holds stays.
+func TestPayloadShowsHTMLAsTextOnce(t *testing.T) {
+	a := newApp(t, tasks.NewMemoryStore(tasks.MemoryOptions{}), inspect.Options{}, false)
+	task := enqueue(t, a.r, "ok", map[string]string{"html": "<b>bold</b> & co", "typed": `\u003c`})
+	_, body := a.get(t, "/task?id="+task.ID)
+	assert.Contains(t, body, `&#34;html&#34;: &#34;&lt;b&gt;bold&lt;/b&gt; &amp; co&#34;`)
+	assert.NotContains(t, body, "<b>bold")
+	assert.NotContains(t, body, `\u003c`+"b")
+	assert.NotContains(t, body, `&amp;lt;`, "escaped twice")
+	assert.Contains(t, body, `&#34;typed&#34;: &#34;\\u003c&#34;`, "the payload's own backslash stays")
+}
+
+func TestBackLink(t *testing.T) {
+	a := newApp(t, tasks.NewMemoryStore(tasks.MemoryOptions{}), inspect.Options{
+		BackLink: inspect.Link{URL: `/chat?room="x"&y=<1>`, Label: `<i>Back</i> to "chat"`},
+	}, false)
+	for _, path := range []string{"/", "/queues/default/pending"} {
+		_, body := a.get(t, path)
+		assert.Contains(t, body, `<a class="back" id="back" href="/chat?room=%22x%22&amp;y=%3c1%3e">‹ &lt;i&gt;Back&lt;/i&gt; to &#34;chat&#34;</a>`, path)
+	}
+
+	// No link by default; "Back" when only the URL is set.
+	a = newApp(t, tasks.NewMemoryStore(tasks.MemoryOptions{}), inspect.Options{}, false)
+	_, body := a.get(t, "/")
+	assert.NotContains(t, body, `class="back"`)
+	a = newApp(t, tasks.NewMemoryStore(tasks.MemoryOptions{}), inspect.Options{BackLink: inspect.Link{URL: "https://app.example/"}}, false)
+	_, body = a.get(t, "/")
+	assert.Contains(t, body, `href="https://app.example/">‹ Back</a>`)
+
+	r := tasks.NewRunner(tasks.Options{Store: tasks.NewMemoryStore(tasks.MemoryOptions{}), Logger: quiet})
+	for _, u := range []string{"/", "../app", "?tab=2", "http://app.example/x", "HTTPS://app.example/", "//app.example/"} {
+		assert.NotPanics(t, func() { inspect.New(r, inspect.Options{BackLink: inspect.Link{URL: u}}) }, u)
+	}
+	for _, u := range []string{"javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,<b>x</b>", "mailto:a@b", "ftp://x/", " javascript:x", "http://[::1"} {
+		assert.Panics(t, func() { inspect.New(r, inspect.Options{BackLink: inspect.Link{URL: u}}) }, u)
+	}
+}
+
+// A task whose events this inspector never received says why, and points
+// at what the store keeps, rather than a bare "none".
+func TestTaskWithoutEventsSaysWhy(t *testing.T) {
+	a := newApp(t, tasks.NewMemoryStore(tasks.MemoryOptions{}), inspect.Options{}, false)
+	task := enqueue(t, a.r, "ok", 1)
+	_, body := a.get(t, "/task?id="+task.ID)
+	assert.Contains(t, body, `id="no-events"`)
+	assert.Contains(t, body, "Events are not stored with tasks: this inspector keeps the ones it receives from when it starts listening")
+	assert.Contains(t, body, "The store's own count is above: 0 of ")
+	assert.NotContains(t, body, "None seen by this inspector")
+}

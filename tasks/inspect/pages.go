@@ -102,12 +102,13 @@ type page struct {
 	Title  string
 	Prefix string
 	CSRF   string
+	Back   Link
 	Data   any
 }
 
 func (in *Inspector) render(w http.ResponseWriter, r *http.Request, name, title string, data any) {
 	var buf bytes.Buffer
-	p := page{Title: title, Prefix: in.prefix, CSRF: in.csrfToken(w, r), Data: data}
+	p := page{Title: title, Prefix: in.prefix, CSRF: in.csrfToken(w, r), Back: in.opts.BackLink, Data: data}
 	if err := in.pages.ExecuteTemplate(&buf, name, p); err != nil {
 		in.log.Error("inspect: rendering a page failed", "page", name, "err", err)
 		http.Error(w, "inspect: rendering failed", http.StatusInternalServerError)
@@ -241,6 +242,8 @@ type taskData struct {
 	CanRetry  bool
 	CanCancel bool
 	CanDelete bool
+	// KeepEvents is how many events the inspector remembers.
+	KeepEvents int
 }
 
 func (in *Inspector) task(w http.ResponseWriter, r *http.Request) {
@@ -254,7 +257,7 @@ func (in *Inspector) task(w http.ResponseWriter, r *http.Request) {
 		in.fail(w, err)
 		return
 	}
-	d := taskData{Task: t, Events: in.live.eventsOf(id)}
+	d := taskData{Task: t, Events: in.live.eventsOf(id), KeepEvents: keepEvents}
 	d.Payload, d.Cut = in.pretty(t.Payload)
 	d.Progress, _ = in.pretty(t.Progress)
 	d.Attempts = attempts(d.Events)
@@ -265,7 +268,9 @@ func (in *Inspector) task(w http.ResponseWriter, r *http.Request) {
 	in.render(w, r, "task.html", "Task "+t.ID, d)
 }
 
-// pretty indents JSON and cuts it at MaxPayload bytes; it returns the
+// pretty indents JSON, turns the \u003c, \u003e and \u0026 escapes of
+// encoding/json back into <, > and & (the page's template escapes the
+// text for HTML, once), and cuts it at MaxPayload bytes; it returns the
 // bytes cut.
 func (in *Inspector) pretty(raw json.RawMessage) (string, int) {
 	if len(raw) == 0 {
@@ -275,11 +280,51 @@ func (in *Inspector) pretty(raw json.RawMessage) (string, int) {
 	if len(raw) > 4*in.opts.MaxPayload || json.Indent(&buf, raw, "", "  ") != nil {
 		buf.Reset()
 		buf.Write(raw)
+	} else {
+		b := unescapeHTML(buf.Bytes())
+		buf.Reset()
+		buf.Write(b)
 	}
 	if cut := buf.Len() - in.opts.MaxPayload; cut > 0 {
 		return strings.ToValidUTF8(string(buf.Bytes()[:in.opts.MaxPayload]), ""), cut
 	}
 	return buf.String(), 0
+}
+
+// unescapeHTML replaces the escapes \u003c, \u003e and \u0026 (any
+// case) in the strings of valid JSON b with the characters they stand
+// for; every other escape, "\\u003c" included, stays as it is. The
+// result is the same JSON value.
+func unescapeHTML(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`\u00`)) {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' || i+1 >= len(b) {
+			out = append(out, c)
+			continue
+		}
+		if b[i+1] == 'u' && i+6 <= len(b) {
+			switch strings.ToLower(string(b[i+2 : i+6])) {
+			case "003c":
+				out, i = append(out, '<'), i+5
+				continue
+			case "003e":
+				out, i = append(out, '>'), i+5
+				continue
+			case "0026":
+				out, i = append(out, '&'), i+5
+				continue
+			}
+		}
+		// Another escape: copy it whole, so that the backslash of "\\"
+		// isn't taken for the start of the next one.
+		out = append(out, c, b[i+1])
+		i++
+	}
+	return out
 }
 
 // attempts pairs the started events with the ones that ended them.

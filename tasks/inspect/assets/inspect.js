@@ -16,8 +16,12 @@
     chart = new uPlot({
       width: el.clientWidth || 320, height: 180,
       series: [{}, { label: "processed", stroke: "#2563eb", width: 2 }, { label: "failed", stroke: "#dc2626", width: 2 }],
-      axes: [{}, { size: 40 }],
+      // space: at least 70px between the time labels' centres
+      // ("12:45pm" is about 50px wide), so that at phone width they
+      // neither overlap nor run together (uPlot's default is 50px).
+      axes: [{ space: 70 }, { size: 40 }],
     }, data, el);
+    el.uplot = chart; // for the browser tests, and the console
     window.addEventListener("resize", function () { chart.setSize({ width: el.clientWidth || 320, height: 180 }); });
   }
 
