@@ -116,9 +116,10 @@
 //
 // A room message costs its payload plus, for a client that negotiated
 // [CompactSubprotocol], 27 bytes for a room named "room" (the array
-// ["room","1796188090099-0",DATA]; 2 more per sender field when a member
-// published it, beside the sender's names), or 57 in the object form that
-// clients which do not ask for it receive. The hub encodes each form at
+// ["room","1796188090099-0",DATA]), or 57 in the object form that clients
+// which do not ask for it receive. A member's message also carries its
+// sender's user and connection IDs: 6 bytes of punctuation besides the
+// two names in the array, 29 in the object form's "from". The hub encodes each form at
 // most once per message per node, the compact one only when a member
 // needs it. BenchmarkWireBytes, bytes the server writes per delivered
 // 37-byte payload, WebSocket header included (2 cores, load average 11):
