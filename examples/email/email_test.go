@@ -54,18 +54,30 @@ func env(kv ...string) func(string) string {
 // the environment variables kv, until the test ends. It returns its URL.
 func startApp(t *testing.T, kv ...string) string {
 	t.Helper()
+	_, base := runApp(t, kv...)
+	return base
+}
+
+// runApp is startApp that also returns the app, to look inside.
+func runApp(t *testing.T, kv ...string) (*app, string) {
+	t.Helper()
 	cfg, err := loadConfig(env(kv...))
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		a.close()
+		require.NoError(t, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, cfg, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- a.serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		require.NoError(t, <-done)
 	})
-	return "http://" + ln.Addr().String()
+	return a, "http://" + ln.Addr().String()
 }
 
 // watch follows the app's task events over SSE, as /tasks does, until the
