@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/rtkit/rtkit/examples/internal/smtptest"
+	"github.com/rtkit/rtkit/examples/internal/ssetest"
 	"github.com/rtkit/rtkit/sse"
 	"github.com/rtkit/rtkit/tasks"
 	"github.com/stretchr/testify/assert"
@@ -85,45 +86,15 @@ func runApp(t *testing.T, kv ...string) (*app, string) {
 func watch(t *testing.T, base string) *eventLog {
 	t.Helper()
 	log := &eventLog{changed: make(chan struct{}, 1)}
-	opened := &onOpen{ready: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		opts := sse.ClientOptions{HTTPClient: &http.Client{Transport: opened}, Logger: slog.New(slog.DiscardHandler)}
-		_ = sse.Subscribe(ctx, base+"/events", opts, func(e sse.Event) error {
-			var te tasks.Event
-			if err := json.Unmarshal(e.Data, &te); err != nil {
-				return err
-			}
-			log.add(te)
-			return nil
-		})
+	ssetest.Subscribe(t, base+"/events", func(e sse.Event) error {
+		var te tasks.Event
+		if err := json.Unmarshal(e.Data, &te); err != nil {
+			return err
+		}
+		log.add(te)
+		return nil
 	})
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-	select {
-	case <-opened.ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the event stream did not start")
-	}
 	return log
-}
-
-// onOpen is EventSource's onopen for sse.Subscribe: the broker answers 200
-// once the stream is subscribed.
-type onOpen struct {
-	once  sync.Once
-	ready chan struct{}
-}
-
-func (o *onOpen) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if err == nil && resp.StatusCode == http.StatusOK {
-		o.once.Do(func() { close(o.ready) })
-	}
-	return resp, err
 }
 
 // eventLog keeps every task event received.
