@@ -64,11 +64,14 @@ func TestTasksPageClosesItsStreamWhenLeft(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("about:blank")))
 	require.Eventually(t, func() bool { return streams() == 0 }, 10*time.Second, 20*time.Millisecond, "the page left still has its stream open")
 
+	// Restored from the cache without its reload, the page would fire no
+	// load (NavigateBack waits for one) and its closed stream would stay
+	// closed.
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.NavigateBack(),
 		chromedp.WaitVisible(chromedp.CSS("body[data-ready]")),
 		chromedp.WaitVisible(chromedp.CSS("#status.live")),
-	))
+	), "back on the page, it reloads and goes live")
 	nav, err := chromedp.Run(ctx, chromedp.Evaluate[string](`performance.getEntriesByType("navigation")[0].type`))
 	require.NoError(t, err)
 	assert.Equal(t, "reload", nav, "restored from the back/forward cache, the page reloads itself")
