@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/rtkit/rtkit/examples/internal/smtptest"
+	"github.com/rtkit/rtkit/examples/internal/ssetest"
 	"github.com/rtkit/rtkit/sse"
 	"github.com/rtkit/rtkit/tasks"
 	"github.com/stretchr/testify/assert"
@@ -54,18 +55,30 @@ func env(kv ...string) func(string) string {
 // the environment variables kv, until the test ends. It returns its URL.
 func startApp(t *testing.T, kv ...string) string {
 	t.Helper()
+	_, base := runApp(t, kv...)
+	return base
+}
+
+// runApp is startApp that also returns the app, to look inside.
+func runApp(t *testing.T, kv ...string) (*app, string) {
+	t.Helper()
 	cfg, err := loadConfig(env(kv...))
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		a.close()
+		require.NoError(t, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, cfg, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- a.serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		require.NoError(t, <-done)
 	})
-	return "http://" + ln.Addr().String()
+	return a, "http://" + ln.Addr().String()
 }
 
 // watch follows the app's task events over SSE, as /tasks does, until the
@@ -73,45 +86,15 @@ func startApp(t *testing.T, kv ...string) string {
 func watch(t *testing.T, base string) *eventLog {
 	t.Helper()
 	log := &eventLog{changed: make(chan struct{}, 1)}
-	opened := &onOpen{ready: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		opts := sse.ClientOptions{HTTPClient: &http.Client{Transport: opened}, Logger: slog.New(slog.DiscardHandler)}
-		_ = sse.Subscribe(ctx, base+"/events", opts, func(e sse.Event) error {
-			var te tasks.Event
-			if err := json.Unmarshal(e.Data, &te); err != nil {
-				return err
-			}
-			log.add(te)
-			return nil
-		})
+	ssetest.Subscribe(t, base+"/events", func(e sse.Event) error {
+		var te tasks.Event
+		if err := json.Unmarshal(e.Data, &te); err != nil {
+			return err
+		}
+		log.add(te)
+		return nil
 	})
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-	select {
-	case <-opened.ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the event stream did not start")
-	}
 	return log
-}
-
-// onOpen is EventSource's onopen for sse.Subscribe: the broker answers 200
-// once the stream is subscribed.
-type onOpen struct {
-	once  sync.Once
-	ready chan struct{}
-}
-
-func (o *onOpen) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if err == nil && resp.StatusCode == http.StatusOK {
-		o.once.Do(func() { close(o.ready) })
-	}
-	return resp, err
 }
 
 // eventLog keeps every task event received.

@@ -223,13 +223,19 @@ func main() {
 	}
 }
 
-// serve runs the app on ln until ctx ends, then shuts down: streams first,
-// then HTTP, then the runner, which finishes the tasks it is running.
+// serve runs the app on ln until ctx ends, then shuts down (see
+// [app.serve]).
 func serve(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger) error {
 	a, err := newApp(cfg, log)
 	if err != nil {
 		return err
 	}
+	return a.serve(ctx, ln)
+}
+
+// serve runs a on ln until ctx ends, then shuts down: streams first, then
+// HTTP, then the runner, which finishes the tasks it is running.
+func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	defer a.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -238,7 +244,8 @@ func serve(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger) e
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("email listening", "tasks", "http://"+ln.Addr().String()+"/tasks", "inspector", "http://"+ln.Addr().String()+"/admin/tasks/", "node", a.runner.Node(), "redis", cfg.RedisURL != "", "smtp", cfg.SMTPAddr)
+	a.log.Info("email listening", "tasks", "http://"+ln.Addr().String()+"/tasks", "inspector", "http://"+ln.Addr().String()+"/admin/tasks/", "node", a.runner.Node(), "redis", a.cfg.RedisURL != "", "smtp", a.cfg.SMTPAddr)
+	var err error
 	select {
 	case err = <-served:
 	case <-ctx.Done():

@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rtkit/rtkit/examples/internal/smtptest"
+	"github.com/rtkit/rtkit/examples/internal/ssetest"
 	"github.com/rtkit/rtkit/realtime"
 	"github.com/rtkit/rtkit/sse"
 	"github.com/rtkit/rtkit/tasks"
@@ -138,48 +138,18 @@ func nextWS(t *testing.T, c *realtime.Client) live {
 func subscribeSSE(t *testing.T, base, user string) <-chan live {
 	t.Helper()
 	ch := make(chan live, 100)
-	opened := &onOpen{ready: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		opts := sse.ClientOptions{HTTPClient: &http.Client{Transport: opened}, Logger: slog.New(slog.DiscardHandler)}
-		_ = sse.Subscribe(ctx, base+"/events?user="+user, opts, func(e sse.Event) error {
-			var m struct{ Data live } // the hub's message envelope, as the "msg" event's data
-			if e.Type != "msg" {
-				return nil
-			}
-			if err := json.Unmarshal(e.Data, &m); err != nil {
-				return err
-			}
-			ch <- m.Data
+	ssetest.Subscribe(t, base+"/events?user="+user, func(e sse.Event) error {
+		var m struct{ Data live } // the hub's message envelope, as the "msg" event's data
+		if e.Type != "msg" {
 			return nil
-		})
+		}
+		if err := json.Unmarshal(e.Data, &m); err != nil {
+			return err
+		}
+		ch <- m.Data
+		return nil
 	})
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-	select {
-	case <-opened.ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the SSE stream did not open")
-	}
 	return ch
-}
-
-// onOpen is EventSource's onopen for sse.Subscribe: the broker answers 200
-// once the stream is subscribed.
-type onOpen struct {
-	once  sync.Once
-	ready chan struct{}
-}
-
-func (o *onOpen) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if err == nil && resp.StatusCode == http.StatusOK {
-		o.once.Do(func() { close(o.ready) })
-	}
-	return resp, err
 }
 
 func nextSSE(t *testing.T, ch <-chan live) live {
