@@ -30,11 +30,14 @@ func BenchmarkCompactDelivery(b *testing.B) {
 		if compact {
 			name = "compact"
 		}
-		b.Run(name, func(b *testing.B) { benchDelivery(b, 1000, compact) })
+		b.Run(name, func(b *testing.B) { benchDelivery(b, 1000, compact, false) })
 	}
 }
 
-func benchDelivery(b *testing.B, members int, compact bool) {
+// benchDelivery has the server publish to a room of members, one message
+// at a time, each member joined with presence or not and having
+// negotiated rtkit.compact or not.
+func benchDelivery(b *testing.B, members int, compact, presence bool) {
 	h := NewHub(Options{MaxConnsPerUser: members + 1, OriginPatterns: []string{"*"}})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
@@ -57,7 +60,7 @@ func benchDelivery(b *testing.B, members int, compact bool) {
 		conns = append(conns, ws)
 		r := &raw{t: b, ws: ws}
 		r.welcome()
-		r.send(map[string]any{"op": "join", "room": "quiet", "id": 1, "presence": false})
+		r.send(map[string]any{"op": "join", "room": "quiet", "id": 1, "presence": presence})
 		r.reply(1)
 		wg.Add(1)
 		go func() {
