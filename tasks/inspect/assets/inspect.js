@@ -20,6 +20,9 @@
       // ("12:45pm" is about 50px wide), so that at phone width they
       // neither overlap nor run together (uPlot's default is 50px).
       axes: [{ space: 70 }, { size: 40 }],
+      // Counts: from 0 to a little above the largest, at least 1 (uPlot
+      // would show 0–100 for a quiet hour and start above 0 otherwise).
+      scales: { y: { range: function (u, min, max) { return [0, Math.max(1, Math.ceil(max * 1.1))]; } } },
     }, data, el);
     el.uplot = chart; // for the browser tests, and the console
     window.addEventListener("resize", function () { chart.setSize({ width: el.clientWidth || 320, height: 180 }); });
