@@ -34,7 +34,9 @@
 //
 //   - The overview ("/"): each queue's tasks by state, each number a link
 //     to the list; a pause or resume button per queue; attempts processed
-//     and failed per minute over the last hour (a uPlot chart); the nodes
+//     and failed per minute over the last hour (a uPlot chart), counted
+//     from the runners' events since the inspector's first request (the
+//     page says so); the nodes
 //     running tasks now, with their tasks (up to 200 per queue).
 //   - A list ("/queues/{queue}/{state}"): 50 tasks a page in the state's
 //     order, with a cursor to the next page; ?q= finds the task with that
