@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -42,20 +41,11 @@ func (c countingConn) Write(p []byte) (int, error) {
 // countedHub serves a hub whose server counts the bytes it writes.
 func countedHub(t testing.TB, opts Options) (*Hub, string, *atomic.Int64) {
 	t.Helper()
-	h := NewHub(opts)
-	srv := httptest.NewUnstartedServer(h)
 	written := new(atomic.Int64)
-	srv.Listener = countingListener{Listener: srv.Listener, written: written}
-	srv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		srv.Close()
+	h, url := listenerHub(t, opts, func(l net.Listener) net.Listener {
+		return countingListener{Listener: l, written: written}
 	})
-	return h, "ws" + strings.TrimPrefix(srv.URL, "http"), written
+	return h, url, written
 }
 
 // compressible is a message of about 6 KB of text.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,16 +57,9 @@ func TestJoinHeapPerMember(t *testing.T) {
 		g.Go(func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			ws, _, err := websocket.Dial(ctx, url+"?token=u"+strconv.Itoa(i), nil)
-			if err != nil {
-				return err
-			}
-			ws.SetReadLimit(-1)
+			ws, _, err := dialJoin(ctx, url, i, "big")
 			conns[i] = ws
-			if err := ws.Write(ctx, websocket.MessageText, []byte(`{"op":"join","id":1,"room":"big"}`)); err != nil {
-				return err
-			}
-			if err := readUntil(ctx, ws, func(obj map[string]any) bool { return obj["op"] == "ok" }); err != nil {
+			if err != nil {
 				return err
 			}
 			// Read from here on, as a live client does.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -25,8 +26,19 @@ func TestMain(m *testing.M) {
 // ends, and the hub's Shutdown must succeed.
 func testHub(t testing.TB, opts Options) (*Hub, string) {
 	t.Helper()
+	return listenerHub(t, opts, nil)
+}
+
+// listenerHub is testHub whose server accepts on wrap(listener) when wrap
+// is not nil (to count or shape what the server writes).
+func listenerHub(t testing.TB, opts Options, wrap func(net.Listener) net.Listener) (*Hub, string) {
+	t.Helper()
 	h := NewHub(opts)
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	if wrap != nil {
+		srv.Listener = wrap(srv.Listener)
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -3,8 +3,8 @@ package realtime
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,19 +20,7 @@ import (
 // instead of the kernel's.
 func smallBufferHub(t testing.TB, opts Options) (*Hub, string) {
 	t.Helper()
-	h := NewHub(opts)
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener = heaptest.Listener{Listener: srv.Listener}
-	srv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		srv.Close()
-	})
-	return h, "ws" + strings.TrimPrefix(srv.URL, "http")
+	return listenerHub(t, opts, func(l net.Listener) net.Listener { return heaptest.Listener{Listener: l} })
 }
 
 // Replaying history obeys the connection's byte bound: 50 connections that
