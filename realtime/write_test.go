@@ -126,30 +126,27 @@ func TestWriterBurstsInOrder(t *testing.T) {
 // Shutdown and goleak check the rest).
 func TestWriterEndsWithConnection(t *testing.T) {
 	h, url := testHub(t, Options{Authenticate: bearer})
-	r := dialRaw(t, url, as("ada"))
-	r.welcome()
-	r.send(map[string]any{"op": "join", "room": "r", "id": 1})
-	r.reply(1)
-	for i := range 3 {
-		if _, err := h.Publish(context.Background(), "r", i); err != nil {
-			t.Fatal(err)
+	// busy connects user and has the server publish to it until its
+	// writer has run three bursts and waits for the next.
+	busy := func(user string) *raw {
+		r := dialRaw(t, url, as(user))
+		r.welcome()
+		r.send(map[string]any{"op": "join", "room": "r", "id": 1})
+		r.reply(1)
+		for i := range 3 {
+			if _, err := h.Publish(context.Background(), "r", i); err != nil {
+				t.Fatal(err)
+			}
+			r.until("msg")
 		}
-		r.until("msg")
+		return r
 	}
+	r := busy("ada")
 	_ = r.ws.CloseNow()
 	waitFor(t, "the connection to end", func() bool { return h.Stats().Connections == 0 })
 
 	// A graceful close from the server while the writer waits.
-	r = dialRaw(t, url, as("bob"))
-	r.welcome()
-	r.send(map[string]any{"op": "join", "room": "r", "id": 1})
-	r.reply(1)
-	for i := range 3 {
-		if _, err := h.Publish(context.Background(), "r", i); err != nil {
-			t.Fatal(err)
-		}
-		r.until("msg")
-	}
+	r = busy("bob")
 	if err := h.Disconnect(context.Background(), "bob", "bye"); err != nil {
 		t.Fatal(err)
 	}
